@@ -1,0 +1,59 @@
+# dfer-pd: `make help` lists the targets.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch and torchvision resolved together from the registry (see README: Installation).
+TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+FOLD ?= 1
+DFEW_ROOT ?= data/DFEW
+COHORT ?= data/cohort/manifest.csv
+STAGE1_CKPT ?= runs/dfer_clip/fold$(FOLD)/best.ckpt
+PYTEST_ARGS ?= -m "not slow"
+
+.DEFAULT_GOAL := help
+.PHONY: help venv install demo test test-all train-dfer train-pd ablation extract bench clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
+
+$(PY):
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=python3.x"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PY) -m pip install $(TORCH_PINS)
+	$(PY) -m pip install -e ".[dev]"
+	touch $@
+
+venv: $(VENV)/.installed ## create the virtual environment and install the project
+
+install: venv ## alias of venv
+
+demo: venv ## whole pipeline on synthetic data with a tiny CLIP (CPU, minutes)
+	WANDB_MODE=$${WANDB_MODE:-offline} $(VENV)/bin/dfer-pd demo --out runs/demo
+
+test: venv ## the default test suite (what CI runs)
+	WANDB_MODE=disabled $(PY) -m pytest $(PYTEST_ARGS)
+
+test-all: venv ## every test, slow ones included
+	WANDB_MODE=disabled $(PY) -m pytest
+
+train-dfer: venv ## stage 1 on DFEW: DFEW_ROOT=/path/DFEW make train-dfer FOLD=1
+	$(VENV)/bin/dfer-pd train-dfer fit --config experiments/dfer_clip.yaml \
+		--data.root $(DFEW_ROOT) --data.fold $(FOLD) --trainer.default_root_dir runs/dfer_clip/fold$(FOLD)
+
+extract: venv ## score a cohort with a stage-1 checkpoint into the intensity cache
+	$(VENV)/bin/dfer-pd extract --config experiments/pd_lstm.yaml --manifest $(COHORT) --checkpoint $(STAGE1_CKPT)
+
+train-pd: venv ## stage 2: extraction through the cache, then 5-fold CV of the residual LSTM
+	$(VENV)/bin/dfer-pd train-pd --config experiments/pd_lstm.yaml --manifest $(COHORT) --checkpoint $(STAGE1_CKPT)
+
+ablation: venv ## the paper's Table 3 on the cached intensities
+	$(VENV)/bin/dfer-pd ablation --config experiments/pd_lstm.yaml --manifest $(COHORT) --checkpoint $(STAGE1_CKPT)
+
+bench: venv ## loader and training-step benchmarks (not part of the tests)
+	$(PY) benchmarks/bench_dfer_loader.py
+
+clean: ## remove run outputs (keeps the virtual environment)
+	rm -rf runs wandb lightning_logs .pytest_cache
