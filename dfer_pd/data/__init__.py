@@ -1,0 +1,1 @@
+"""Decoding, sampling, datasets, data modules and the synthetic data world."""

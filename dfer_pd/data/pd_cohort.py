@@ -1,0 +1,54 @@
+"""The PD cohort as a LightningDataModule: videos for stage 1 to score, per-subject sequences for stage 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from dfer_pd.constants import EXPRESSIONS
+from dfer_pd.data.cohort import CohortManifest, read_manifest
+from dfer_pd.data.datasets import ClipRecord, VideoClipDataset
+from dfer_pd.data.transforms import build_clip_transform
+
+
+class PDCohortDataModule(L.LightningDataModule):
+    """Reads and validates a cohort manifest; `predict_dataloader` yields the videos still to be scored.
+
+    Each item's key is the video's content digest, so the cache writer files it by content.
+    """
+
+    def __init__(
+        self,
+        manifest: str,
+        expressions: tuple[str, ...] = EXPRESSIONS,
+        skip_incomplete: bool = False,
+        num_frames: int = 16,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        image_size: int = 224,
+        mean: tuple[float, ...] | None = None,
+        std: tuple[float, ...] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.cohort: CohortManifest = read_manifest(Path(manifest), tuple(expressions), skip_incomplete=skip_incomplete)
+        self.to_score: list[ClipRecord] = []
+
+    def set_videos_to_score(self, records: list[ClipRecord]) -> None:
+        self.to_score = list(records)
+
+    def predict_dataloader(self) -> DataLoader:
+        hp = self.hparams
+        kwargs = {k: v for k, v in (("mean", hp.mean), ("std", hp.std)) if v is not None}
+        transform = build_clip_transform(False, hp.image_size, **kwargs)
+        dataset = VideoClipDataset(self.to_score, hp.num_frames, train=False, transform=transform)
+        return DataLoader(
+            dataset,
+            batch_size=hp.batch_size,
+            shuffle=False,
+            num_workers=hp.num_workers,
+            pin_memory=torch.cuda.is_available(),
+        )

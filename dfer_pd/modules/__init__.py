@@ -1,0 +1,1 @@
+"""LightningModules that wire the plain networks to losses, optimisers and metrics."""

@@ -1,0 +1,62 @@
+"""`dfer-pd train-dfer`: LightningCLI over DferClipModule + DfewDataModule; fit, then test the selected checkpoint."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from dfer_pd.data.dfew import DfewDataModule
+from dfer_pd.modules.dfer_module import DferClipModule
+
+log = logging.getLogger(__name__)
+
+
+class DferCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        # One source of truth for values the data must share with the model.
+        parser.link_arguments("model.clip_name_or_path", "data.clip_name_or_path")
+        parser.link_arguments("model.num_frames", "data.num_frames")
+        parser.add_argument("--skip_test", type=bool, default=False, help="fit only; do not evaluate the test fold")
+
+
+def best_checkpoint_callback(trainer) -> ModelCheckpoint:
+    callbacks = [c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)]
+    if not callbacks:
+        raise ValueError("train-dfer needs a ModelCheckpoint callback monitoring a validation metric (see experiments/dfer_clip.yaml)")
+    return callbacks[0]
+
+
+def main(args: list[str] | None = None) -> dict:
+    """Fit with model selection on the validation split, then evaluate the test fold once with the best checkpoint."""
+    cli = DferCLI(
+        DferClipModule,
+        DfewDataModule,
+        run=False,
+        args=args,
+        seed_everything_default=0,
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={"description": __doc__},
+    )
+    trainer = cli.trainer
+    checkpoint = best_checkpoint_callback(trainer)
+    if checkpoint.dirpath is None:
+        checkpoint.dirpath = str(Path(trainer.default_root_dir) / "checkpoints")
+    trainer.fit(cli.model, datamodule=cli.datamodule)
+    results = {"best_checkpoint": checkpoint.best_model_path, "best_val_uar": float(checkpoint.best_model_score or 0.0)}
+    if not cli.config.get("skip_test"):
+        (test_metrics,) = trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=checkpoint.best_model_path or "best")
+        results.update(test_metrics)
+    if trainer.is_global_zero:
+        print(f"best checkpoint: {results['best_checkpoint']} (val UAR {results['best_val_uar']:.3f})")
+        if "test/uar" in results:
+            print(f"test fold: WAR {results['test/war']:.3f}  UAR {results['test/uar']:.3f}")
+    for logger in trainer.loggers:
+        if hasattr(logger, "experiment") and logger.__class__.__name__.endswith("WandbLogger"):
+            import wandb
+
+            if wandb.run is not None:
+                wandb.finish()
+    return results

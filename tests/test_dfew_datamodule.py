@@ -1,0 +1,116 @@
+"""The DFEW data module on a hand-made tree in DFEW's official layout."""
+
+import csv
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dfer_pd.constants import EXPRESSIONS
+from dfer_pd.data.dfew import DfewDataModule, DfewLayoutError, four_class_records, read_split, split_file
+from dfer_pd.models.clip_assets import BUILTIN_TINY_CLIP
+
+# clip id -> (DFEW label, frame count); labels 2 (sad) and 7 (fear) must be filtered out.
+CLIPS = {
+    1: (1, 20), 2: (3, 20), 3: (4, 20), 4: (5, 20), 5: (2, 20),
+    6: (1, 12), 7: (3, 20), 8: (4, 20), 9: (5, 20), 10: (7, 20),
+    11: (1, 20), 12: (3, 20), 13: (4, 20), 14: (5, 20), 15: (1, 20),
+    16: (3, 20), 17: (4, 20), 18: (5, 20), 19: (1, 20), 20: (3, 20),
+}
+
+
+def write_tree(root: Path, spelling: str = "single-labeled", sixteen: bool = False) -> Path:
+    for clip, (_, frames) in CLIPS.items():
+        cid = f"{clip:05d}"
+        folder = root / "Clip" / ("clip_224x224_16f" if sixteen else "clip_224x224") / cid
+        folder.mkdir(parents=True)
+        for f in range(1, frames + 1):
+            # Frame f is a flat gray of level 10*f, so the frame read back is identifiable.
+            name = f"{f}.jpg" if sixteen else f"{cid}_{f:05d}.jpg"
+            Image.fromarray(np.full((24, 24, 3), 10 * f, np.uint8)).save(folder / name, quality=100)
+    ids = sorted(CLIPS)
+    for fold in range(1, 6):
+        test_ids = ids[fold - 1 :: 5]
+        for split, members in (("train", [i for i in ids if i not in test_ids]), ("test", test_ids)):
+            path = root / "EmoLabel_DataSplit" / f"{split}({spelling})" / f"set_{fold}.csv"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "w", newline="") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(["video_name", "label"])
+                writer.writerows([[f"{i:05d}", CLIPS[i][0]] for i in members])
+    return root
+
+
+def test_split_files_and_class_mapping(tmp_path):
+    root = write_tree(tmp_path, spelling="single_labeled")
+    assert split_file(root, "train", 2).parent.name == "train(single_labeled)"
+    records = four_class_records(root, "test", 1, "clip_224x224")
+    expected = {1: 1, 6: 1, 11: 1, 16: 0}  # happy -> happiness (1), neutral -> 0
+    assert {int(r.key): r.label for r in records} == expected
+    all_labels = {r.label for fold in range(1, 6) for r in four_class_records(root, "train", fold, "clip_224x224")}
+    assert all_labels == set(range(len(EXPRESSIONS)))
+    # DFEW ids map to EXPRESSIONS order: neutral=3, happy=1, surprise=5, angry=4.
+    by_id = {int(r.key): r.label for fold in range(1, 6) for r in four_class_records(root, "test", fold, "clip_224x224")}
+    assert by_id[2] == EXPRESSIONS.index("neutral") and by_id[3] == EXPRESSIONS.index("anger")
+    assert by_id[4] == EXPRESSIONS.index("surprise") and by_id[1] == EXPRESSIONS.index("happiness")
+    assert 5 not in by_id and 10 not in by_id  # sad and fear are not used
+
+
+def test_bad_split_files_are_named(tmp_path):
+    root = write_tree(tmp_path)
+    with pytest.raises(DfewLayoutError, match="set_1.csv"):
+        split_file(tmp_path / "nowhere", "train", 1)
+    with pytest.raises(ValueError, match="fold must be 1..5"):
+        split_file(root, "train", 6)
+    bad = root / "bad.csv"
+    bad.write_text("video_name,label\n00001,9\n")
+    with pytest.raises(DfewLayoutError, match=r"bad.csv:2: label 9"):
+        read_split(bad)
+
+
+def make_datamodule(root, **kwargs):
+    defaults = dict(root=str(root), fold=1, num_frames=16, batch_size=4, num_workers=0, val_fraction=0.25,
+                    clip_name_or_path=BUILTIN_TINY_CLIP, image_size=32)
+    return DfewDataModule(**{**defaults, **kwargs})
+
+
+def test_datamodule_batches_short_clips_and_missing_report(tmp_path, caplog):
+    root = write_tree(tmp_path)
+    # Remove one training clip's frames: it must be reported by id, not silently dropped.
+    for frame in (root / "Clip/clip_224x224/00002").iterdir():
+        frame.unlink()
+    dm = make_datamodule(root)
+    with caplog.at_level(logging.WARNING):
+        dm.setup("fit")
+    assert "00002" in dm.skipped and "1 of" in caplog.text and "00002" in caplog.text
+    n_train_fold1 = len(four_class_records(root, "train", 1, "clip_224x224"))
+    assert len(dm.train_set) + len(dm.val_set) == n_train_fold1 - 1
+    assert sum(dm.split_counts["val"].values()) == len(dm.val_set)
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["pixel_values"].shape == (4, 16, 3, 32, 32)
+    assert batch["pixel_values"].dtype == torch.float32
+    dm.setup("test")
+    keys = [r.key for r in dm.test_set.records]
+    assert "00006" in keys  # a 12-frame clip still gives 16 frames
+    item = dm.test_set[keys.index("00006")]
+    assert item["pixel_values"].shape == (16, 3, 32, 32)
+    strict = make_datamodule(root, skip_unreadable=False)
+    with pytest.raises(DfewLayoutError, match="00002"):
+        strict.setup("fit")
+
+
+def test_sixteen_frame_folders_sort_numerically(tmp_path):
+    root = write_tree(tmp_path, sixteen=True)
+    dm = make_datamodule(root, frames="clip_224x224_16f", num_frames=4, image_size=24)
+    dm.setup("test")
+    index = [r.key for r in dm.test_set.records].index("00001")
+    frames = dm.test_set[index]["pixel_values"]
+    # Un-normalise the red channel: centre sampling of 20 frames into 4 segments gives frames 3, 8, 13, 18
+    # (1-based 3, 8, 13, 18 -> gray 30, 80, 130, 180) only if "10.jpg" sorts after "9.jpg".
+    mean, std = 0.48145466, 0.26862954
+    gray = ((frames[:, 0].mean(dim=(1, 2)) * std + mean) * 255).round()
+    expected = torch.tensor([30.0, 80.0, 130.0, 180.0])
+    assert torch.allclose(gray, expected, atol=3), gray
