@@ -24,7 +24,7 @@ def _synth(argv: list[str]) -> None:
     from dfer_pd.data.synthetic import make_dfew_tree, make_pd_cohort
 
     if not argv or argv[0] not in {"dfew", "cohort"}:
-        raise SystemExit("usage: dfer-pd synth {dfew,cohort} --root DIR [options]")
+        raise SystemExit("usage: dfer-pd synth {dfew,cohort} ROOT [--option value ...]")
     target = {"dfew": make_dfew_tree, "cohort": make_pd_cohort}[argv[0]]
     path = auto_cli(target, args=argv[1:])
     print(f"wrote {path}")

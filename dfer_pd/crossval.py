@@ -461,6 +461,7 @@ def cross_validate(
                     metrics_sink({prefix + name: value for name, value in metrics.items()})
                 if logger is not None:
                     logger.log_metrics({f"test/{name}": value for name, value in metrics.items()})
+                    logger.save()
             finally:
                 if logger is not None:
                     finish_wandb_run()

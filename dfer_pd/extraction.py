@@ -46,7 +46,7 @@ def load_stage1(checkpoint: str | Path, map_location: str = "cpu") -> DferClipMo
         raise CheckpointError(f"stage-1 checkpoint {checkpoint} does not exist")
     try:
         return DferClipModule.load_from_checkpoint(checkpoint, map_location=map_location, weights_only=True)
-    except (RuntimeError, KeyError, EOFError, OSError, TypeError, ValueError) as err:
+    except Exception as err:  # any failure to unpickle or rebuild means "not a usable checkpoint"
         raise CheckpointError(f"{checkpoint} is not a usable stage-1 (DferClipModule) checkpoint: {err}") from err
 
 

@@ -8,8 +8,11 @@ from lightning.pytorch.loggers import WandbLogger
 
 
 def resolve_wandb_mode(mode: str | None = None) -> str:
-    """Explicit mode, else $WANDB_MODE, else offline: patient data never leaves by default."""
-    mode = mode or os.environ.get("WANDB_MODE") or "offline"
+    """Explicit mode, else $WANDB_MODE, else online only under a `wandb agent` the user started, else offline.
+
+    Patient data never leaves the machine by default.
+    """
+    mode = mode or os.environ.get("WANDB_MODE") or ("online" if os.environ.get("WANDB_SWEEP_ID") else "offline")
     if mode == "dryrun":
         mode = "offline"
     if mode not in {"online", "offline", "disabled"}:

@@ -139,7 +139,7 @@ class DferClipModule(L.LightningModule):
         from torchmetrics.utilities.plot import plot_confusion_matrix
 
         fig, _ = plot_confusion_matrix(matrix.cpu(), labels=list(EXPRESSIONS))
-        out_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
+        out_dir = Path(self.trainer.default_root_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / "test_confusion_matrix.png"
         fig.savefig(path, dpi=120, bbox_inches="tight")

@@ -1,0 +1,124 @@
+"""The intensity cache between the stages: reused, invalidated by content, resumable, atomic."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import save_stage1_checkpoint
+from dfer_pd.callbacks import IntensityCacheWriter, atomic_save_npz
+from dfer_pd.data.pd_cohort import PDCohortDataModule
+from dfer_pd.data.synthetic import encode_mp4
+from dfer_pd.extraction import CheckpointError, extract_intensities, load_stage1
+from dfer_pd.modules.dfer_module import DferClipModule
+
+
+@pytest.fixture
+def count_forward(monkeypatch):
+    """Counts videos that go through the stage-1 network."""
+    calls = {"videos": 0}
+    original = DferClipModule.predict_step
+
+    def counting(self, batch, batch_idx):
+        calls["videos"] += len(batch["key"])
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(DferClipModule, "predict_step", counting)
+    return calls
+
+
+def extract(manifest, checkpoint, cache_dir, batch_size=4):
+    dm = PDCohortDataModule(str(manifest), batch_size=batch_size)
+    return extract_intensities(dm, checkpoint, cache_dir, accelerator="cpu")
+
+
+def test_second_run_uses_cache_without_forward_pass(tiny_cohort, tiny_stage1_checkpoint, tmp_path, count_forward):
+    data, report = extract(tiny_cohort, tiny_stage1_checkpoint, tmp_path / "cache")
+    assert count_forward["videos"] == 40 and report.scored == 40 and report.cached == 0
+    assert data.cosine.shape == (10, 4, 4) and data.cosine.dtype == np.float64
+    assert np.all(np.abs(data.cosine) <= 1.0 + 1e-6)
+    assert data.tau == pytest.approx(0.01)
+    assert data.video_features.shape[:2] == (10, 4)
+    again, report2 = extract(tiny_cohort, tiny_stage1_checkpoint, tmp_path / "cache")
+    assert count_forward["videos"] == 40, "the second run must not run the network"
+    assert report2.cached == 40 and report2.scored == 0
+    np.testing.assert_array_equal(again.cosine, data.cosine)
+    # Cached scores equal a direct forward pass through the checkpoint.
+    module = load_stage1(tiny_stage1_checkpoint).eval()
+    dm = PDCohortDataModule(str(tiny_cohort))
+    from dfer_pd.extraction import sampling_settings
+    s = sampling_settings(module)
+    dm.hparams.update(num_frames=s["num_frames"], image_size=s["image_size"], mean=tuple(s["mean"]), std=tuple(s["std"]))
+    from dfer_pd.data.datasets import ClipRecord
+    subject = dm.cohort.subjects[0]
+    dm.set_videos_to_score([ClipRecord("x", subject.videos["happiness"])])
+    batch = next(iter(dm.predict_dataloader()))
+    with torch.no_grad():
+        direct = module(batch["pixel_values"]).cosine.double().numpy()[0]
+    np.testing.assert_allclose(data.cosine[0, 1], direct, atol=1e-5)
+
+
+def test_changed_checkpoint_or_video_is_rescored(tiny_cohort, tmp_path, count_forward):
+    cohort = tmp_path / "cohort"
+    shutil.copytree(tiny_cohort.parent, cohort)
+    manifest = cohort / tiny_cohort.name
+    ckpt = save_stage1_checkpoint(tmp_path / "a.ckpt", seed=0)
+    extract(manifest, ckpt, tmp_path / "cache")
+    assert count_forward["videos"] == 40
+    # One video's bytes change: only that video is scored again.
+    video = next(cohort.glob("S001/*.mp4"))
+    frames = np.random.default_rng(0).integers(0, 255, (8, 32, 32, 3), dtype=np.uint8)
+    encode_mp4(video, frames, fps=5)
+    _, report = extract(manifest, ckpt, tmp_path / "cache")
+    assert report.scored == 1 and count_forward["videos"] == 41
+    # A different checkpoint (other weights) re-scores everything.
+    other = save_stage1_checkpoint(tmp_path / "b.ckpt", seed=1)
+    _, report = extract(manifest, other, tmp_path / "cache")
+    assert report.scored == 40
+
+
+def test_interrupted_extraction_resumes(tiny_cohort, tiny_stage1_checkpoint, tmp_path, monkeypatch, count_forward):
+    original = IntensityCacheWriter.write_on_batch_end
+    state = {"batches": 0}
+
+    def crash_after_two_batches(self, *args, **kwargs):
+        if state["batches"] == 2:
+            raise RuntimeError("simulated crash")
+        state["batches"] += 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(IntensityCacheWriter, "write_on_batch_end", crash_after_two_batches)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        extract(tiny_cohort, tiny_stage1_checkpoint, tmp_path / "cache", batch_size=4)
+    written = list((tmp_path / "cache").rglob("*.npz"))
+    assert len(written) == 8
+    assert not list((tmp_path / "cache").rglob("*.tmp")), "no half-written files are left"
+    monkeypatch.setattr(IntensityCacheWriter, "write_on_batch_end", original)
+    before = count_forward["videos"]
+    _, report = extract(tiny_cohort, tiny_stage1_checkpoint, tmp_path / "cache")
+    assert report.cached == 8 and report.scored == 32
+    assert count_forward["videos"] - before == 32
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    class Boom:
+        def __array__(self, *args, **kwargs):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        atomic_save_npz(tmp_path / "x.npz", a=Boom())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_checkpoints_are_named(tmp_path):
+    corrupt = tmp_path / "corrupt.ckpt"
+    corrupt.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="corrupt.ckpt"):
+        load_stage1(corrupt)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_stage1(tmp_path / "missing.ckpt")
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "hyper_parameters": {"clip_name_or_path": "builtin:tiny-clip", "random_init": True}}, foreign)
+    with pytest.raises(CheckpointError, match="foreign.ckpt"):
+        load_stage1(foreign)
