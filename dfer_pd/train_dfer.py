@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -20,6 +21,7 @@ class DferCLI(LightningCLI):
         parser.link_arguments("model.clip_name_or_path", "data.clip_name_or_path")
         parser.link_arguments("model.num_frames", "data.num_frames")
         parser.add_argument("--skip_test", type=bool, default=False, help="fit only; do not evaluate the test fold")
+        parser.add_argument("--ckpt_path", type=str | None, default=None, help="resume fitting from this checkpoint (e.g. last.ckpt)")
 
 
 def best_checkpoint_callback(trainer) -> ModelCheckpoint:
@@ -31,6 +33,8 @@ def best_checkpoint_callback(trainer) -> ModelCheckpoint:
 
 def main(args: list[str] | None = None) -> dict:
     """Fit with model selection on the validation split, then evaluate the test fold once with the best checkpoint."""
+    # `dfer-pd train-dfer ...` passes its own arguments; LightningCLI would warn about sys.argv holding more.
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     cli = DferCLI(
         DferClipModule,
         DfewDataModule,
@@ -44,7 +48,7 @@ def main(args: list[str] | None = None) -> dict:
     checkpoint = best_checkpoint_callback(trainer)
     if checkpoint.dirpath is None:
         checkpoint.dirpath = str(Path(trainer.default_root_dir) / "checkpoints")
-    trainer.fit(cli.model, datamodule=cli.datamodule)
+    trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.get("ckpt_path"))
     results = {"best_checkpoint": checkpoint.best_model_path, "best_val_uar": float(checkpoint.best_model_score or 0.0)}
     if not cli.config.get("skip_test"):
         (test_metrics,) = trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=checkpoint.best_model_path or "best")

@@ -109,6 +109,7 @@ class DfewDataModule(L.LightningDataModule):
         clip_name_or_path: str = "openai/clip-vit-base-patch32",
         image_size: int | None = None,
         brightness: float = 0.5,
+        crop_scale: tuple[float, float] = (0.08, 1.0),
         skip_unreadable: bool = True,
     ) -> None:
         super().__init__()
@@ -136,7 +137,7 @@ class DfewDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         hp = self.hparams
         mean, std, size = self._normalisation()
-        train_tf = build_clip_transform(True, size, mean, std, brightness=hp.brightness)
+        train_tf = build_clip_transform(True, size, mean, std, brightness=hp.brightness, crop_scale=tuple(hp.crop_scale))
         eval_tf = build_clip_transform(False, size, mean, std)
         if stage in (None, "fit", "validate") and not hasattr(self, "train_set"):
             records = self._readable(four_class_records(Path(hp.root), "train", hp.fold, hp.frames), "train")

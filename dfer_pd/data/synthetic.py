@@ -534,12 +534,6 @@ def expression_profile(
     return rise * fall
 
 
-def _one_hot(index: int, length: int) -> np.ndarray:
-    vector = np.zeros(length)
-    vector[index] = 1.0
-    return vector
-
-
 # --------------------------------------------------------------------------------------------------
 # Video writing
 # --------------------------------------------------------------------------------------------------
@@ -548,9 +542,9 @@ def _one_hot(index: int, length: int) -> np.ndarray:
 def rgb_to_yuv420p(frames: np.ndarray) -> np.ndarray:
     """RGB uint8 ``(T, H, W, 3)`` to planar BT.601 limited-range 4:2:0, ``(T, H * 3 // 2, W)`` uint8.
 
-    Done in numpy rather than by FFmpeg's scaler inside the encoder: we observed that path give
-    run-to-run different bytes for identical frames, which would break seeded reproducibility.
-    Chroma is the mean of each 2x2 block; decoders' default BT.601 conversion inverts it.
+    Done in numpy rather than by FFmpeg's scaler inside the encoder, so the samples handed to x264
+    are fixed by the frames alone. Chroma is the mean of each 2x2 block; decoders' default BT.601
+    conversion inverts it.
     """
     rgb = frames.astype(np.float32)
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
@@ -564,7 +558,7 @@ def rgb_to_yuv420p(frames: np.ndarray) -> np.ndarray:
 
 
 def encode_mp4(path: str | Path, frames: np.ndarray | Sequence[np.ndarray], fps: float) -> Path:
-    """Encode RGB uint8 frames ``(T, H, W, 3)`` as H.264/yuv420p MP4, byte-for-byte repeatably.
+    """Encode RGB uint8 frames ``(T, H, W, 3)`` as H.264/yuv420p MP4 (QP 18), byte-for-byte repeatably.
 
     H.264 with 4:2:0 chroma needs even width and height.
     """
@@ -579,8 +573,9 @@ def encode_mp4(path: str | Path, frames: np.ndarray | Sequence[np.ndarray], fps:
         raise ValueError(f"{path}: H.264 yuv420p needs even frame sizes, got {width}x{height}")
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), mode="w", format="mp4") as container:
-        # One encoder thread: multi-threaded x264 output may depend on thread timing.
-        options = {"crf": "18", "preset": "fast", "threads": "1"}
+        # Constant QP and one thread keep the bytes repeatable. CRF's macroblock-tree rate control
+        # gave different bytes for the same frames after PyAV had decoded a video in the process.
+        options = {"qp": "18", "preset": "fast", "threads": "1"}
         stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001), options=options)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.codec_context.thread_count = 1
@@ -615,11 +610,12 @@ def _dfew_folds(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def _slow_drift(
-    rng: np.random.Generator, times: np.ndarray, ceiling: float, count: int, max_hz: float
+    rng: np.random.Generator, times: np.ndarray, ceiling: float, count: int, max_rate: float
 ) -> np.ndarray:
-    """Faint, slowly varying amplitudes ``(len(times), count)`` below ``ceiling``: never a truly still face."""
+    """Faint amplitudes ``(len(times), count)`` below ``ceiling``, oscillating at most ``max_rate`` cycles
+    per unit of ``times``: no face is perfectly still."""
     level = rng.uniform(0.0, ceiling, size=count)
-    wave = np.sin(2 * np.pi * rng.uniform(0.2 * max_hz, max_hz) * times[:, None] + rng.uniform(0, 2 * np.pi))
+    wave = np.sin(2 * np.pi * rng.uniform(0.2 * max_rate, max_rate) * times[:, None] + rng.uniform(0, 2 * np.pi))
     return level * (0.5 + 0.5 * wave)
 
 
@@ -631,7 +627,7 @@ def _dfew_clip_weights(
     t = np.arange(num_frames) / max(num_frames - 1, 1)
     weights = np.zeros((num_frames, len(names)))
     # A little leakage of other expressions, as in real footage.
-    weights[:, 1:] = _slow_drift(rng, t, 0.08, len(names) - 1, max_hz=1.0)
+    weights[:, 1:] = _slow_drift(rng, t, 0.08, len(names) - 1, max_rate=1.0)
     name = DFEW_LABEL_NAMES[label]
     name = _DFEW_NAME_TO_EXPRESSION.get(name, name)
     if name != "neutral":
@@ -792,7 +788,7 @@ def _cohort_video_weights(
     duration = num_frames / fps
     weights = np.zeros((num_frames, len(EXPRESSIONS)))
     # Small relaxed drift of every expression; the asked one is added on top.
-    weights[:, 1:] = _slow_drift(rng, times, 0.06, len(EXPRESSIONS) - 1, max_hz=0.4)
+    weights[:, 1:] = _slow_drift(rng, times, 0.06, len(EXPRESSIONS) - 1, max_rate=0.4)
     if expression != "neutral":
         amplitude = np.clip(expressivity * rng.uniform(0.9, 1.1), 0.0, 1.0)
         onset = onset_seconds * rng.uniform(0.85, 1.15)
