@@ -1,0 +1,86 @@
+"""Every shipped YAML parses with the command it belongs to; the sweep's command runs offline."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dfer_pd.features import synthetic_cohort
+from dfer_pd.train_pd import build_parser
+
+REPO = Path(__file__).resolve().parents[1]
+STAGE1_CONFIGS = sorted((REPO / "experiments").glob("dfer_*.yaml"))
+STAGE2_CONFIGS = sorted((REPO / "experiments").glob("pd_*.yaml"))
+SWEEPS = sorted((REPO / "experiments" / "sweeps").glob("*.yaml"))
+
+
+def test_every_config_is_covered():
+    shipped = set((REPO / "experiments").rglob("*.yaml"))
+    assert shipped == set(STAGE1_CONFIGS) | set(STAGE2_CONFIGS) | set(SWEEPS)
+    assert STAGE1_CONFIGS and STAGE2_CONFIGS and SWEEPS
+
+
+@pytest.mark.parametrize("config", STAGE1_CONFIGS, ids=lambda p: p.name)
+def test_stage1_config_prints(config):
+    configs = ["--config", str(REPO / "experiments" / "dfer_clip.yaml")] if config.name == "dfer_clip_reference.yaml" else []
+    done = subprocess.run([sys.executable, "-m", "dfer_pd.cli", "train-dfer", *configs, "--config", str(config), "--print_config"],
+                          capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    printed = yaml.safe_load(done.stdout)
+    # The data module's frame count and CLIP normalisation are linked to the model's: one source of truth.
+    assert "num_frames" in printed["model"] and "num_frames" not in printed["data"]
+    assert "clip_name_or_path" not in printed["data"]
+
+
+@pytest.mark.parametrize("config", STAGE2_CONFIGS, ids=lambda p: p.name)
+def test_stage2_config_parses(config):
+    cfg = build_parser("train-pd").parse_args(["--config", str(config)])
+    assert cfg.cv.n_splits == 5 and cfg.classifier.kind == "lstm" and cfg.classifier.features == "processed"
+
+
+def sweep_command(sweep: dict, params: dict) -> list[str]:
+    """The command line `wandb agent` runs for one parameter set (${env}, ${interpreter}, ${program}, ${args})."""
+    args = [f"--{key}={value}" for key, value in params.items()]
+    command = []
+    for part in sweep["command"]:
+        if part == "${env}":
+            command.append("/usr/bin/env")
+        elif part == "${interpreter}":
+            command.append(sys.executable)
+        elif part == "${program}":
+            command.append(sweep["program"])
+        elif part == "${args}":
+            command.extend(args)
+        else:
+            command.append(part)
+    return command
+
+
+@pytest.mark.parametrize("sweep_file", SWEEPS, ids=lambda p: p.name)
+def test_sweep_command_runs_offline(sweep_file, tmp_path):
+    sweep = yaml.safe_load(sweep_file.read_text())
+    parser = build_parser("train-pd")
+    # One parameter set, as the agent would draw it: the first value or the lower bound of each range.
+    params = {name: spec["values"][0] if "values" in spec else spec["min"] for name, spec in sweep["parameters"].items()}
+    params["classifier.hidden_size"] = 8
+    command = sweep_command(sweep, params)
+    # Every swept key is a real option of the program.
+    base = parser.parse_args(["--config", str(REPO / "experiments" / "pd_lstm.yaml")])
+    for key in sweep["parameters"]:
+        assert base.get(key) is not None or key in base, key
+    # Run it in a scratch folder laid out like the repo; the cohort's intensities come from a saved .npz.
+    (tmp_path / "experiments").symlink_to(REPO / "experiments")
+    intensities = synthetic_cohort(n_pd=15, n_hc=15, seed=0).save(tmp_path / "intensities.npz")
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    command += [f"--intensities={intensities}", "--classifier.max_epochs=5", "--plots=false"]
+    assert shutil.which(command[1], path=env["PATH"]), "the console script the sweep runs is installed"
+    done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "accuracy" in done.stdout
+    assert (tmp_path / "runs" / "pd_lstm" / "predictions.csv").is_file()
+    assert list(tmp_path.rglob("offline-run-*")), "the trial logged an offline W&B run"
