@@ -13,10 +13,11 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="dfer-pd demo", description=__doc__)
     parser.add_argument("--out", type=str, default="runs/demo", help="folder for data, checkpoints, tables and plots")
-    parser.add_argument("--dfew_clips", type=int, default=320)
+    parser.add_argument("--dfew_clips", type=int, default=800)
     parser.add_argument("--subjects", type=int, default=60)
     parser.add_argument("--effect_size", type=float, default=1.0, help="hypomimia strength of the synthetic PD group")
     parser.add_argument("--stage1_epochs", type=int | None, default=None, help="override experiments/dfer_demo.yaml")
+    parser.add_argument("--stage2_epochs", type=int | None, default=None, help="override experiments/pd_demo.yaml")
     parser.add_argument("--ablation", type=bool, default=True, help="also run Table 3")
     parser.add_argument("--seed", type=int, default=0)
     return parser
@@ -55,6 +56,8 @@ def main(args: list[str] | None = None) -> dict:
         "--extraction.cache_dir", str(out / "intensity_cache"),
         "--out_dir", str(out / "stage2"),
     ]
+    if cfg.stage2_epochs is not None:
+        stage2_args.append(f"--classifier.max_epochs={cfg.stage2_epochs}")
     print("[3/5] extraction of the cohort's intensities through the cache")
     stage2("extract", stage2_args)
     print("[4/5] stage 2: residual LSTM, 5-fold subject-level cross-validation")

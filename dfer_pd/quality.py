@@ -74,8 +74,9 @@ def mean_brightness(frames: np.ndarray) -> float:
 def blur_score(frames: np.ndarray) -> float:
     """Median over frames of the variance of the Laplacian at a 224-pixel shorter side (low = blurred).
 
-    Scaling first makes the score comparable across resolutions; the median ignores a few
-    frames smeared by motion.
+    Scaling to the model's input size first judges sharpness as the model will see it: a small
+    face blown up to 224 pixels scores as blurred. The median ignores a few frames smeared by
+    motion.
     """
     scores = []
     for gray in _luma(frames):

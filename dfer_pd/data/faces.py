@@ -2,8 +2,8 @@
 
 DFEW's frames are already face-aligned crops; a patient's phone video is not. The path here is:
 sample the ``M`` frames the model will see (only those are decoded), detect faces on them, link
-the boxes into tracks by overlap, keep the main face (the track with the largest total area, so
-large *and* persistent beats a brief false positive or a smaller second person), fill frames
+the boxes into tracks by overlap and nearness, keep the main face (the track with the largest sum
+of box sides, so large *and* persistent beats a brief false positive or a smaller second person), fill frames
 without a detection by interpolating over frame indices, smooth the box with a short moving
 median, and crop a square of ``margin`` times the face box side around it, padded where it leaves
 the picture, resized to the model's input size.
@@ -28,11 +28,15 @@ from numpy.lib.stride_tricks import sliding_window_view
 from dfer_pd.data.sampling import SamplingMode
 from dfer_pd.data.video import VideoReadError, read_clip
 
-# A face that moves between two sampled frames still overlaps its last box this much, or lies
-# within half a face side of it with a similar size; anything else starts a new track.
+# A face continues a track when it overlaps the track's last box this much, or when it has a
+# similar size and lies within two face sides of it: 16 frames sampled from a 10 s phone video
+# are over half a second apart, time enough for a head to move by a face width. Closer boxes win.
 LINK_MIN_IOU = 0.2
-LINK_MAX_CENTRE_SHIFT = 0.5  # in face sides
+LINK_MAX_CENTRE_SHIFT = 2.0  # in face sides
 LINK_MAX_SIZE_RATIO = 1.5
+# A face counts towards ``num_faces_max`` when seen in this share of examined frames (and at least
+# two): a passer-by or a one-off false positive is not a second person in the recording.
+PERSISTENT_FACE_FRACTION = 0.25
 
 
 class NoFaceError(VideoReadError):
@@ -180,8 +184,8 @@ def _same_face(last: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         (boxes[:, 0] + boxes[:, 2] - last[0] - last[2]) / 2, (boxes[:, 1] + boxes[:, 3] - last[1] - last[3]) / 2
     ) / max(side, 1e-9)
     ratio = np.maximum(sides, side) / np.maximum(np.minimum(sides, side), 1e-9)
-    near = (shift <= LINK_MAX_CENTRE_SHIFT) & (ratio <= LINK_MAX_SIZE_RATIO)
-    return np.where((iou >= LINK_MIN_IOU) | near, iou + near, 0.0)
+    closeness = np.clip(1 - shift / LINK_MAX_CENTRE_SHIFT, 0, None) * (ratio <= LINK_MAX_SIZE_RATIO)
+    return np.where((iou >= LINK_MIN_IOU) | (closeness > 0), iou + closeness, 0.0)
 
 
 def link_tracks(detections: Sequence[np.ndarray]) -> list[dict[int, np.ndarray]]:
@@ -209,8 +213,9 @@ def link_tracks(detections: Sequence[np.ndarray]) -> list[dict[int, np.ndarray]]
 
 
 def _track_score(track: dict[int, np.ndarray]) -> float:
-    """Total box area: a large face seen often beats a small or brief one."""
-    return float(sum((b[2] - b[0]) * (b[3] - b[1]) for b in track.values()))
+    """Sum of box sides (square roots of areas): large and often seen wins, and a face found in
+    twice as many frames outweighs one twice as wide, so a brief large false positive loses."""
+    return float(sum(np.sqrt((b[2] - b[0]) * (b[3] - b[1])) for b in track.values()))
 
 
 def moving_median(values: np.ndarray, window: int) -> np.ndarray:
@@ -290,9 +295,9 @@ def _examined_positions(num_frames: int, detect_every: int) -> np.ndarray:
     return np.union1d(positions, [num_frames - 1])  # always look at the last frame too
 
 
-def _interpolate_boxes(times: np.ndarray, known_times: np.ndarray, known_boxes: np.ndarray) -> np.ndarray:
-    """Boxes at ``times`` from those at ``known_times`` (linear, held constant past either end)."""
-    return np.stack([np.interp(times, known_times, known_boxes[:, c]) for c in range(4)], axis=1)
+def _interpolate_columns(times: np.ndarray, known_times: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Rows ``known`` ``(K, C)`` given at ``known_times``, at ``times`` (linear, held constant past either end)."""
+    return np.stack([np.interp(times, known_times, known[:, c]) for c in range(known.shape[1])], axis=1)
 
 
 def track_face(
@@ -349,12 +354,12 @@ def track_face(
             f"(need at least {min_face_fraction:.0%})"
         )
 
-    persistent = [t for t in tracks if len(t) >= 2] or [main]
+    persistent = [t for t in tracks if len(t) >= max(2, PERSISTENT_FACE_FRACTION * len(examined))] or [main]
     num_faces_max = max(sum(p in t for t in persistent) for p in range(len(times)))
     # Interpolate centre and side (not corners) so the box keeps its shape between detections.
     known = np.stack([main[p] for p in found])
     geometry = np.concatenate([(known[:, :2] + known[:, 2:]) / 2, known[:, 2:] - known[:, :2]], axis=1)
-    geometry = _interpolate_boxes(times, times[found], geometry)
+    geometry = _interpolate_columns(times, times[found], geometry)
     geometry = moving_median(geometry, smooth_window)
     face_boxes = np.concatenate([geometry[:, :2] - geometry[:, 2:] / 2, geometry[:, :2] + geometry[:, 2:] / 2], axis=1)
     crop_boxes = square_boxes(face_boxes, margin)

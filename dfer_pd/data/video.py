@@ -4,10 +4,13 @@ Frame folders (DFEW's ``clip_224x224/<id>/<id>_00001.jpg`` or ``clip_224x224_16f
 are ordered by the last integer in each file name, and only the requested images are opened.
 
 Video files (mp4, mov, avi, webm, mkv, anything FFmpeg reads) are decoded with PyAV only as
-far as the last requested frame. When the first requested frame lies far into the clip the
-reader seeks to the keyframe before it and numbers the decoded frames by their timestamps
-(``round((pts - start_time) * time_base * fps)``, exact for constant frame rate); when the
-timestamps are missing or the seek lands past the target it decodes from the start instead.
+far as the last requested frame. When the first requested frame lies far into the clip, or
+requested frames lie far apart (a few frames sampled from a long phone video), the reader
+skips the stretch between by seeking to the keyframe before the next requested frame. To
+number frames after a seek it first lists every packet's timestamp (one pass over the packets,
+no decoding): frame ``i`` is the one with the ``i``-th smallest timestamp, which stays exact for
+variable frame rates (phones), where ``pts * fps`` does not. When the timestamps are missing or
+repeated, or a seek lands past its target, it decodes from the start instead.
 
 A clip that decodes fewer frames than its container claims (a truncated file, a container that
 over-reports) does not fail: requested indices past the last decoded frame get that last
@@ -20,9 +23,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Generator, Sequence
 
 import av
 import numpy as np
@@ -46,8 +48,9 @@ class VideoReadError(ValueError):
 class DecodeReport:
     """What decoding a video cost and found, for tests and diagnostics.
 
-    ``frames_decoded`` counts frames the decoder produced (after the seek, if any);
-    ``last_index`` is the index of the last of them; ``clamped`` is true when requested
+    ``frames_decoded`` counts frames the decoder produced (after seeks, if any);
+    ``last_index`` is the index of the last of them; ``seeked`` is true when decoding skipped
+    frames by seeking, ``seeks`` says how many times; ``clamped`` is true when requested
     indices lay past the last decodable frame and were given that frame instead;
     ``decode_error`` holds the message of a corrupt packet that ended decoding early.
     """
@@ -57,6 +60,7 @@ class DecodeReport:
     seeked: bool
     clamped: bool
     decode_error: str | None = None
+    seeks: int = 0
 
 
 # --------------------------------------------------------------------------- helpers
@@ -222,49 +226,114 @@ class _SeekMissed(Exception):
     """The seek cannot be trusted here; decode from the start instead."""
 
 
-def _seek_to(container, stream, first_index: int) -> tuple[int, Fraction] | None:
-    """Seek to the keyframe before ``first_index``; return (start pts, frames per pts tick)."""
-    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-    if not rate or not stream.time_base:
-        return None
-    start_pts = stream.start_time or 0
-    frames_per_tick = Fraction(rate) * Fraction(stream.time_base)
+@dataclass(frozen=True)
+class _FrameTable:
+    """A video's frames in display order: their timestamps, and the positions of its keyframes."""
+
+    pts: np.ndarray
+    keyframes: np.ndarray
+
+    def keyframe_before(self, index: int) -> int:
+        """Position of the last keyframe at or before frame ``index`` (0 when none is known)."""
+        index = min(index, len(self.pts) - 1)
+        where = np.searchsorted(self.keyframes, index, side="right") - 1
+        return int(self.keyframes[where]) if where >= 0 else 0
+
+    def index_of(self, pts: int | None) -> int:
+        """Display position of the frame with timestamp ``pts``; a frame not in the table ends the seek."""
+        if pts is None:
+            raise _SeekMissed
+        position = int(np.searchsorted(self.pts, pts))
+        if position == len(self.pts) or self.pts[position] != pts:
+            raise _SeekMissed
+        return position
+
+
+def _frame_table(path: Path) -> _FrameTable | None:
+    """Timestamps of every frame from one pass over the packets (no decoding), or None if unusable.
+
+    Numbering frames by their place among all timestamps is exact for variable frame rates,
+    unlike ``pts * fps``; it needs every packet to carry a distinct timestamp.
+    """
+    pts, keyframe_pts = [], []
     try:
-        container.seek(start_pts + int(first_index / frames_per_tick), stream=stream, backward=True)
+        with _open_video(path) as container:
+            stream = _video_stream(path, container)
+            for packet in container.demux(stream):
+                if packet.size == 0:
+                    continue  # flush packet
+                if packet.pts is None:
+                    return None
+                pts.append(packet.pts)
+                if packet.is_keyframe:
+                    keyframe_pts.append(packet.pts)
     except av.error.FFmpegError:
         return None
-    return start_pts, frames_per_tick
+    table = np.sort(np.asarray(pts, dtype=np.int64))
+    if len(table) == 0 or np.any(np.diff(table) == 0):
+        return None
+    keyframes = np.unique(np.searchsorted(table, np.asarray(keyframe_pts, dtype=np.int64)))
+    return _FrameTable(table, keyframes)
+
+
+def _plan_runs(wanted: np.ndarray, table: _FrameTable, seek_threshold: int) -> list[tuple[bool, np.ndarray]]:
+    """Split sorted frame indices into runs decoded one after another: (seek first?, frames).
+
+    A run starts with a seek when its first frame lies at least ``seek_threshold`` frames past
+    the previous run's last and behind a keyframe that decoding on would not reach before it.
+    """
+    runs: list[tuple[bool, list[int]]] = [(int(wanted[0]) >= seek_threshold, [int(wanted[0])])]
+    for index in wanted[1:]:
+        previous = runs[-1][1][-1]
+        if index - previous >= seek_threshold and table.keyframe_before(int(index)) > previous:
+            runs.append((True, [int(index)]))
+        else:
+            runs[-1][1].append(int(index))
+    return [(seek, np.asarray(run)) for seek, run in runs]
 
 
 def _indexed_frames(
-    container, stream, first_index: int, seek: bool
-) -> Iterator[tuple[int, av.VideoFrame]]:
-    """Decoded frames with their frame index: counted from the start, or from pts after a seek."""
-    if not seek:
+    container, stream, runs: list[tuple[bool, np.ndarray]], table: _FrameTable | None
+) -> Generator[tuple[int, av.VideoFrame], bool, None]:
+    """Decoded frames with their display index and whether they end their run's decoding.
+
+    Without a table frames are counted from the start. With one, each seeking run jumps to the
+    keyframe before its first frame and frames are numbered by their timestamps; the caller
+    stops the generator's current run by sending True (its frames are all in).
+    """
+    if table is None:
         for index, frame in enumerate(container.decode(stream)):
-            yield index, frame
+            if (yield index, frame):
+                return
         return
-    timing = _seek_to(container, stream, first_index)
-    if timing is None:
-        raise _SeekMissed
-    start_pts, frames_per_tick = timing
-    first = True
-    for frame in container.decode(stream):
-        if frame.pts is None:
-            raise _SeekMissed
-        index = round((frame.pts - start_pts) * frames_per_tick)
-        if first and index > first_index:
-            raise _SeekMissed  # landed after the target: no keyframe before it was found
-        first = False
-        yield index, frame
-    if first:
-        raise _SeekMissed  # nothing decoded after the seek (past the end?)
+    for seek, run in runs:
+        if seek:
+            target = int(table.pts[min(int(run[0]), len(table.pts) - 1)])
+            try:
+                container.seek(target, stream=stream, backward=True)
+            except av.error.FFmpegError as error:
+                raise _SeekMissed from error
+        first = True
+        for frame in container.decode(stream):
+            index = table.index_of(frame.pts)
+            if first and seek and index > run[0]:
+                raise _SeekMissed  # landed after the target: the keyframe before it was not found
+            first = False
+            if (yield index, frame):
+                break
+        else:
+            return  # end of the stream: the frames still wanted get the last one
 
 
 def _decode_video(
-    path: Path, indices: np.ndarray, threads: bool, seek: bool
+    path: Path, indices: np.ndarray, threads: bool, seek_threshold: int | None
 ) -> tuple[np.ndarray, DecodeReport]:
+    """Decode the frames ``indices``; with a ``seek_threshold``, skip long stretches by seeking."""
     wanted = np.unique(indices)  # sorted
+    table = _frame_table(path) if seek_threshold is not None else None
+    runs = _plan_runs(wanted, table, seek_threshold) if table is not None else [(False, wanted)]
+    run_ends = np.cumsum([len(run) for _, run in runs])  # position in `wanted` after each run
+    seeks = sum(seek for seek, _ in runs)
     pending = 0  # position in `wanted` of the next frame still needed
     frames: dict[int, np.ndarray] = {}
     decoded = 0
@@ -275,23 +344,32 @@ def _decode_video(
         stream = _video_stream(path, container)
         if threads:
             stream.thread_type = "AUTO"
+        decoding = _indexed_frames(container, stream, runs, table)
         try:
-            for index, frame in _indexed_frames(container, stream, int(wanted[0]), seek):
+            item = next(decoding, None)
+            while item is not None:
+                index, frame = item
                 decoded += 1
                 last_index, last_frame = index, frame
-                if index < wanted[pending]:
-                    continue
-                # A pts gap (variable frame rate) may skip an index: the next frame stands in.
-                array = _to_rgb(frame, stream)
-                while pending < len(wanted) and wanted[pending] <= index:
-                    frames[int(wanted[pending])] = array
-                    pending += 1
-                if pending == len(wanted):
-                    break
+                run_done = False
+                if index >= wanted[pending]:
+                    # A timestamp gap may skip an index: the next frame stands in.
+                    array = _to_rgb(frame, stream)
+                    while pending < len(wanted) and wanted[pending] <= index:
+                        frames[int(wanted[pending])] = array
+                        pending += 1
+                    if pending == len(wanted):
+                        break
+                    run_done = pending in run_ends
+                item = decoding.send(run_done)
+        except StopIteration:
+            pass
         except av.error.FFmpegError as error:
             if decoded == 0:
                 raise VideoReadError(f"{path}: cannot decode video ({error})") from error
             decode_error = str(error)
+        finally:
+            decoding.close()
         if last_frame is None:
             raise VideoReadError(f"{path}: video stream has no frames")
         clamped = pending < len(wanted)
@@ -299,7 +377,7 @@ def _decode_video(
             array = _to_rgb(last_frame, stream)
             for index in wanted[pending:]:
                 frames[int(index)] = array
-    report = DecodeReport(decoded, last_index, seek, clamped, decode_error)
+    report = DecodeReport(decoded, last_index, seeks > 0, clamped, decode_error, seeks)
     return _stack_frames(path, [frames[int(i)] for i in indices]), report
 
 
@@ -311,19 +389,22 @@ def read_video_frames(
 ) -> tuple[np.ndarray, DecodeReport]:
     """Frames ``indices`` of a video file as ``(len(indices), H, W, 3)`` RGB uint8, and a report.
 
-    ``threads=True`` lets FFmpeg decode with several threads (good in a single process; inside
-    DataLoader workers one thread each is faster).
+    Stretches of at least ``seek_threshold`` frames before or between requested frames are
+    skipped by seeking to the keyframe before the next one. ``threads=True`` lets FFmpeg decode
+    with several threads (good in a single process; inside DataLoader workers one thread each is
+    faster).
     """
     path = _existing_path(path)
     if path.is_dir():
         raise VideoReadError(f"{path}: is a folder, not a video file")
     indices = _check_indices(path, indices)
-    if int(indices.min()) >= seek_threshold:
+    wanted = np.unique(indices)
+    if wanted[0] >= seek_threshold or np.diff(wanted, prepend=wanted[0]).max() >= seek_threshold:
         try:
-            return _decode_video(path, indices, threads, seek=True)
+            return _decode_video(path, indices, threads, seek_threshold)
         except _SeekMissed:
             pass
-    return _decode_video(path, indices, threads, seek=False)
+    return _decode_video(path, indices, threads, None)
 
 
 def read_frames(
