@@ -14,6 +14,7 @@ commands:
   extract         score a cohort's videos with a stage-1 checkpoint into the intensity cache
   train-pd        stage 2: extraction through the cache, then subject-level k-fold CV
   ablation        the paper's Table 3 on the cached intensities
+  diagnose        one person's four expression videos -> p(PD) and a report (research aid, not a diagnosis)
   demo            the whole pipeline on synthetic data with a tiny CLIP
 """
 
@@ -47,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         from dfer_pd.train_pd import main as train_pd
 
         train_pd(command, rest)
+    elif command == "diagnose":
+        from dfer_pd.diagnose import main as diagnose
+
+        diagnose(rest)
     elif command == "demo":
         from dfer_pd.demo import main as demo
 

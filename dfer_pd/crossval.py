@@ -234,17 +234,17 @@ def _as_tensors(inputs: np.ndarray, labels: np.ndarray) -> TensorDataset:
     return TensorDataset(torch.as_tensor(inputs, dtype=torch.float32), torch.as_tensor(labels, dtype=torch.long))
 
 
-def _fit_predict_neural(
+def fit_neural(
     x: np.ndarray,
     labels: np.ndarray,
     fit_idx: np.ndarray,
     val_idx: np.ndarray,
-    test_idx: np.ndarray,
     config: ClassifierConfig,
     seed: int,
     cv: CVConfig,
-    logger: Logger | None,
-) -> np.ndarray:
+    logger: Logger | None = None,
+) -> PDClassifierModule:
+    """A fresh residual LSTM/GRU trained on ``fit_idx``; early stopping and best weights from ``val_idx``."""
     L.seed_everything(seed, verbose=False)
     module = PDClassifierModule(
         input_size=x.shape[-1],
@@ -285,8 +285,7 @@ def _fit_predict_neural(
         )
         trainer.fit(module, train_loader, val_loader)
     best.restore(module)
-    module.to("cpu")
-    return module.predict_proba(torch.as_tensor(x[test_idx], dtype=torch.float32)).numpy().astype(np.float64)
+    return module.to("cpu").eval()
 
 
 def fit_predict_fold(
@@ -315,7 +314,8 @@ def fit_predict_fold(
         fit_idx, val_idx = train_idx, train_idx[:0]
     scaled = SequenceScaler().fit(inputs[fit_idx]).transform(inputs)
     if config.is_neural:
-        return _fit_predict_neural(scaled, labels, fit_idx, val_idx, test_idx, config, seed, cv, logger)
+        module = fit_neural(scaled, labels, fit_idx, val_idx, config, seed, cv, logger)
+        return module.predict_proba(torch.as_tensor(scaled[test_idx], dtype=torch.float32)).numpy().astype(np.float64)
     flat = scaled.reshape(len(scaled), -1)
     model = build_baseline(config.kind, seed, config.sklearn_params).fit(flat[fit_idx], labels[fit_idx])
     if list(model.classes_) != [0, 1]:

@@ -13,7 +13,7 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="dfer-pd demo", description=__doc__)
     parser.add_argument("--out", type=str, default="runs/demo", help="folder for data, checkpoints, tables and plots")
-    parser.add_argument("--dfew_clips", type=int, default=800)
+    parser.add_argument("--dfew_clips", type=int, default=960)
     parser.add_argument("--subjects", type=int, default=60)
     parser.add_argument("--effect_size", type=float, default=1.0, help="hypomimia strength of the synthetic PD group")
     parser.add_argument("--stage1_epochs", type=int | None, default=None, help="override experiments/dfer_demo.yaml")

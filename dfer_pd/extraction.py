@@ -30,6 +30,8 @@ class ExtractionReport:
     scored: int = 0
     unreadable: dict[str, str] = field(default_factory=dict)
     cache_folder: Path | None = None
+    checkpoint_sha256: str = ""
+    settings: dict = field(default_factory=dict)
 
     def summary(self) -> str:
         return (
@@ -50,10 +52,12 @@ def load_stage1(checkpoint: str | Path, map_location: str = "cpu") -> DferClipMo
         raise CheckpointError(f"{checkpoint} is not a usable stage-1 (DferClipModule) checkpoint: {err}") from err
 
 
-def sampling_settings(module: DferClipModule) -> dict:
+def sampling_settings(module: DferClipModule, crop_faces: bool = False, face_detector: str = "haar") -> dict:
     """Everything besides the weights that changes a video's scores."""
     mean, std, size = load_image_normalisation(module.hparams.clip_name_or_path)
     return {
+        "crop_faces": bool(crop_faces),
+        "face_detector": face_detector if crop_faces else None,
         "num_frames": int(module.hparams.num_frames),
         "sampler": "segment-centre",
         "image_size": int(size),
@@ -79,9 +83,9 @@ def extract_intensities(
     cohort = datamodule.cohort
     checkpoint_digest = file_digest(checkpoint)
     module = load_stage1(checkpoint)
-    settings = sampling_settings(module)
+    settings = sampling_settings(module, datamodule.hparams.crop_faces, datamodule.hparams.face_detector)
     cache = IntensityCache(cache_dir, checkpoint_digest, settings)
-    report = ExtractionReport(cache_folder=cache.folder)
+    report = ExtractionReport(cache_folder=cache.folder, checkpoint_sha256=checkpoint_digest, settings=settings)
 
     digests: dict[tuple[str, str], str] = {}
     records: dict[str, ClipRecord] = {}

@@ -271,6 +271,15 @@ class SequenceScaler(TransformerMixin, BaseEstimator):
             raise ValueError(f"expected {self.n_features_in_} features per step, got {rows.shape[1]}")
         return self.pipeline_.transform(rows).reshape(X.shape)
 
+    @classmethod
+    def from_statistics(cls, mean: np.ndarray, scale: np.ndarray) -> SequenceScaler:
+        """A fitted scaler rebuilt from saved statistics (a screening model stores them as JSON, not a pickle)."""
+        mean, scale = np.asarray(mean, dtype=np.float64), np.asarray(scale, dtype=np.float64)
+        scaler = cls().fit(np.zeros((2, len(mean))))
+        standardize = scaler.scaler_
+        standardize.mean_, standardize.scale_, standardize.var_ = mean, scale, scale**2
+        return scaler
+
     @property
     def scaler_(self) -> StandardScaler:
         """The fitted StandardScaler (statistics of the signed-log features)."""

@@ -20,10 +20,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class CohortSettings:
-    """The cohort manifest (subject_id,label,expression,path,sex,age) and what to do with incomplete subjects."""
+    """The cohort manifest (subject_id,label,expression,path,sex,age), what to do with incomplete subjects,
+    and whether the videos are raw recordings whose face must be found and cropped first."""
 
     manifest: str | None = None
     skip_incomplete: bool = False
+    crop_faces: bool = False
+    face_detector: str = "haar"
 
 
 @dataclass
@@ -61,13 +64,18 @@ def build_parser(command: str) -> ArgumentParser:
     parser.add_class_arguments(WandbSettings, "wandb")
     parser.add_argument("--out_dir", type=str, default="runs/pd")
     parser.add_argument("--plots", type=bool, default=True)
+    parser.add_argument("--save_screening_model", type=bool, default=True,
+                        help="after CV, train on the whole cohort and save out_dir/screening_model for `dfer-pd diagnose`")
     return parser
 
 
-def cohort_intensities(cfg: Namespace) -> CohortIntensities:
-    """Intensities from a saved .npz, or from the cohort scored through the cache (no forward pass when cached)."""
+def cohort_intensities(cfg: Namespace) -> tuple[CohortIntensities, dict | None]:
+    """Intensities from a saved .npz, or from the cohort scored through the cache (no forward pass when cached).
+
+    Also returns which stage-1 checkpoint and settings produced them (None for a saved .npz).
+    """
     if cfg.intensities:
-        return CohortIntensities.load(cfg.intensities)
+        return CohortIntensities.load(cfg.intensities), None
     if not cfg.cohort.manifest or not cfg.extraction.checkpoint:
         raise SystemExit("give --cohort.manifest and --extraction.checkpoint (or --intensities FILE.npz)")
     from dfer_pd.data.pd_cohort import PDCohortDataModule
@@ -76,6 +84,8 @@ def cohort_intensities(cfg: Namespace) -> CohortIntensities:
     datamodule = PDCohortDataModule(
         cfg.cohort.manifest,
         skip_incomplete=cfg.cohort.skip_incomplete,
+        crop_faces=cfg.cohort.crop_faces,
+        face_detector=cfg.cohort.face_detector,
         batch_size=cfg.extraction.batch_size,
         num_workers=cfg.extraction.num_workers,
     )
@@ -90,7 +100,7 @@ def cohort_intensities(cfg: Namespace) -> CohortIntensities:
         precision=cfg.extraction.precision,
     )
     print(f"intensities: {report.summary()}; {len(datamodule.cohort.skipped)} subject(s) skipped")
-    return data
+    return data, {"checkpoint_sha256": report.checkpoint_sha256, "settings": report.settings}
 
 
 def _start_wandb(cfg: Namespace, job: str, out_dir: Path):
@@ -114,7 +124,7 @@ def _log_images(run, images: dict[str, Path]) -> None:
     run.log({key: wandb.Image(str(path)) for key, path in images.items()})
 
 
-def run_train_pd(cfg: Namespace, data: CohortIntensities, out_dir: Path) -> dict:
+def run_train_pd(cfg: Namespace, data: CohortIntensities, out_dir: Path, stage1: dict | None = None) -> dict:
     classifier = ClassifierConfig(**cfg.classifier.as_dict())
     cv = CVConfig(**cfg.cv.as_dict())
     run = _start_wandb(cfg, "train-pd", out_dir)
@@ -133,6 +143,11 @@ def run_train_pd(cfg: Namespace, data: CohortIntensities, out_dir: Path) -> dict
     finally:
         finish_wandb_run()
     summary = result.summary()
+    if cfg.save_screening_model and classifier.is_neural:
+        from dfer_pd.screening import fit_screening_model
+
+        model = fit_screening_model(data, classifier, cv, stage1=stage1, cv_summary=summary)
+        print(f"screening model (trained on all {len(data)} subjects) saved to {model.save(out_dir / 'screening_model')}")
     print(f"{classifier.name}: {cv.n_splits}-fold CV on {len(data)} subjects ({int(data.labels.sum())} PD)")
     for metric in ("accuracy", "precision_binary", "recall_binary", "f1_binary", "f1_weighted", "roc_auc", "sensitivity", "specificity"):
         if f"cv/{metric}_mean" in summary:
@@ -166,7 +181,7 @@ def main(command: str, args: list[str] | None = None):
     if command == "ablation":
         out_dir = out_dir / "ablation"
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = cohort_intensities(cfg)
+    data, stage1 = cohort_intensities(cfg)
     data.save(out_dir / "intensities.npz")
     (out_dir / "config.json").write_text(json.dumps({k: v for k, v in cfg.as_dict().items() if k != "config"}, indent=2, default=str))
     if command == "extract":
@@ -174,7 +189,7 @@ def main(command: str, args: list[str] | None = None):
         return data
     if command == "ablation":
         return run_ablation_job(cfg, data, out_dir)
-    return run_train_pd(cfg, data, out_dir)
+    return run_train_pd(cfg, data, out_dir, stage1)
 
 
 __all__ = ["CohortSettings", "ExtractionSettings", "WandbSettings", "build_parser", "main", "asdict"]

@@ -53,8 +53,10 @@ class VideoClipDataset(Dataset):
         num_frames: int,
         train: bool,
         transform: Callable[[torch.Tensor], torch.Tensor],
+        reader: Callable[..., tuple[np.ndarray, object]] = read_clip,
     ) -> None:
         self.records = list(records)
+        self.reader = reader  # read_clip, or a face-cropping reader for raw videos (dfer_pd.data.faces)
         self.num_frames = num_frames
         self.train = train
         self.transform = transform
@@ -66,6 +68,6 @@ class VideoClipDataset(Dataset):
         record = self.records[index]
         # Torch's RNG is seeded per worker by Lightning, so clip sampling follows the run's seed.
         rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,)).item())) if self.train else None
-        frames, _ = read_clip(record.path, num_frames=self.num_frames, mode="train" if self.train else "eval", rng=rng)
+        frames, _ = self.reader(record.path, num_frames=self.num_frames, mode="train" if self.train else "eval", rng=rng)
         pixel_values = self.transform(frames_to_video(frames))
         return {"pixel_values": pixel_values.as_subclass(torch.Tensor), "label": record.label, "key": record.key}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import lightning as L
@@ -11,13 +12,17 @@ from torch.utils.data import DataLoader
 from dfer_pd.constants import EXPRESSIONS
 from dfer_pd.data.cohort import CohortManifest, read_manifest
 from dfer_pd.data.datasets import ClipRecord, VideoClipDataset
+from dfer_pd.data.faces import read_face_clip
 from dfer_pd.data.transforms import build_clip_transform
+from dfer_pd.data.video import read_clip
 
 
 class PDCohortDataModule(L.LightningDataModule):
     """Reads and validates a cohort manifest; `predict_dataloader` yields the videos still to be scored.
 
     Each item's key is the video's content digest, so the cache writer files it by content.
+    `crop_faces=True` is for raw recordings: the face is detected, tracked and cropped before scoring;
+    leave it off for cohorts whose videos are already face crops.
     """
 
     def __init__(
@@ -31,6 +36,8 @@ class PDCohortDataModule(L.LightningDataModule):
         image_size: int = 224,
         mean: tuple[float, ...] | None = None,
         std: tuple[float, ...] | None = None,
+        crop_faces: bool = False,
+        face_detector: str = "haar",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -44,7 +51,10 @@ class PDCohortDataModule(L.LightningDataModule):
         hp = self.hparams
         kwargs = {k: v for k, v in (("mean", hp.mean), ("std", hp.std)) if v is not None}
         transform = build_clip_transform(False, hp.image_size, **kwargs)
-        dataset = VideoClipDataset(self.to_score, hp.num_frames, train=False, transform=transform)
+        reader = read_clip
+        if hp.crop_faces:  # raw (phone) videos: find, track and crop the face first, as DFEW's clips are
+            reader = partial(read_face_clip, detector=hp.face_detector, size=hp.image_size)
+        dataset = VideoClipDataset(self.to_score, hp.num_frames, train=False, transform=transform, reader=reader)
         return DataLoader(
             dataset,
             batch_size=hp.batch_size,
