@@ -20,3 +20,7 @@ def test_demo_runs_every_stage(tmp_path, capsys):
     table = pd.read_csv(out / "stage2" / "ablation" / "table3.csv")
     assert len(table) == 16
     assert 0.0 <= result["stage2"]["cv/accuracy_mean"] <= 1.0
+    # The demo ends with diagnose on one PD and one HC subject, each with a full report.
+    assert printed.count("diagnose, synthetic") == 2 and "not a diagnosis" in printed
+    reports = sorted((out / "diagnose").glob("*/report.json"))
+    assert len(reports) == 2 and all((r.parent / "report.html").is_file() for r in reports)
