@@ -41,17 +41,24 @@ def main(args: list[str] | None = None) -> dict:
         run=False,
         args=args,
         seed_everything_default=0,
-        save_config_kwargs={"overwrite": True},
+        save_config_callback=None,  # saved below, beside the checkpoints, whatever the logger
         parser_kwargs={"description": __doc__},
     )
     trainer = cli.trainer
     checkpoint = best_checkpoint_callback(trainer)
+    run_dir = Path(trainer.default_root_dir)
     if checkpoint.dirpath is None:
-        checkpoint.dirpath = str(Path(trainer.default_root_dir) / "checkpoints")
+        checkpoint.dirpath = str(run_dir / "checkpoints")
+    if trainer.is_global_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cli.parser.save(cli.config, run_dir / "config.yaml", overwrite=True, skip_check=True)
     trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.get("ckpt_path"))
     results = {"best_checkpoint": checkpoint.best_model_path, "best_val_uar": float(checkpoint.best_model_score or 0.0)}
     if not cli.config.get("skip_test"):
-        (test_metrics,) = trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=checkpoint.best_model_path or "best")
+        if not checkpoint.best_model_path:
+            raise RuntimeError(f"no checkpoint was selected on {checkpoint.monitor}: did a validation epoch run? "
+                               "(the test fold is only evaluated with the checkpoint selected on validation)")
+        (test_metrics,) = trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=checkpoint.best_model_path)
         results.update(test_metrics)
     if trainer.is_global_zero:
         print(f"best checkpoint: {results['best_checkpoint']} (val UAR {results['best_val_uar']:.3f})")
