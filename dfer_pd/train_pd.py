@@ -21,12 +21,16 @@ log = logging.getLogger(__name__)
 @dataclass
 class CohortSettings:
     """The cohort manifest (subject_id,label,expression,path,sex,age), what to do with incomplete subjects,
-    and whether the videos are raw recordings whose face must be found and cropped first."""
+    and whether the videos are raw recordings whose face must be found and cropped first (crops optionally
+    cached). `pseudonymise_ids` replaces subject ids in every output and log by salted hashes; the key to
+    them stays in out_dir/pseudonyms.csv, on this machine."""
 
     manifest: str | None = None
     skip_incomplete: bool = False
     crop_faces: bool = False
     face_detector: str = "haar"
+    face_crop_cache: str | None = None
+    pseudonymise_ids: bool = False
 
 
 @dataclass
@@ -86,6 +90,7 @@ def cohort_intensities(cfg: Namespace) -> tuple[CohortIntensities, dict | None]:
         skip_incomplete=cfg.cohort.skip_incomplete,
         crop_faces=cfg.cohort.crop_faces,
         face_detector=cfg.cohort.face_detector,
+        face_crop_cache=cfg.cohort.face_crop_cache,
         batch_size=cfg.extraction.batch_size,
         num_workers=cfg.extraction.num_workers,
     )
@@ -101,6 +106,27 @@ def cohort_intensities(cfg: Namespace) -> tuple[CohortIntensities, dict | None]:
     )
     print(f"intensities: {report.summary()}; {len(datamodule.cohort.skipped)} subject(s) skipped")
     return data, {"checkpoint_sha256": report.checkpoint_sha256, "settings": report.settings}
+
+
+def pseudonymise(data: CohortIntensities, key_file: Path) -> CohortIntensities:
+    """Subject ids -> 'P' + 10 hex digits of a salted sha256; the id/pseudonym key is written to key_file only."""
+    import csv
+    import hashlib
+    import secrets
+
+    salt = secrets.token_hex(16)
+    if key_file.exists():  # keep pseudonyms stable across runs into the same folder
+        with open(key_file, newline="") as handle:
+            known = {row["subject_id"]: row["pseudonym"] for row in csv.DictReader(handle)}
+    else:
+        known = {}
+    mapping = {s: known.get(s) or "P" + hashlib.sha256(f"{salt}:{s}".encode()).hexdigest()[:10] for s in data.subject_ids}
+    with open(key_file, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["subject_id", "pseudonym"])
+        writer.writerows(mapping.items())
+    data.subject_ids = [mapping[s] for s in data.subject_ids]
+    return data
 
 
 def _start_wandb(cfg: Namespace, job: str, out_dir: Path):
@@ -182,6 +208,8 @@ def main(command: str, args: list[str] | None = None):
         out_dir = out_dir / "ablation"
     out_dir.mkdir(parents=True, exist_ok=True)
     data, stage1 = cohort_intensities(cfg)
+    if cfg.cohort.pseudonymise_ids:
+        data = pseudonymise(data, out_dir / "pseudonyms.csv")
     data.save(out_dir / "intensities.npz")
     (out_dir / "config.json").write_text(json.dumps({k: v for k, v in cfg.as_dict().items() if k != "config"}, indent=2, default=str))
     if command == "extract":

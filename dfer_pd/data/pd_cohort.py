@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 from dfer_pd.constants import EXPRESSIONS
 from dfer_pd.data.cohort import CohortManifest, read_manifest
 from dfer_pd.data.datasets import ClipRecord, VideoClipDataset
-from dfer_pd.data.faces import read_face_clip
+from dfer_pd.data.faces import FaceCropCache, read_face_clip
 from dfer_pd.data.transforms import build_clip_transform
 from dfer_pd.data.video import read_clip
 
@@ -38,6 +38,7 @@ class PDCohortDataModule(L.LightningDataModule):
         std: tuple[float, ...] | None = None,
         crop_faces: bool = False,
         face_detector: str = "haar",
+        face_crop_cache: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -53,7 +54,8 @@ class PDCohortDataModule(L.LightningDataModule):
         transform = build_clip_transform(False, hp.image_size, **kwargs)
         reader = read_clip
         if hp.crop_faces:  # raw (phone) videos: find, track and crop the face first, as DFEW's clips are
-            reader = partial(read_face_clip, detector=hp.face_detector, size=hp.image_size)
+            cache = FaceCropCache(hp.face_crop_cache) if hp.face_crop_cache else None
+            reader = partial(read_face_clip, detector=hp.face_detector, size=hp.image_size, cache=cache)
         dataset = VideoClipDataset(self.to_score, hp.num_frames, train=False, transform=transform, reader=reader)
         return DataLoader(
             dataset,

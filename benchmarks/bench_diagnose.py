@@ -1,0 +1,68 @@
+"""Benchmark (not a test): wall time of `dfer-pd diagnose` on four videos with ViT-B/32-sized weights, on the CPU.
+
+    .venv/bin/python benchmarks/bench_diagnose.py [--crop_faces true] [--seconds 5]
+
+No hub access here, so the CLIP is `CLIPConfig()` (the openai/clip-vit-base-patch32 sizes: ViT-B/32 at
+224 px, 512-d text) with random weights, saved and loaded back through `from_pretrained`; speed does not
+depend on the values of the weights. The four videos are synthetic faces (one per expression).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import lightning
+import torch
+from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+from dfer_pd.callbacks import file_digest
+from dfer_pd.crossval import ClassifierConfig, CVConfig
+from dfer_pd.data.cohort import read_manifest
+from dfer_pd.data.synthetic import make_pd_cohort
+from dfer_pd.diagnose import main as diagnose
+from dfer_pd.features import synthetic_cohort
+from dfer_pd.models.clip_assets import BUILTIN_TINY_CLIP, load_tokenizer
+from dfer_pd.modules.dfer_module import DferClipModule
+from dfer_pd.screening import fit_screening_model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--crop_faces", default="false", choices=["true", "false"])
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each video")
+    parser.add_argument("--size", type=int, default=256, help="video frame side in pixels")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench_diagnose_"))
+    try:
+        clip_dir = work / "clip-vit-b32-random"
+        CLIPModel(CLIPConfig()).save_pretrained(clip_dir)
+        load_tokenizer(BUILTIN_TINY_CLIP).save_pretrained(clip_dir)
+        CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}).save_pretrained(clip_dir)
+        module = DferClipModule(clip_name_or_path=str(clip_dir), random_init=False)
+        ckpt = work / "stage1.ckpt"
+        torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
+                    "pytorch-lightning_version": lightning.__version__}, ckpt)
+        classifier = ClassifierConfig(kind="lstm", features="processed", max_epochs=20)
+        model = fit_screening_model(synthetic_cohort(seed=0), classifier, CVConfig(accelerator="cpu"),
+                                    stage1={"checkpoint_sha256": file_digest(ckpt)})
+        model.save(work / "screening")
+        manifest = make_pd_cohort(work / "cohort", num_subjects=2, seconds=args.seconds, size=args.size, fps=30)
+        subject = read_manifest(manifest).subjects[0]
+        cli = ["--stage1", str(ckpt), "--screening_model", str(work / "screening"), "--crop_faces", args.crop_faces,
+               "--out", str(work / "report"), *[a for e, p in subject.videos.items() for a in (f"--{e}", str(p))]]
+        started = time.perf_counter()
+        diagnose(cli)
+        total = time.perf_counter() - started
+        print(f"\ndiagnose, 4 videos of {args.seconds:.0f} s at {args.size}px/30 fps, ViT-B/32-sized CLIP, "
+              f"crop_faces={args.crop_faces}, {torch.get_num_threads()} threads: {total:.1f} s wall "
+              "(loading both models, decoding, stage 1, stage 2, report)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
