@@ -7,7 +7,7 @@ TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 FOLD ?= 1
 DFEW_ROOT ?= data/DFEW
 COHORT ?= data/cohort/manifest.csv
-STAGE1_CKPT ?= runs/dfer_clip/fold$(FOLD)/best.ckpt
+STAGE1_CKPT ?= runs/dfer_clip/fold$(FOLD)/checkpoints/best.ckpt
 PYTEST_ARGS ?= -m "not slow"
 
 .DEFAULT_GOAL := help
@@ -40,17 +40,17 @@ test-all: venv ## every test, slow ones included
 	WANDB_MODE=disabled $(PY) -m pytest
 
 train-dfer: venv ## stage 1 on DFEW: DFEW_ROOT=/path/DFEW make train-dfer FOLD=1
-	$(VENV)/bin/dfer-pd train-dfer fit --config experiments/dfer_clip.yaml \
+	$(VENV)/bin/dfer-pd train-dfer --config experiments/dfer_clip.yaml \
 		--data.root $(DFEW_ROOT) --data.fold $(FOLD) --trainer.default_root_dir runs/dfer_clip/fold$(FOLD)
 
 extract: venv ## score a cohort with a stage-1 checkpoint into the intensity cache
-	$(VENV)/bin/dfer-pd extract --config experiments/pd_lstm.yaml --manifest $(COHORT) --checkpoint $(STAGE1_CKPT)
+	$(VENV)/bin/dfer-pd extract --config experiments/pd_lstm.yaml --cohort.manifest $(COHORT) --extraction.checkpoint $(STAGE1_CKPT)
 
 train-pd: venv ## stage 2: extraction through the cache, then 5-fold CV of the residual LSTM
-	$(VENV)/bin/dfer-pd train-pd --config experiments/pd_lstm.yaml --manifest $(COHORT) --checkpoint $(STAGE1_CKPT)
+	$(VENV)/bin/dfer-pd train-pd --config experiments/pd_lstm.yaml --cohort.manifest $(COHORT) --extraction.checkpoint $(STAGE1_CKPT)
 
 ablation: venv ## the paper's Table 3 on the cached intensities
-	$(VENV)/bin/dfer-pd ablation --config experiments/pd_lstm.yaml --manifest $(COHORT) --checkpoint $(STAGE1_CKPT)
+	$(VENV)/bin/dfer-pd ablation --config experiments/pd_lstm.yaml --cohort.manifest $(COHORT) --extraction.checkpoint $(STAGE1_CKPT)
 
 bench: venv ## loader and training-step benchmarks (not part of the tests)
 	$(PY) benchmarks/bench_dfer_loader.py

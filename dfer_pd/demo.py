@@ -52,7 +52,8 @@ def main(args: list[str] | None = None) -> dict:
     cohort_root = out / "data" / "cohort"
     print(f"[1/6] synthetic DFEW tree ({cfg.dfew_clips} clips) and cohort ({cfg.subjects} subjects) under {out / 'data'}")
     make_dfew_tree(dfew_root, num_clips=cfg.dfew_clips, seed=cfg.seed)
-    manifest = make_pd_cohort(cohort_root, num_subjects=cfg.subjects, effect_size=cfg.effect_size, seed=cfg.seed)
+    # 5 s per expression, as the paper's protocol asks (shorter videos are flagged by diagnose).
+    manifest = make_pd_cohort(cohort_root, num_subjects=cfg.subjects, effect_size=cfg.effect_size, seconds=5.0, seed=cfg.seed)
 
     print("[2/6] stage 1: tiny CLIP expression network on the synthetic DFEW fold 1")
     stage1_args = [

@@ -84,3 +84,32 @@ def test_sweep_command_runs_offline(sweep_file, tmp_path):
     assert "accuracy" in done.stdout
     assert (tmp_path / "runs" / "pd_lstm" / "predictions.csv").is_file()
     assert list(tmp_path.rglob("offline-run-*")), "the trial logged an offline W&B run"
+
+
+def make_commands(target: str) -> list[list[str]]:
+    """The dfer-pd command lines `make <target>` would run (dry run, nothing executed)."""
+    import shlex
+
+    done = subprocess.run(["make", "-n", "-o", ".venv/.installed", target], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    script = done.stdout.replace("\\\n", " ")
+    return [shlex.split(line)[1:] for line in script.splitlines() if "bin/dfer-pd " in line]
+
+
+@pytest.mark.parametrize("target", ["extract", "train-pd", "ablation"])
+def test_make_stage2_targets_parse(target):
+    (command,) = make_commands(target)
+    assert command[0] == target
+    cfg = build_parser(target).parse_args(command[1:])
+    assert cfg.cohort.manifest == "data/cohort/manifest.csv"
+    assert cfg.extraction.checkpoint == "runs/dfer_clip/fold1/checkpoints/best.ckpt"
+
+
+def test_make_train_dfer_parses():
+    (command,) = make_commands("train-dfer")
+    assert command[0] == "train-dfer"
+    done = subprocess.run([sys.executable, "-m", "dfer_pd.cli", *command, "--print_config"],
+                          capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    printed = yaml.safe_load(done.stdout)
+    assert printed["data"]["fold"] == 1 and printed["trainer"]["default_root_dir"] == "runs/dfer_clip/fold1"
