@@ -1,7 +1,8 @@
 """Benchmark (not a test): DFEW loader throughput vs decoding whole clips, and stage-1 training steps/s.
 
     .venv/bin/python benchmarks/bench_dfer_loader.py                     # tiny CLIP, CPU
-    .venv/bin/python benchmarks/bench_dfer_loader.py --clip openai/clip-vit-base-patch32 --device cuda --batch_size 16
+    .venv/bin/python benchmarks/bench_dfer_loader.py --clip vit-b32-random --precision bf16 --steps 2   # ViT-B/32 sizes, CPU
+    .venv/bin/python benchmarks/bench_dfer_loader.py --clip openai/clip-vit-base-patch32 --device cuda --precision bf16
 
 Writes a synthetic DFEW tree with original mp4s (clip lengths like DFEW's: median about 70 frames)
 under --data unless it is already there.
@@ -10,12 +11,15 @@ under --data unless it is already there.
 from __future__ import annotations
 
 import argparse
+import resource
 import time
 from pathlib import Path
 
 import av
 import numpy as np
 import torch
+
+from _common import VIT_B32, save_random_vit_b32
 
 from dfer_pd.data.dfew import DfewDataModule, four_class_records
 from dfer_pd.data.sampling import sample_frame_indices
@@ -55,7 +59,7 @@ def main() -> None:
 
     root = Path(args.data)
     if not (root / "synthetic_info.json").exists():
-        make_dfew_tree(root, num_clips=args.clips, min_frames=40, max_frames=110, size=112, seed=0, write_mp4=True)
+        make_dfew_tree(root, num_clips=args.clips, min_frames=11, max_frames=140, size=112, seed=0, write_mp4=True)
     records = four_class_records(root, "train", 1, "original")
     videos = [r.path for r in records]
     folders = [r.path for r in four_class_records(root, "train", 1, "clip_224x224")]
@@ -69,8 +73,10 @@ def main() -> None:
     sampled_dir = clips_per_second(lambda p: read_clip(p, args.num_frames, "eval"), folders)
     print(f"frame folder, sampled JPEGs:       {sampled_dir:8.1f} clips/s")
 
+    clip_for_data = "builtin:tiny-clip" if args.clip == VIT_B32 else args.clip  # same CLIP mean/std
     dm = DfewDataModule(str(root), frames="original", num_frames=args.num_frames, batch_size=args.batch_size,
-                        num_workers=args.num_workers, clip_name_or_path=args.clip, val_fraction=0.1)
+                        num_workers=args.num_workers, clip_name_or_path=clip_for_data, val_fraction=0.1,
+                        image_size=224 if args.clip == VIT_B32 else None)
     dm.setup("fit")
     loader = dm.train_dataloader()
     started, seen = time.perf_counter(), 0
@@ -79,7 +85,8 @@ def main() -> None:
     print(f"DFEW train loader (augmented, {args.num_workers} workers): {seen / (time.perf_counter() - started):8.1f} clips/s")
 
     device = torch.device(args.device)
-    module = DferClipModule(clip_name_or_path=args.clip, random_init=args.clip.startswith("builtin:"),
+    clip = str(save_random_vit_b32(Path(args.data).parent / VIT_B32)) if args.clip == VIT_B32 else args.clip
+    module = DferClipModule(clip_name_or_path=clip, random_init=clip.startswith("builtin:"),
                             num_frames=args.num_frames).to(device)
     optimizer = module.configure_optimizers()
     optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
@@ -108,6 +115,8 @@ def main() -> None:
           f"  = {rate * len(labels):.1f} clips/s")
     if device.type == "cuda":
         print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+    else:
+        print(f"peak process memory (RSS, CPU proxy): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
 
 
 if __name__ == "__main__":

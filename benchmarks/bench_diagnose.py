@@ -17,7 +17,7 @@ from pathlib import Path
 
 import lightning
 import torch
-from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+from _common import save_random_vit_b32
 
 from dfer_pd.callbacks import file_digest
 from dfer_pd.crossval import ClassifierConfig, CVConfig
@@ -25,7 +25,6 @@ from dfer_pd.data.cohort import read_manifest
 from dfer_pd.data.synthetic import make_pd_cohort
 from dfer_pd.diagnose import main as diagnose
 from dfer_pd.features import synthetic_cohort
-from dfer_pd.models.clip_assets import BUILTIN_TINY_CLIP, load_tokenizer
 from dfer_pd.modules.dfer_module import DferClipModule
 from dfer_pd.screening import fit_screening_model
 
@@ -38,10 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_diagnose_"))
     try:
-        clip_dir = work / "clip-vit-b32-random"
-        CLIPModel(CLIPConfig()).save_pretrained(clip_dir)
-        load_tokenizer(BUILTIN_TINY_CLIP).save_pretrained(clip_dir)
-        CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}).save_pretrained(clip_dir)
+        clip_dir = save_random_vit_b32(work / "clip-vit-b32-random")
         module = DferClipModule(clip_name_or_path=str(clip_dir), random_init=False)
         ckpt = work / "stage1.ckpt"
         torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
