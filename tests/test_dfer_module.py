@@ -1,0 +1,53 @@
+"""The stage-1 LightningModule: metrics, optimiser recipe, checkpoint round trip."""
+
+import pytest
+import torch
+
+from conftest import save_stage1_checkpoint
+from dfer_pd.extraction import load_stage1
+from dfer_pd.modules.dfer_module import DferClipModule, expression_metrics
+
+
+def test_war_and_uar_match_hand_computed_values():
+    # 10 clips; true classes 0,0,0,0,1,1,2,2,2,3; predictions below.
+    target = torch.tensor([0, 0, 0, 0, 1, 1, 2, 2, 2, 3])
+    predicted = torch.tensor([0, 0, 0, 1, 1, 0, 2, 3, 3, 3])
+    logits = torch.nn.functional.one_hot(predicted, 4).float()
+    metrics = expression_metrics("val/")
+    metrics.update(logits, target)
+    values = metrics.compute()
+    # WAR = 6 correct / 10; UAR = mean(3/4, 1/2, 1/3, 1/1).
+    assert values["val/war"].item() == pytest.approx(0.6)
+    assert values["val/uar"].item() == pytest.approx((0.75 + 0.5 + 1 / 3 + 1.0) / 4)
+
+
+def tiny_module(**overrides):
+    kwargs = dict(clip_name_or_path="builtin:tiny-clip", random_init=True, num_frames=4, num_context=2,
+                  gate_heads=4, temporal_heads=4, temporal_mlp_dim=64)
+    return DferClipModule(**{**kwargs, **overrides})
+
+
+
+def test_parameter_groups_get_their_learning_rates_and_schedule():
+    module = tiny_module(lr_image_encoder=1e-5, lr_temporal=1e-2, lr_prompt=1e-3, optimizer="sgd",
+                         scheduler="multistep", milestones=[30, 40])
+    config = module.configure_optimizers()
+    optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    lrs = {group["name"]: group["lr"] for group in optimizer.param_groups}
+    assert lrs == {"image_encoder": 1e-5, "temporal": 1e-2, "prompt": 1e-3}
+    assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["momentum"] == 0.9
+    assert sorted(scheduler.milestones) == [30, 40]
+    grouped = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    trainable = {id(p) for p in module.parameters() if p.requires_grad}
+    assert grouped == trainable  # the frozen text tower is in no group
+
+
+def test_checkpoint_round_trip_gives_identical_outputs(tmp_path):
+    path = save_stage1_checkpoint(tmp_path / "m.ckpt", seed=3)
+    first, second = load_stage1(path).eval(), load_stage1(path).eval()
+    pixels = torch.randn(2, 4, 3, 48, 48)
+    with torch.no_grad():
+        a, b = first(pixels), second(pixels)
+    torch.testing.assert_close(a.cosine, b.cosine, rtol=0, atol=0)
+    torch.testing.assert_close(a.video_features, b.video_features, rtol=0, atol=0)
+    assert first.hparams.num_frames == 4 and first.hparams.tau == 0.01
