@@ -91,6 +91,13 @@ class DferClipModule(L.LightningModule):
         self.test_class_recall = MulticlassRecall(NUM_EXPRESSIONS, average=None)
         self.test_confusion = MulticlassConfusionMatrix(NUM_EXPRESSIONS)
 
+    def on_fit_start(self) -> None:
+        """Record the data each split really holds (class counts, clips skipped) with the run's config."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        counts = getattr(datamodule, "split_counts", None)
+        if counts and self.logger is not None:
+            self.logger.log_hyperparams({"data_class_counts": counts, "data_skipped_clips": len(datamodule.skipped)})
+
     def forward(self, pixel_values: torch.Tensor):
         return self.net(pixel_values)
 
