@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from pathlib import Path
 from typing import Literal
@@ -69,22 +70,9 @@ class DferClipModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.net = DferClip(
-            clip_name_or_path=clip_name_or_path,
-            random_init=random_init,
-            phrases=phrases,
-            num_frames=num_frames,
-            num_context=num_context,
-            use_gate=use_gate,
-            gate_heads=gate_heads,
-            temporal_layers=temporal_layers,
-            temporal_heads=temporal_heads,
-            temporal_mlp_dim=temporal_mlp_dim,
-            temporal_dropout=temporal_dropout,
-            tau=tau,
-            gradient_checkpointing=gradient_checkpointing,
-            seed=seed,
-        )
+        # The network's arguments are this module's first ones; the rest are the optimisation recipe.
+        network_args = inspect.signature(DferClip).parameters
+        self.net = DferClip(**{name: value for name, value in self.hparams.items() if name in network_args})
         self.val_metrics = expression_metrics("val/")
         self.test_metrics = expression_metrics("test/")
         self.val_class_recall = MulticlassRecall(NUM_EXPRESSIONS, average=None)
