@@ -150,9 +150,15 @@ def report_dict(result: Diagnosis, model: ScreeningModel) -> dict:
             "quality": result.quality[expression],
         }
         if model.reference:
+            ref = {g: (np.asarray(model.reference[g]["log_intensity"]), np.asarray(model.reference[g]["features"]))
+                   for g in COHORT_LABELS}
             entry["asked_expression_vs_cohort"] = {
-                group: _position(log_intensity[j, j], [q[j][j] for q in model.reference[group]["log_intensity"]])
-                for group in COHORT_LABELS
+                g: _position(log_intensity[j, j], ref[g][0][:, j, j].tolist()) for g in COHORT_LABELS}
+            entry["vs_cohort"] = {
+                "log_intensity": {c: {g: _position(log_intensity[j, k], ref[g][0][:, j, k].tolist()) for g in COHORT_LABELS}
+                                  for k, c in enumerate(EXPRESSIONS)},
+                "features": {f: {g: _position(features[j, i], ref[g][1][:, j, i].tolist()) for g in COHORT_LABELS}
+                             for i, f in enumerate(FEATURE_NAMES)},
             }
         per_video[expression] = entry
     return {

@@ -118,6 +118,13 @@ def test_bad_checkpoints_are_named(tmp_path):
         load_stage1(corrupt)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_stage1(tmp_path / "missing.ckpt")
+    # A checkpoint whose weights come from another configuration (more context vectors than its hparams say).
+    other_config = save_stage1_checkpoint(tmp_path / "other_config.ckpt", num_context=3)
+    checkpoint = torch.load(other_config, weights_only=True)
+    checkpoint["hyper_parameters"]["num_context"] = 2
+    torch.save(checkpoint, other_config)
+    with pytest.raises(CheckpointError, match="other_config.ckpt"):
+        load_stage1(other_config)
     foreign = tmp_path / "foreign.ckpt"
     torch.save({"state_dict": {"w": torch.zeros(1)}, "hyper_parameters": {"clip_name_or_path": "builtin:tiny-clip", "random_init": True}}, foreign)
     with pytest.raises(CheckpointError, match="foreign.ckpt"):

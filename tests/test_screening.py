@@ -82,6 +82,9 @@ def test_diagnose_four_videos_writes_report(tiny_cohort, tiny_stage1_checkpoint,
     files = write_report(result, model, tmp_path / "report")
     report = json.loads(files["json"].read_text())
     assert report["p_pd"] == pytest.approx(result.p_pd) and len(report["videos"]) == 4
+    happiness = report["videos"]["happiness"]
+    assert set(happiness["vs_cohort"]["features"]) == {"hv", "mean", "std", "z", "pd", "range", "d_min", "d_max"}
+    assert set(happiness["vs_cohort"]["log_intensity"]["anger"]) == {"HC", "PD"}
     assert files["png"].stat().st_size > 0 and "not a diagnosis" in files["html"].read_text()
     # A screening model trained on another stage-1 checkpoint's intensities is refused.
     other = save_stage1_checkpoint(tmp_path / "other.ckpt", seed=5)
