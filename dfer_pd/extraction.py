@@ -120,6 +120,7 @@ def extract_intensities(
             enable_model_summary=False,
         )
         trainer.predict(module, datamodule=datamodule, return_predictions=False)
+        trainer.strategy.barrier()  # under DDP every rank wrote its share; read only once all have
         report.scored = writer.written
     log.info("intensity extraction: %s", report.summary())
 

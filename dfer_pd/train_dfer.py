@@ -22,6 +22,8 @@ class DferCLI(LightningCLI):
         parser.link_arguments("model.num_frames", "data.num_frames")
         parser.add_argument("--skip_test", type=bool, default=False, help="fit only; do not evaluate the test fold")
         parser.add_argument("--ckpt_path", type=str | None, default=None, help="resume fitting from this checkpoint (e.g. last.ckpt)")
+        parser.add_argument("--test_ckpt", type=str | None, default=None,
+                            help="no fitting: evaluate this checkpoint on the fold's test set (e.g. on one device after DDP)")
 
 
 def best_checkpoint_callback(trainer) -> ModelCheckpoint:
@@ -52,6 +54,11 @@ def main(args: list[str] | None = None) -> dict:
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         cli.parser.save(cli.config, run_dir / "config.yaml", overwrite=True, skip_check=True)
+    if cli.config.get("test_ckpt"):
+        (results,) = trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.test_ckpt)
+        if trainer.is_global_zero:
+            print(f"test fold: WAR {results['test/war']:.3f}  UAR {results['test/uar']:.3f} ({cli.config.test_ckpt})")
+        return results
     trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.get("ckpt_path"))
     results = {"best_checkpoint": checkpoint.best_model_path, "best_val_uar": float(checkpoint.best_model_score or 0.0)}
     if not cli.config.get("skip_test"):

@@ -44,6 +44,9 @@ def test_fit_selects_on_validation_then_tests_and_resumes(dfew_tree, tmp_path):
     checkpoint = torch.load(best, map_location="cpu", weights_only=True)
     assert checkpoint["hyper_parameters"]["clip_name_or_path"] == "builtin:tiny-clip"
     assert "val/uar" in str(checkpoint["callbacks"])
+    # Evaluating the selected checkpoint again (no fitting) gives the same test figures.
+    again = train_dfer(tiny_args(dfew_tree, tmp_path / "retest", "--test_ckpt", str(best)))
+    assert again["test/uar"] == pytest.approx(results["test/uar"]) and again["test/war"] == pytest.approx(results["test/war"])
     # Resume from last.ckpt for one more epoch: training continues at epoch 1, not from scratch.
     last = out / "checkpoints" / "last.ckpt"
     assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 0
