@@ -11,7 +11,6 @@ import contextlib
 import json
 import logging
 import math
-import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -42,6 +41,7 @@ from sklearn.tree import DecisionTreeClassifier
 from torch.utils.data import DataLoader, TensorDataset
 
 from dfer_pd.features import CohortIntensities, SequenceScaler, sequence_inputs
+from dfer_pd.loggers import finish_wandb_run
 from dfer_pd.modules.pd_module import PDClassifierModule
 
 NEURAL_KINDS: tuple[str, ...] = ("lstm", "gru")
@@ -288,6 +288,22 @@ def fit_neural(
     return module.to("cpu").eval()
 
 
+def fit_scaled_neural(
+    inputs: np.ndarray,
+    labels: np.ndarray,
+    train_idx: np.ndarray,
+    config: ClassifierConfig,
+    seed: int,
+    cv: CVConfig,
+    logger: Logger | None = None,
+) -> tuple[SequenceScaler, PDClassifierModule]:
+    """Carve the validation split from ``train_idx``, fit the scaler on the rest, train the network."""
+    fit_idx, val_idx = validation_split(labels, train_idx, cv.val_fraction, cv.split_seed)
+    scaler = SequenceScaler().fit(inputs[fit_idx])
+    module = fit_neural(scaler.transform(inputs), labels, fit_idx, val_idx, config, seed, cv, logger)
+    return scaler, module
+
+
 def fit_predict_fold(
     data: CohortIntensities,
     train_idx: np.ndarray,
@@ -309,15 +325,11 @@ def fit_predict_fold(
     labels = data.labels
     inputs = sequence_inputs(data.intensities, config.features)
     if config.is_neural:
-        fit_idx, val_idx = validation_split(labels, train_idx, cv.val_fraction, cv.split_seed)
-    else:
-        fit_idx, val_idx = train_idx, train_idx[:0]
-    scaled = SequenceScaler().fit(inputs[fit_idx]).transform(inputs)
-    if config.is_neural:
-        module = fit_neural(scaled, labels, fit_idx, val_idx, config, seed, cv, logger)
-        return module.predict_proba(torch.as_tensor(scaled[test_idx], dtype=torch.float32)).numpy().astype(np.float64)
-    flat = scaled.reshape(len(scaled), -1)
-    model = build_baseline(config.kind, seed, config.sklearn_params).fit(flat[fit_idx], labels[fit_idx])
+        scaler, module = fit_scaled_neural(inputs, labels, train_idx, config, seed, cv, logger)
+        test_inputs = torch.as_tensor(scaler.transform(inputs[test_idx]), dtype=torch.float32)
+        return module.predict_proba(test_inputs).numpy().astype(np.float64)
+    flat = SequenceScaler().fit(inputs[train_idx]).transform(inputs).reshape(len(inputs), -1)
+    model = build_baseline(config.kind, seed, config.sklearn_params).fit(flat[train_idx], labels[train_idx])
     if list(model.classes_) != [0, 1]:
         raise ValueError(f"training fold must hold both classes, got {model.classes_}")
     return model.predict_proba(flat[test_idx])[:, 1]
@@ -477,15 +489,6 @@ def cross_validate(
             plot_roc_curves(result.predictions, out_dir / "roc.png")
             plot_confusion_matrix(result.confusion_matrix, out_dir / "confusion_matrix.png")
     return result
-
-
-def finish_wandb_run() -> bool:
-    """``wandb.finish()`` if a W&B run is active (WandbLogger never finishes its own). True if one was."""
-    wandb = sys.modules.get("wandb")  # a run can only be active if something imported wandb already
-    if wandb is None or getattr(wandb, "run", None) is None:
-        return False
-    wandb.finish()
-    return True
 
 
 def wandb_metrics_sink() -> MetricsSink:

@@ -82,7 +82,7 @@ def main(args: list[str] | None = None) -> dict:
     summary = stage2("train-pd", stage2_args)
     if cfg.ablation:
         print("[5/6] Table 3 ablation on the same folds")
-        stage2("ablation", stage2_args)
+        stage2("ablation", [*stage2_args, "--intensities", str(out / "stage2" / "intensities.npz")])
     print("[6/6] dfer-pd diagnose on one synthetic PD and one synthetic HC subject")
     headlines = diagnose_examples(manifest, stage1["best_checkpoint"], out)
     minutes = (time.perf_counter() - started) / 60

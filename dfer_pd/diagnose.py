@@ -20,14 +20,13 @@ from dfer_pd.constants import COHORT_LABELS, EXPRESSIONS
 from dfer_pd.data.cohort import EXPRESSION_ALIASES
 from dfer_pd.data.faces import read_face_clip
 from dfer_pd.data.transforms import build_clip_transform, frames_to_video
-from dfer_pd.data.video import read_clip
+from dfer_pd.data.video import VIDEO_SUFFIXES, read_clip
 from dfer_pd.extraction import load_stage1, sampling_settings
 from dfer_pd.features import FEATURE_NAMES, expression_features
 from dfer_pd.quality import video_quality
-from dfer_pd.screening import QUANTILES, ScreeningModel, ScreeningModelError
+from dfer_pd.screening import ScreeningModel, ScreeningModelError
 
 DISCLAIMER = "Research screening aid, not a diagnosis: discuss any concern with a neurologist."
-VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".webm", ".mkv", ".m4v")
 
 
 class DiagnoseInputError(ValueError):
@@ -92,7 +91,7 @@ def score_videos(videos: dict[str, Path], stage1_checkpoint: str | Path, crop_fa
                  face_detector: str = "haar", device: str = "cpu") -> tuple[np.ndarray, float, dict, dict]:
     """Stage 1 on the four videos in one batch: (4, 4) cosines, tau, quality per video, scoring settings."""
     module = load_stage1(stage1_checkpoint, map_location=device).eval()
-    settings = sampling_settings(module, crop_faces, face_detector)
+    settings = sampling_settings(module.hparams, crop_faces, face_detector)
     transform = build_clip_transform(False, settings["image_size"], settings["mean"], settings["std"])
     clips, quality = [], {}
     for expression, path in videos.items():
@@ -112,20 +111,21 @@ def score_videos(videos: dict[str, Path], stage1_checkpoint: str | Path, crop_fa
     return cosine, float(module.hparams.tau), quality, settings
 
 
-def diagnose(videos: dict[str, Path], stage1_checkpoint: str | Path, screening_model: str | Path,
+def diagnose(videos: dict[str, Path], stage1_checkpoint: str | Path, screening_model: str | Path | ScreeningModel,
              crop_faces: bool = True, face_detector: str = "haar", device: str = "cpu",
              allow_other_stage1: bool = False) -> Diagnosis:
     started = time.perf_counter()
-    model = ScreeningModel.load(screening_model)
+    model = screening_model if isinstance(screening_model, ScreeningModel) else ScreeningModel.load(screening_model)
+    name = model.source or "the screening model"
     recorded = (model.stage1 or {}).get("checkpoint_sha256")
     if recorded and not allow_other_stage1 and file_digest(stage1_checkpoint) != recorded:
         raise ScreeningModelError(
-            f"{screening_model} was trained on intensities from another stage-1 checkpoint (sha256 {recorded[:12]}...) "
+            f"{name} was trained on intensities from another stage-1 checkpoint (sha256 {recorded[:12]}...) "
             f"than {stage1_checkpoint}; pass the checkpoint the cohort was scored with (or --allow_other_stage1 true)"
         )
     cosine, tau, quality, _ = score_videos(videos, stage1_checkpoint, crop_faces, face_detector, device)
     if abs(tau - model.tau) > 1e-12:
-        raise ScreeningModelError(f"{screening_model} expects tau = {model.tau}, the stage-1 checkpoint has {tau}")
+        raise ScreeningModelError(f"{name} expects tau = {model.tau}, the stage-1 checkpoint has {tau}")
     p_pd = float(model.predict_proba(cosine))
     return Diagnosis(p_pd=p_pd, threshold=model.threshold, cosine=cosine, tau=tau, quality=quality,
                      videos=videos, seconds=time.perf_counter() - started)
@@ -256,9 +256,9 @@ def build_parser() -> ArgumentParser:
 def main(args: list[str] | None = None) -> dict:
     cfg = build_parser().parse_args(args)
     videos = find_expression_videos(cfg.videos, **{e: cfg.get(e) for e in EXPRESSIONS})
-    result = diagnose(videos, cfg.stage1, cfg.screening_model, cfg.crop_faces, cfg.face_detector, cfg.device,
-                      cfg.allow_other_stage1)
-    files = write_report(result, ScreeningModel.load(cfg.screening_model), cfg.out)
+    model = ScreeningModel.load(cfg.screening_model)
+    result = diagnose(videos, cfg.stage1, model, cfg.crop_faces, cfg.face_detector, cfg.device, cfg.allow_other_stage1)
+    files = write_report(result, model, cfg.out)
     print(result.headline())
     for expression, q in result.quality.items():
         print(f"  {expression:10s} {Path(videos[expression]).name}: {', '.join(q['flags']) or 'ok'}")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 
 import lightning as L
 import numpy as np
+import torch
 
 from dfer_pd.callbacks import IntensityCache, IntensityCacheWriter, file_digest
 from dfer_pd.data.datasets import ClipRecord, check_readable
@@ -52,18 +54,32 @@ def load_stage1(checkpoint: str | Path, map_location: str = "cpu") -> DferClipMo
         raise CheckpointError(f"{checkpoint} is not a usable stage-1 (DferClipModule) checkpoint: {err}") from err
 
 
-def sampling_settings(module: DferClipModule, crop_faces: bool = False, face_detector: str = "haar") -> dict:
+def stage1_hparams(checkpoint: str | Path) -> dict:
+    """A stage-1 checkpoint's hyperparameters, without building the network (enough when all is cached)."""
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise CheckpointError(f"stage-1 checkpoint {checkpoint} does not exist")
+    try:
+        hparams = torch.load(checkpoint, map_location="cpu", weights_only=True)["hyper_parameters"]
+        for key in ("clip_name_or_path", "num_frames", "tau"):
+            hparams[key]
+    except Exception as err:  # any failure to unpickle or a missing key means "not a usable checkpoint"
+        raise CheckpointError(f"{checkpoint} is not a usable stage-1 (DferClipModule) checkpoint: {err}") from err
+    return dict(hparams)
+
+
+def sampling_settings(hparams: Mapping, crop_faces: bool = False, face_detector: str = "haar") -> dict:
     """Everything besides the weights that changes a video's scores."""
-    mean, std, size = load_image_normalisation(module.hparams.clip_name_or_path)
+    mean, std, size = load_image_normalisation(hparams["clip_name_or_path"])
     return {
         "crop_faces": bool(crop_faces),
         "face_detector": face_detector if crop_faces else None,
-        "num_frames": int(module.hparams.num_frames),
+        "num_frames": int(hparams["num_frames"]),
         "sampler": "segment-centre",
         "image_size": int(size),
         "mean": [float(m) for m in mean],
         "std": [float(s) for s in std],
-        "tau": float(module.hparams.tau),
+        "tau": float(hparams["tau"]),
     }
 
 
@@ -82,8 +98,7 @@ def extract_intensities(
     """
     cohort = datamodule.cohort
     checkpoint_digest = file_digest(checkpoint)
-    module = load_stage1(checkpoint)
-    settings = sampling_settings(module, datamodule.hparams.crop_faces, datamodule.hparams.face_detector)
+    settings = sampling_settings(stage1_hparams(checkpoint), datamodule.hparams.crop_faces, datamodule.hparams.face_detector)
     cache = IntensityCache(cache_dir, checkpoint_digest, settings)
     report = ExtractionReport(cache_folder=cache.folder, checkpoint_sha256=checkpoint_digest, settings=settings)
 
@@ -104,11 +119,8 @@ def extract_intensities(
             report.unreadable = {str(records[d].path): problem for d, problem in failed.items()}
             details = "; ".join(f"{p}: {why}" for p, why in report.unreadable.items())
             raise ValueError(f"{len(failed)} cohort video(s) cannot be read: {details}")
-        datamodule.hparams.num_frames = settings["num_frames"]
-        datamodule.hparams.image_size = settings["image_size"]
-        datamodule.hparams.mean = tuple(settings["mean"])
-        datamodule.hparams.std = tuple(settings["std"])
-        datamodule.set_videos_to_score(readable)
+        module = load_stage1(checkpoint)
+        datamodule.set_videos_to_score(readable, settings)
         writer = IntensityCacheWriter(cache)
         trainer = L.Trainer(
             accelerator=accelerator,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from lightning.pytorch.loggers import WandbLogger
 
@@ -28,3 +29,12 @@ class PrivateWandbLogger(WandbLogger):
 
     def __init__(self, *args, mode: str | None = None, **kwargs) -> None:
         super().__init__(*args, mode=resolve_wandb_mode(mode), **kwargs)
+
+
+def finish_wandb_run() -> bool:
+    """``wandb.finish()`` if a W&B run is active (WandbLogger never finishes its own). True if one was."""
+    wandb = sys.modules.get("wandb")  # a run can only be active if something imported wandb already
+    if wandb is None or getattr(wandb, "run", None) is None:
+        return False
+    wandb.finish()
+    return True

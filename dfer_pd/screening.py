@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from dfer_pd.constants import COHORT_LABELS, EXPRESSIONS
-from dfer_pd.crossval import ClassifierConfig, CVConfig, fit_neural, validation_split
+from dfer_pd.crossval import ClassifierConfig, CVConfig, fit_scaled_neural
 from dfer_pd.features import FEATURE_NAMES, CohortIntensities, SequenceScaler, expression_features, sequence_inputs
 from dfer_pd.modules.pd_module import PDClassifierModule
 
@@ -55,6 +55,7 @@ class ScreeningModel:
     stage1: dict | None = None
     reference: dict | None = None
     cv_summary: dict | None = None
+    source: Path | None = None  # the folder it was loaded from, for messages
 
     def predict_proba(self, cosine: np.ndarray) -> np.ndarray:
         """P(PD) for (N, 4, 4) cosines (or one subject's (4, 4))."""
@@ -129,6 +130,7 @@ class ScreeningModel:
             stage1=meta.get("stage1"),
             reference=meta.get("reference"),
             cv_summary=meta.get("cv_summary"),
+            source=folder,
         )
 
 
@@ -143,11 +145,8 @@ def fit_screening_model(
     """Train the classifier on the whole cohort (after CV measured it), early-stopped on a validation split."""
     if not classifier.is_neural:
         raise ValueError(f"a screening model is a residual LSTM/GRU; '{classifier.kind}' baselines are CV-only")
-    rows = np.arange(len(data))
-    fit_idx, val_idx = validation_split(data.labels, rows, cv.val_fraction, cv.split_seed)
     inputs = sequence_inputs(data.intensities, classifier.features)
-    scaler = SequenceScaler().fit(inputs[fit_idx])
-    module = fit_neural(scaler.transform(inputs), data.labels, fit_idx, val_idx, classifier,
-                        cv.seeds[0] if seed is None else seed, cv)
+    scaler, module = fit_scaled_neural(inputs, data.labels, np.arange(len(data)), classifier,
+                                       cv.seeds[0] if seed is None else seed, cv)
     return ScreeningModel(classifier=classifier, module=module, scaler=scaler, tau=data.tau, threshold=cv.threshold,
                           stage1=stage1, reference=reference_distributions(data), cv_summary=cv_summary)

@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from dfer_pd.data.dfew import DfewDataModule
+from dfer_pd.loggers import finish_wandb_run
 from dfer_pd.modules.dfer_module import DferClipModule
 
 log = logging.getLogger(__name__)
@@ -71,10 +72,5 @@ def main(args: list[str] | None = None) -> dict:
         print(f"best checkpoint: {results['best_checkpoint']} (val UAR {results['best_val_uar']:.3f})")
         if "test/uar" in results:
             print(f"test fold: WAR {results['test/war']:.3f}  UAR {results['test/uar']:.3f}")
-    for logger in trainer.loggers:
-        if hasattr(logger, "experiment") and logger.__class__.__name__.endswith("WandbLogger"):
-            import wandb
-
-            if wandb.run is not None:
-                wandb.finish()
+    finish_wandb_run()
     return results

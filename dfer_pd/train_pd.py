@@ -12,7 +12,8 @@ from pathlib import Path
 
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
-from dfer_pd.crossval import ClassifierConfig, CVConfig, cross_validate, finish_wandb_run, wandb_metrics_sink
+from dfer_pd.crossval import ClassifierConfig, CVConfig, cross_validate, wandb_metrics_sink
+from dfer_pd.loggers import finish_wandb_run
 from dfer_pd.features import CohortIntensities
 
 log = logging.getLogger(__name__)

@@ -48,7 +48,7 @@ def test_second_run_uses_cache_without_forward_pass(tiny_cohort, tiny_stage1_che
     module = load_stage1(tiny_stage1_checkpoint).eval()
     dm = PDCohortDataModule(str(tiny_cohort))
     from dfer_pd.extraction import sampling_settings
-    s = sampling_settings(module)
+    s = sampling_settings(module.hparams)
     dm.hparams.update(num_frames=s["num_frames"], image_size=s["image_size"], mean=tuple(s["mean"]), std=tuple(s["std"]))
     from dfer_pd.data.datasets import ClipRecord
     subject = dm.cohort.subjects[0]

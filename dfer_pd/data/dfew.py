@@ -17,11 +17,11 @@ from torch.utils.data import DataLoader
 from dfer_pd.constants import DFEW_ID_TO_CLASS, EXPRESSIONS
 from dfer_pd.data.datasets import ClipRecord, VideoClipDataset, check_readable
 from dfer_pd.data.transforms import build_clip_transform
+from dfer_pd.data.video import VIDEO_SUFFIXES
 
 log = logging.getLogger(__name__)
 
 FrameSource = Literal["clip_224x224", "clip_224x224_16f", "original"]
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 
 
 class DfewLayoutError(FileNotFoundError):

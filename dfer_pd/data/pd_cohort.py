@@ -45,8 +45,12 @@ class PDCohortDataModule(L.LightningDataModule):
         self.cohort: CohortManifest = read_manifest(Path(manifest), tuple(expressions), skip_incomplete=skip_incomplete)
         self.to_score: list[ClipRecord] = []
 
-    def set_videos_to_score(self, records: list[ClipRecord]) -> None:
+    def set_videos_to_score(self, records: list[ClipRecord], settings: dict | None = None) -> None:
+        """The videos the next `predict_dataloader` yields, sampled as the scoring checkpoint expects."""
         self.to_score = list(records)
+        if settings is not None:
+            self.hparams.update(num_frames=settings["num_frames"], image_size=settings["image_size"],
+                                mean=tuple(settings["mean"]), std=tuple(settings["std"]))
 
     def predict_dataloader(self) -> DataLoader:
         hp = self.hparams

@@ -12,17 +12,14 @@ import numpy as np
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
-
-# OpenAI CLIP's normalisation, used when a checkpoint ships no image processor config.
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 
 def build_clip_transform(
     train: bool,
     size: int = 224,
-    mean: Sequence[float] = CLIP_MEAN,
-    std: Sequence[float] = CLIP_STD,
+    mean: Sequence[float] = OPENAI_CLIP_MEAN,
+    std: Sequence[float] = OPENAI_CLIP_STD,
     brightness: float = 0.5,
     crop_scale: tuple[float, float] = (0.08, 1.0),
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3),

@@ -33,6 +33,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from dfer_pd.data.sampling import SamplingMode, sample_frame_indices
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png")
+# Containers looked for by name (DFEW originals, cohort folders); anything FFmpeg reads still opens.
+VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".mov", ".avi", ".webm", ".mkv", ".m4v")
 # Seek only when the first requested frame is at least this far in; below it decoding from the
 # start costs less than a seek (the keyframe before the target is usually frame 0 anyway).
 DEFAULT_SEEK_THRESHOLD = 64
