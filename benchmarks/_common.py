@@ -6,7 +6,7 @@ from pathlib import Path
 
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
 
-from dfer_pd.models.clip_assets import BUILTIN_TINY_CLIP, load_tokenizer
+from dfer_pd.stage1.clip_assets import BUILTIN_TINY_CLIP, load_tokenizer
 
 VIT_B32 = "vit-b32-random"
 

@@ -21,11 +21,11 @@ import torch
 
 from _common import VIT_B32, save_random_vit_b32
 
-from dfer_pd.data.dfew import DfewDataModule, four_class_records
-from dfer_pd.data.sampling import sample_frame_indices
-from dfer_pd.data.synthetic import make_dfew_tree
-from dfer_pd.data.video import count_frames, read_clip
-from dfer_pd.modules.dfer_module import DferClipModule
+from dfer_pd.stage1.datasets.dfew import DfewDataModule, four_class_records
+from dfer_pd.common.sampling import sample_frame_indices
+from dfer_pd.synthetic.render import make_dfew_tree
+from dfer_pd.common.video import count_frames, read_clip
+from dfer_pd.stage1.module import DferClipModule
 
 
 def decode_whole(path: Path, num_frames: int) -> np.ndarray:

@@ -19,14 +19,14 @@ import lightning
 import torch
 from _common import save_random_vit_b32
 
-from dfer_pd.callbacks import file_digest
-from dfer_pd.crossval import ClassifierConfig, CVConfig
-from dfer_pd.data.cohort import read_manifest
-from dfer_pd.data.synthetic import make_pd_cohort
-from dfer_pd.diagnose import main as diagnose
-from dfer_pd.features import synthetic_cohort
-from dfer_pd.modules.dfer_module import DferClipModule
-from dfer_pd.screening import fit_screening_model
+from dfer_pd.common.files import file_digest
+from dfer_pd.stage2.crossval import ClassifierConfig, CVConfig
+from dfer_pd.stage2.cohort import read_manifest
+from dfer_pd.synthetic.render import make_pd_cohort
+from dfer_pd.screening.diagnose import main as diagnose
+from dfer_pd.stage2.features import synthetic_cohort
+from dfer_pd.stage1.module import DferClipModule
+from dfer_pd.stage2.screening_model import fit_screening_model
 
 
 def main() -> None:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from dfer_pd.ablation import run_ablation
-from dfer_pd.crossval import ClassifierConfig, CVConfig
-from dfer_pd.features import CohortIntensities, synthetic_cohort
+from dfer_pd.stage2.ablation import run_ablation
+from dfer_pd.stage2.crossval import ClassifierConfig, CVConfig
+from dfer_pd.stage2.features import CohortIntensities, synthetic_cohort
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ commands:
 def _synth(argv: list[str]) -> None:
     from jsonargparse import auto_cli
 
-    from dfer_pd.data.synthetic import make_dfew_tree, make_pd_cohort
+    from dfer_pd.synthetic.render import make_dfew_tree, make_pd_cohort
 
     if not argv or argv[0] not in {"dfew", "cohort"}:
         raise SystemExit("usage: dfer-pd synth {dfew,cohort} ROOT [--option value ...]")
@@ -41,19 +41,19 @@ def main(argv: list[str] | None = None) -> int:
     if command == "synth":
         _synth(rest)
     elif command == "train-dfer":
-        from dfer_pd.train_dfer import main as train_dfer
+        from dfer_pd.commands.train_dfer import main as train_dfer
 
         train_dfer(rest)
     elif command in {"extract", "train-pd", "ablation"}:
-        from dfer_pd.train_pd import main as train_pd
+        from dfer_pd.commands.train_pd import main as train_pd
 
         train_pd(command, rest)
     elif command == "diagnose":
-        from dfer_pd.diagnose import main as diagnose
+        from dfer_pd.screening.diagnose import main as diagnose
 
         diagnose(rest)
     elif command == "demo":
-        from dfer_pd.demo import main as demo
+        from dfer_pd.commands.demo import main as demo
 
         demo(rest)
     else:

@@ -26,8 +26,8 @@ def save_stage1_checkpoint(path, seed: int = 0, **overrides):
     import lightning
     import torch
 
-    from dfer_pd.models.clip_assets import BUILTIN_TINY_CLIP
-    from dfer_pd.modules.dfer_module import DferClipModule
+    from dfer_pd.stage1.clip_assets import BUILTIN_TINY_CLIP
+    from dfer_pd.stage1.module import DferClipModule
 
     kwargs = dict(clip_name_or_path=BUILTIN_TINY_CLIP, random_init=True, num_frames=4, num_context=2,
                   gate_heads=4, temporal_heads=4, temporal_mlp_dim=64, seed=seed)
@@ -43,7 +43,7 @@ def save_stage1_checkpoint(path, seed: int = 0, **overrides):
 @pytest.fixture(scope="session")
 def tiny_cohort(tmp_path_factory):
     """A 10-subject synthetic cohort (short 32 px videos), written once per test session."""
-    from dfer_pd.data.synthetic import make_pd_cohort
+    from dfer_pd.synthetic.render import make_pd_cohort
 
     root = tmp_path_factory.mktemp("cohort")
     return make_pd_cohort(root, num_subjects=10, fps=5, seconds=1.6, size=32, seed=3)

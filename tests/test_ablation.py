@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from dfer_pd.ablation import TABLE3_ROWS, row_config, run_ablation
-from dfer_pd.crossval import ClassifierConfig, CVConfig
-from dfer_pd.features import synthetic_cohort
+from dfer_pd.stage2.ablation import TABLE3_ROWS, row_config, run_ablation
+from dfer_pd.stage2.crossval import ClassifierConfig, CVConfig
+from dfer_pd.stage2.features import synthetic_cohort
 
 TINY = ClassifierConfig(hidden_size=4, num_layers=2, max_epochs=2, batch_size=32, patience=1)
 

@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dfer_pd.constants import EXPRESSIONS
-from dfer_pd.data.cohort import CohortManifest, CohortSubject, ManifestError, read_manifest
+from dfer_pd.common.constants import EXPRESSIONS
+from dfer_pd.stage2.cohort import CohortManifest, CohortSubject, ManifestError, read_manifest
 
 HEADER = "subject_id,label,expression,path,sex,age"
 

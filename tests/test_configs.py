@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dfer_pd.features import synthetic_cohort
-from dfer_pd.train_pd import build_parser
+from dfer_pd.stage2.features import synthetic_cohort
+from dfer_pd.commands.train_pd import build_parser
 
 REPO = Path(__file__).resolve().parents[1]
 STAGE1_CONFIGS = sorted((REPO / "experiments").glob("dfer_*.yaml"))

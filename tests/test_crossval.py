@@ -11,7 +11,7 @@ import pytest
 import torch
 from lightning.pytorch.loggers import CSVLogger
 
-from dfer_pd.crossval import (
+from dfer_pd.stage2.crossval import (
     METRIC_NAMES,
     ClassifierConfig,
     CVConfig,
@@ -22,9 +22,9 @@ from dfer_pd.crossval import (
     subject_folds,
     wandb_metrics_sink,
 )
-from dfer_pd.features import synthetic_cohort
-from dfer_pd.models.sequence_classifier import ResidualRNNClassifier
-from dfer_pd.plots import plot_intensity_boxplots, tsne_plot
+from dfer_pd.stage2.features import synthetic_cohort
+from dfer_pd.stage2.sequence_classifier import ResidualRNNClassifier
+from dfer_pd.stage2.plots import plot_intensity_boxplots, tsne_plot
 
 FAST_LSTM = ClassifierConfig(hidden_size=16, max_epochs=30, lr=1e-2, patience=8, batch_size=16)
 TINY_LSTM = ClassifierConfig(hidden_size=4, num_layers=1, max_epochs=2, batch_size=32)

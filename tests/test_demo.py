@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from dfer_pd.demo import main as demo
+from dfer_pd.commands.demo import main as demo
 
 
 def test_demo_runs_every_stage(tmp_path, capsys):

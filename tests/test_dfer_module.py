@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from conftest import save_stage1_checkpoint
-from dfer_pd.extraction import load_stage1
-from dfer_pd.modules.dfer_module import DferClipModule, expression_metrics
+from dfer_pd.stage1.extraction import load_stage1
+from dfer_pd.stage1.module import DferClipModule, expression_metrics
 
 
 def test_war_and_uar_match_hand_computed_values():

@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from dfer_pd.constants import EXPRESSIONS
-from dfer_pd.data.dfew import DfewDataModule, DfewLayoutError, four_class_records, read_split, split_file
-from dfer_pd.models.clip_assets import BUILTIN_TINY_CLIP
+from dfer_pd.common.constants import EXPRESSIONS
+from dfer_pd.stage1.datasets.dfew import DfewDataModule, DfewLayoutError, four_class_records, read_split, split_file
+from dfer_pd.stage1.clip_assets import BUILTIN_TINY_CLIP
 
 # clip id -> (DFEW label, frame count); labels 2 (sad) and 7 (fear) must be filtered out.
 CLIPS = {

@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from conftest import save_stage1_checkpoint
-from dfer_pd.callbacks import IntensityCacheWriter, atomic_save_npz
-from dfer_pd.data.pd_cohort import PDCohortDataModule
-from dfer_pd.data.synthetic import encode_mp4
-from dfer_pd.extraction import CheckpointError, extract_intensities, load_stage1
-from dfer_pd.modules.dfer_module import DferClipModule
+from dfer_pd.common.files import atomic_save_npz
+from dfer_pd.stage1.cache import IntensityCacheWriter
+from dfer_pd.stage2.cohort_datamodule import PDCohortDataModule
+from dfer_pd.synthetic.render import encode_mp4
+from dfer_pd.stage1.extraction import CheckpointError, extract_intensities, load_stage1
+from dfer_pd.stage1.module import DferClipModule
 
 
 @pytest.fixture
@@ -47,10 +48,10 @@ def test_second_run_uses_cache_without_forward_pass(tiny_cohort, tiny_stage1_che
     # Cached scores equal a direct forward pass through the checkpoint.
     module = load_stage1(tiny_stage1_checkpoint).eval()
     dm = PDCohortDataModule(str(tiny_cohort))
-    from dfer_pd.extraction import sampling_settings
+    from dfer_pd.stage1.extraction import sampling_settings
     s = sampling_settings(module.hparams)
     dm.hparams.update(num_frames=s["num_frames"], image_size=s["image_size"], mean=tuple(s["mean"]), std=tuple(s["std"]))
-    from dfer_pd.data.datasets import ClipRecord
+    from dfer_pd.stage1.datasets.base import ClipRecord
     subject = dm.cohort.subjects[0]
     dm.set_videos_to_score([ClipRecord("x", subject.videos["happiness"])])
     batch = next(iter(dm.predict_dataloader()))

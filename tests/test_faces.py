@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from skimage import data
 
-from dfer_pd.data.faces import (
+from dfer_pd.screening.faces import (
     DETECTORS,
     FaceCropCache,
     HaarFaceDetector,
@@ -22,8 +22,8 @@ from dfer_pd.data.faces import (
     square_boxes,
     track_face,
 )
-from dfer_pd.data.synthetic import encode_mp4
-from dfer_pd.data.video import VideoReadError, read_frames
+from dfer_pd.synthetic.render import encode_mp4
+from dfer_pd.common.video import VideoReadError, read_frames
 
 ASTRONAUT = data.astronaut()
 # Head and shoulders around the astronaut's face, and the face's box (Haar-sized) inside that patch.

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from dfer_pd.features import (
+from dfer_pd.stage2.features import (
     FEATURE_NAMES,
     CohortFileError,
     CohortIntensities,

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from dfer_pd.constants import EXPRESSIONS
-from dfer_pd.models.clip_assets import (
+from dfer_pd.common.constants import EXPRESSIONS
+from dfer_pd.stage1.clip_assets import (
     BUILTIN_TINY_CLIP,
     TINY_CLIP_DIR,
     ClipCheckpointError,
@@ -17,7 +17,7 @@ from dfer_pd.models.clip_assets import (
     resolve_clip_path,
     save_tiny_clip,
 )
-from dfer_pd.models.modeling_dfer_clip import (
+from dfer_pd.stage1.modeling_dfer_clip import (
     DEFAULT_PHRASES,
     DferClip,
     FrameGate,

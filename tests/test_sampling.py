@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dfer_pd.data.sampling import (
+from dfer_pd.common.sampling import (
     sample_frame_indices,
     segment_centre_indices,
     segment_random_indices,

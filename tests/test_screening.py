@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 from conftest import save_stage1_checkpoint
-from dfer_pd.callbacks import file_digest
-from dfer_pd.crossval import ClassifierConfig, CVConfig
-from dfer_pd.data.cohort import read_manifest
-from dfer_pd.diagnose import DiagnoseInputError, diagnose, find_expression_videos, write_report
-from dfer_pd.features import synthetic_cohort
-from dfer_pd.screening import ScreeningModel, ScreeningModelError, fit_screening_model
+from dfer_pd.common.files import file_digest
+from dfer_pd.stage2.crossval import ClassifierConfig, CVConfig
+from dfer_pd.stage2.cohort import read_manifest
+from dfer_pd.screening.diagnose import DiagnoseInputError, diagnose, find_expression_videos, write_report
+from dfer_pd.stage2.features import synthetic_cohort
+from dfer_pd.stage2.screening_model import ScreeningModel, ScreeningModelError, fit_screening_model
 
 CLASSIFIER = ClassifierConfig(name="lstm", kind="lstm", features="processed", hidden_size=8, num_layers=2, max_epochs=30)
 

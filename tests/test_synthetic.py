@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dfer_pd.constants import DFEW_ID_TO_CLASS, EXPRESSIONS
-from dfer_pd.data.synthetic import (
+from dfer_pd.common.constants import DFEW_ID_TO_CLASS, EXPRESSIONS
+from dfer_pd.synthetic.render import (
     DFEW_FRAMES_DIR,
     DFEW_SPLIT_DIRS,
     ExpressionParams,

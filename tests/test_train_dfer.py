@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dfer_pd.data.synthetic import make_dfew_tree
-from dfer_pd.train_dfer import main as train_dfer
+from dfer_pd.synthetic.render import make_dfew_tree
+from dfer_pd.commands.train_dfer import main as train_dfer
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = str(REPO / "experiments" / "dfer_demo.yaml")

@@ -2,9 +2,9 @@
 
 import pandas as pd
 
-from dfer_pd.features import synthetic_cohort
-from dfer_pd.screening import ScreeningModel
-from dfer_pd.train_pd import main as train_pd
+from dfer_pd.stage2.features import synthetic_cohort
+from dfer_pd.stage2.screening_model import ScreeningModel
+from dfer_pd.commands.train_pd import main as train_pd
 
 
 def test_train_pd_outputs_and_pseudonyms(tmp_path, capsys):

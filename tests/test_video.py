@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dfer_pd.data.video import (
+from dfer_pd.common.video import (
     VideoReadError,
     count_frames,
     list_frame_files,
@@ -320,7 +320,7 @@ def test_legacy_rotate_tag_is_clockwise():
     # Older FFmpeg builds expose a phone's orientation only as the stream tag rotate=90 (clockwise).
     from types import SimpleNamespace
 
-    from dfer_pd.data.video import _frame_rotation
+    from dfer_pd.common.video import _frame_rotation
 
     stream = SimpleNamespace(metadata={"rotate": "90"})
     assert _frame_rotation(SimpleNamespace(rotation=0), stream) == -90

@@ -1,1 +1,0 @@
-"""Decoding, sampling, datasets, data modules and the synthetic data world."""

@@ -1,1 +1,0 @@
-"""LightningModules that wire the plain networks to losses, optimisers and metrics."""

@@ -1,0 +1,452 @@
+"""Find the person's face in a raw (phone) video and cut a square, face-centred clip out of it.
+
+DFEW's frames are already face-aligned crops; a patient's phone video is not. The path here is:
+sample the ``M`` frames the model will see (only those are decoded), detect faces on them, link
+the boxes into tracks by overlap and nearness, keep the main face (the track with the largest sum
+of box sides, so large *and* persistent beats a brief false positive or a smaller second person), fill frames
+without a detection by interpolating over frame indices, smooth the box with a short moving
+median, and crop a square of ``margin`` times the face box side around it, padded where it leaves
+the picture, resized to the model's input size.
+
+Detectors are pluggable (:class:`FaceDetector`): OpenCV's Haar cascade is the default because its
+weights ship inside ``opencv-python-headless`` and it runs offline on the CPU; dlib's HOG detector
+is registered when ``dlib`` is importable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Literal, Protocol, Sequence, runtime_checkable
+
+import cv2
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from dfer_pd.common.files import atomic_save_npz, content_key, file_digest
+from dfer_pd.common.sampling import SamplingMode
+from dfer_pd.common.video import VideoReadError, read_clip
+
+# A face continues a track when it overlaps the track's last box this much, or when it has a
+# similar size and lies within two face sides of it: 16 frames sampled from a 10 s phone video
+# are over half a second apart, time enough for a head to move by a face width. Closer boxes win.
+LINK_MIN_IOU = 0.2
+LINK_MAX_CENTRE_SHIFT = 2.0  # in face sides
+LINK_MAX_SIZE_RATIO = 1.5
+# A face counts towards ``num_faces_max`` when seen in this share of examined frames (and at least
+# two): a passer-by or a one-off false positive is not a second person in the recording.
+PERSISTENT_FACE_FRACTION = 0.25
+
+
+class NoFaceError(VideoReadError):
+    """Too few sampled frames of a video show a face; the message names the file and the count."""
+
+
+@runtime_checkable
+class FaceDetector(Protocol):
+    """Anything that finds faces in one RGB ``uint8`` image ``(H, W, 3)``."""
+
+    def detect(self, rgb: np.ndarray) -> np.ndarray:
+        """Face boxes ``(K, 4)`` as float ``x0, y0, x1, y1`` in pixels of ``rgb`` (K may be 0)."""
+        ...
+
+
+def _downscale_gray(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """Grayscale image no larger than ``max_side`` and the factor that maps its pixels back."""
+    gray = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+    scale = max(gray.shape) / max_side
+    if scale <= 1.0:
+        return gray, 1.0
+    size = (max(1, round(gray.shape[1] / scale)), max(1, round(gray.shape[0] / scale)))
+    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA), scale
+
+
+@dataclass
+class HaarFaceDetector:
+    """OpenCV's frontal-face Haar cascade (``haarcascade_frontalface_default.xml``, OpenCV 4.x).
+
+    Frames are converted to gray and shrunk to at most ``max_side`` pixels first: a 4K phone frame
+    costs the same as a small one, and a face filling a selfie video is still far above
+    ``min_size_fraction`` of the shorter side, the smallest face searched for. ``equalize``
+    (histogram equalisation) can help in dim footage but slows the search on busy backgrounds
+    and made it miss small faces there, so it is off by default.
+    """
+
+    scale_factor: float = 1.1
+    min_neighbors: int = 5
+    min_size_fraction: float = 0.08
+    max_side: int = 640
+    equalize: bool = False
+    _cascade: cv2.CascadeClassifier | None = field(default=None, init=False, repr=False, compare=False)
+
+    def _classifier(self) -> cv2.CascadeClassifier:
+        if self._cascade is None:
+            cascade_file = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
+            cascade = cv2.CascadeClassifier(str(cascade_file))
+            if cascade.empty():
+                raise RuntimeError(f"{cascade_file}: OpenCV could not load the Haar cascade")
+            self._cascade = cascade
+        return self._cascade
+
+    def __getstate__(self) -> dict:
+        # The loaded cascade cannot be pickled (DataLoader workers); it reloads on first use.
+        state = self.__dict__.copy()
+        state["_cascade"] = None
+        return state
+
+    def detect(self, rgb: np.ndarray) -> np.ndarray:
+        gray, scale = _downscale_gray(rgb, self.max_side)
+        min_side = max(12, round(self.min_size_fraction * min(gray.shape)))
+        found = self._classifier().detectMultiScale(
+            cv2.equalizeHist(gray) if self.equalize else gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
+            minSize=(min_side, min_side),
+        )
+        boxes = np.asarray(found, dtype=np.float64).reshape(-1, 4)
+        boxes[:, 2:] += boxes[:, :2]  # x, y, w, h -> x0, y0, x1, y1
+        return boxes * scale
+
+
+@dataclass
+class DlibHogFaceDetector:
+    """dlib's built-in HOG + linear SVM frontal face detector (needs ``dlib``, e.g. ``dlib-bin``).
+
+    ``upsample`` doubles the image that many times before searching, finding smaller faces at
+    a higher cost; frames are first shrunk to at most ``max_side`` pixels.
+    """
+
+    upsample: int = 0
+    max_side: int = 640
+    _detector: object | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_detector"] = None
+        return state
+
+    def detect(self, rgb: np.ndarray) -> np.ndarray:
+        import dlib
+
+        if self._detector is None:
+            self._detector = dlib.get_frontal_face_detector()
+        gray, scale = _downscale_gray(rgb, self.max_side)
+        found = self._detector(gray, self.upsample)
+        boxes = np.array([[r.left(), r.top(), r.right(), r.bottom()] for r in found], dtype=np.float64)
+        return boxes.reshape(-1, 4) * scale
+
+
+def _dlib_available() -> bool:
+    try:
+        import dlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+DETECTORS: dict[str, Callable[[], FaceDetector]] = {"haar": HaarFaceDetector}
+if _dlib_available():
+    DETECTORS["dlib"] = DlibHogFaceDetector
+
+
+def build_detector(detector: str | FaceDetector = "haar") -> FaceDetector:
+    """A detector from its registry name (``DETECTORS``), or the given detector unchanged."""
+    if not isinstance(detector, str):
+        if not isinstance(detector, FaceDetector):
+            raise TypeError(f"a face detector needs a detect(rgb) method, got {type(detector).__name__}")
+        return detector
+    if detector not in DETECTORS:
+        hint = " (install dlib-bin for 'dlib')" if detector == "dlib" else ""
+        raise ValueError(f"unknown face detector {detector!r}; available: {sorted(DETECTORS)}{hint}")
+    return DETECTORS[detector]()
+
+
+# --------------------------------------------------------------------------- tracking
+
+
+def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Intersection over union of one ``x0, y0, x1, y1`` box with each of ``boxes`` ``(K, 4)``."""
+    x0 = np.maximum(box[0], boxes[:, 0])
+    y0 = np.maximum(box[1], boxes[:, 1])
+    x1 = np.minimum(box[2], boxes[:, 2])
+    y1 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(area + areas - inter, 1e-9)
+
+
+def _same_face(last: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """How well each box continues a track that ended at ``last`` (0 = not the same face)."""
+    iou = box_iou(last, boxes)
+    side = np.sqrt((last[2] - last[0]) * (last[3] - last[1]))
+    sides = np.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
+    shift = np.hypot(
+        (boxes[:, 0] + boxes[:, 2] - last[0] - last[2]) / 2, (boxes[:, 1] + boxes[:, 3] - last[1] - last[3]) / 2
+    ) / max(side, 1e-9)
+    ratio = np.maximum(sides, side) / np.maximum(np.minimum(sides, side), 1e-9)
+    closeness = np.clip(1 - shift / LINK_MAX_CENTRE_SHIFT, 0, None) * (ratio <= LINK_MAX_SIZE_RATIO)
+    return np.where((iou >= LINK_MIN_IOU) | (closeness > 0), iou + closeness, 0.0)
+
+
+def link_tracks(detections: Sequence[np.ndarray]) -> list[dict[int, np.ndarray]]:
+    """Group per-frame boxes into tracks ``{frame position: box}``, greedily by overlap.
+
+    Each frame's boxes continue the tracks they match best (one box per track and frame); the
+    rest start new tracks. A track that misses a frame can still be continued later.
+    """
+    tracks: list[dict[int, np.ndarray]] = []
+    for position, boxes in enumerate(detections):
+        if len(boxes) == 0:
+            continue
+        scores = np.stack([_same_face(track[max(track)], boxes) for track in tracks]) if tracks else None
+        unused = set(range(len(boxes)))
+        if scores is not None:
+            for flat in np.argsort(-scores, axis=None):
+                t, b = np.unravel_index(flat, scores.shape)
+                if scores[t, b] <= 0:
+                    break
+                if b in unused and position not in tracks[t]:
+                    tracks[t][position] = boxes[b]
+                    unused.discard(b)
+        tracks.extend({position: boxes[b]} for b in sorted(unused))
+    return tracks
+
+
+def _track_score(track: dict[int, np.ndarray]) -> float:
+    """Sum of box sides (square roots of areas): large and often seen wins, and a face found in
+    twice as many frames outweighs one twice as wide, so a brief large false positive loses."""
+    return float(sum(np.sqrt((b[2] - b[0]) * (b[3] - b[1])) for b in track.values()))
+
+
+def moving_median(values: np.ndarray, window: int) -> np.ndarray:
+    """Median over ``window`` neighbours along axis 0, edges repeated; keeps steady motion, drops one-frame jumps."""
+    if window <= 1 or len(values) < 2:
+        return values
+    half = window // 2
+    padded = np.pad(values, [(half, half)] + [(0, 0)] * (values.ndim - 1), mode="edge")
+    return np.median(sliding_window_view(padded, window, axis=0), axis=-1)
+
+
+def square_boxes(face_boxes: np.ndarray, margin: float) -> np.ndarray:
+    """Square boxes ``(T, 4)`` centred on each face box, of side ``margin`` times its larger side."""
+    centre = (face_boxes[:, :2] + face_boxes[:, 2:]) / 2
+    half = margin * np.max(face_boxes[:, 2:] - face_boxes[:, :2], axis=1, keepdims=True) / 2
+    return np.concatenate([centre - half, centre + half], axis=1)
+
+
+PadMode = Literal["edge", "constant"]
+
+
+def crop_square(frame: np.ndarray, box: np.ndarray, size: int, pad_mode: PadMode = "edge") -> np.ndarray:
+    """Cut ``box`` out of ``frame`` (padding where it leaves the picture) and resize to ``size x size``."""
+    height, width = frame.shape[:2]
+    x0, y0, x1, y1 = np.round(box).astype(int)
+    x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
+    # Keep at least one pixel of the picture inside the box so edge padding has something to repeat.
+    shift_x = min(0, width - 1 - x0) + max(0, 1 - x1)
+    shift_y = min(0, height - 1 - y0) + max(0, 1 - y1)
+    x0, x1, y0, y1 = x0 + shift_x, x1 + shift_x, y0 + shift_y, y1 + shift_y
+    inside = frame[max(y0, 0) : min(y1, height), max(x0, 0) : min(x1, width)]
+    pad = ((max(-y0, 0), max(y1 - height, 0)), (max(-x0, 0), max(x1 - width, 0)), (0, 0))
+    crop = np.pad(inside, pad, mode=pad_mode)
+    shrink = crop.shape[0] > size
+    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+@dataclass
+class FaceTrackReport:
+    """Where the main face was, per returned frame, and how often it was found.
+
+    ``frame_indices`` are the video frames the crops come from; ``examined`` marks frames the
+    detector ran on, ``detected`` those where it found the main face. ``face_boxes`` are the
+    smoothed (and, where not detected, interpolated) face boxes and ``crop_boxes`` the square
+    regions cut out, both ``x0, y0, x1, y1`` in frame pixels. ``face_fraction`` is the share of
+    examined frames with the main face; ``num_faces_max`` the most faces seen in one frame, counting
+    only faces found in at least two frames (a one-frame false positive is not a second person).
+    """
+
+    frame_indices: np.ndarray
+    face_boxes: np.ndarray
+    crop_boxes: np.ndarray
+    examined: np.ndarray
+    detected: np.ndarray
+    face_fraction: float
+    num_faces_max: int
+    frame_size: tuple[int, int]
+
+    @property
+    def boxes(self) -> np.ndarray:
+        """The smoothed face boxes (alias of ``face_boxes``)."""
+        return self.face_boxes
+
+    def summary(self) -> dict:
+        """The scalar findings, for JSON reports."""
+        return {
+            "face_fraction": self.face_fraction,
+            "frames_examined": int(self.examined.sum()),
+            "frames_with_face": int(self.detected.sum()),
+            "num_faces_max": self.num_faces_max,
+            "frame_size": list(self.frame_size),
+        }
+
+
+def _examined_positions(num_frames: int, detect_every: int) -> np.ndarray:
+    positions = np.arange(0, num_frames, max(detect_every, 1))
+    return np.union1d(positions, [num_frames - 1])  # always look at the last frame too
+
+
+def _interpolate_columns(times: np.ndarray, known_times: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Rows ``known`` ``(K, C)`` given at ``known_times``, at ``times`` (linear, held constant past either end)."""
+    return np.stack([np.interp(times, known_times, known[:, c]) for c in range(known.shape[1])], axis=1)
+
+
+def track_face(
+    frames: np.ndarray,
+    frame_indices: np.ndarray | None = None,
+    detector: str | FaceDetector = "haar",
+    size: int = 224,
+    margin: float = 1.25,
+    min_face_fraction: float = 0.5,
+    detect_every: int = 1,
+    smooth_window: int = 3,
+    pad_mode: PadMode = "edge",
+    source: str | Path = "clip",
+) -> tuple[np.ndarray, FaceTrackReport]:
+    """Follow the main face through sampled ``frames`` ``(T, H, W, 3)`` and crop it: ``(T, size, size, 3)``.
+
+    Args:
+        frames: RGB uint8 frames, in time order.
+        frame_indices: their frame numbers in the video (for interpolation over time); 0..T-1 if None.
+            Repeated numbers (short clips) are detected once.
+        detector: a registry name (``DETECTORS``) or a :class:`FaceDetector`.
+        size: side of the returned crops (the model's input size).
+        margin: crop side over face box side; 1.25 frames the whole head with a little
+            background, like DFEW's face-aligned crops around a Haar-sized box.
+        min_face_fraction: fewest share of examined frames that must show the face.
+        detect_every: run the detector on every k-th distinct frame (and the last); 1 = all.
+        smooth_window: moving-median length over distinct frames (1 = no smoothing).
+        pad_mode: how crops are padded where they leave the picture (``edge`` or ``constant`` zeros).
+        source: the file name for error messages.
+
+    Raises:
+        NoFaceError: when the main face is in fewer than ``min_face_fraction`` of examined frames.
+    """
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
+        raise ValueError(f"{source}: frames must be (T, H, W, 3), got shape {frames.shape}")
+    if margin <= 0 or size < 1:
+        raise ValueError(f"{source}: margin must be > 0 and size >= 1, got {margin} and {size}")
+    indices = np.arange(len(frames)) if frame_indices is None else np.asarray(frame_indices)
+    times, first_of, position_of = np.unique(indices, return_index=True, return_inverse=True)
+    detector = build_detector(detector)
+
+    examined = _examined_positions(len(times), detect_every)
+    detections = [
+        detector.detect(frames[first_of[p]]) if p in examined else np.zeros((0, 4)) for p in range(len(times))
+    ]
+    tracks = link_tracks(detections)
+    main = max(tracks, key=_track_score) if tracks else {}
+    found = np.array(sorted(main), dtype=int)
+    fraction = len(found) / len(examined)
+    if fraction < min_face_fraction or len(found) == 0:
+        raise NoFaceError(
+            f"{source}: face found in {len(found)} of {len(examined)} sampled frames "
+            f"(need at least {min_face_fraction:.0%})"
+        )
+
+    persistent = [t for t in tracks if len(t) >= max(2, PERSISTENT_FACE_FRACTION * len(examined))] or [main]
+    num_faces_max = max(sum(p in t for t in persistent) for p in range(len(times)))
+    # Interpolate centre and side (not corners) so the box keeps its shape between detections.
+    known = np.stack([main[p] for p in found])
+    geometry = np.concatenate([(known[:, :2] + known[:, 2:]) / 2, known[:, 2:] - known[:, :2]], axis=1)
+    geometry = _interpolate_columns(times, times[found], geometry)
+    geometry = moving_median(geometry, smooth_window)
+    face_boxes = np.concatenate([geometry[:, :2] - geometry[:, 2:] / 2, geometry[:, :2] + geometry[:, 2:] / 2], axis=1)
+    crop_boxes = square_boxes(face_boxes, margin)
+
+    crops = np.stack([crop_square(frame, crop_boxes[p], size, pad_mode) for frame, p in zip(frames, position_of)])
+    detected = np.isin(np.arange(len(times)), found)
+    report = FaceTrackReport(
+        frame_indices=indices,
+        face_boxes=face_boxes[position_of],
+        crop_boxes=crop_boxes[position_of],
+        examined=np.isin(np.arange(len(times)), examined)[position_of],
+        detected=detected[position_of],
+        face_fraction=float(fraction),
+        num_faces_max=int(num_faces_max),
+        frame_size=(int(frames.shape[1]), int(frames.shape[2])),
+    )
+    return crops, report
+
+
+# --------------------------------------------------------------------------- videos
+
+
+def read_face_clip(
+    path: str | Path,
+    num_frames: int = 16,
+    mode: SamplingMode = "eval",
+    rng: np.random.Generator | None = None,
+    detector: str | FaceDetector = "haar",
+    size: int = 224,
+    margin: float = 1.25,
+    min_face_fraction: float = 0.5,
+    threads: bool = False,
+    cache: FaceCropCache | None = None,
+    **track_options,
+) -> tuple[np.ndarray, FaceTrackReport]:
+    """Sample ``num_frames`` frames of a raw video (decoding only those), find the face, crop it.
+
+    Returns ``(num_frames, size, size, 3)`` uint8 crops and the :class:`FaceTrackReport`.
+    ``cache`` (eval sampling only) stores the crops by video content and settings. Raises
+    :class:`VideoReadError` for unreadable videos and :class:`NoFaceError` when too few frames
+    show a face. ``track_options`` go to :func:`track_face`.
+    """
+    settings = dict(num_frames=num_frames, size=size, margin=margin, min_face_fraction=min_face_fraction,
+                    **track_options)
+
+    def compute() -> tuple[np.ndarray, FaceTrackReport]:
+        frames, indices = read_clip(path, num_frames=num_frames, mode=mode, rng=rng, threads=threads)
+        return track_face(frames, indices, detector=detector, size=size, margin=margin,
+                          min_face_fraction=min_face_fraction, source=path, **track_options)
+
+    if cache is None:
+        return compute()
+    if mode != "eval":
+        raise ValueError(f"{path}: face crops are cached for eval sampling only, got mode={mode!r}")
+    return cache.get_or_compute(path, {**settings, "detector": repr(build_detector(detector))}, compute)
+
+
+class FaceCropCache:
+    """Face crops on disk: ``<root>/<settings key>/<video sha256>.npz``, written atomically.
+
+    A video's crops depend on its bytes and on the crop settings (frames, size, margin, detector
+    and its parameters), so both make the key: edit either and the crops are recomputed.
+    """
+
+    VERSION = 1
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def path(self, video: str | Path, settings: dict) -> Path:
+        key = content_key({"settings": settings, "version": self.VERSION})
+        return self.root / key / f"{file_digest(video)}.npz"
+
+    def get_or_compute(
+        self, video: str | Path, settings: dict, compute: Callable[[], tuple[np.ndarray, FaceTrackReport]]
+    ) -> tuple[np.ndarray, FaceTrackReport]:
+        file = self.path(video, settings)
+        if file.exists():
+            with np.load(file) as stored:
+                arrays = {name: stored[name] for name in stored.files}
+            crops = arrays.pop("crops")
+            report = FaceTrackReport(
+                **{name: arrays[name] for name in ("frame_indices", "face_boxes", "crop_boxes", "examined", "detected")},
+                face_fraction=float(arrays["face_fraction"]), num_faces_max=int(arrays["num_faces_max"]),
+                frame_size=tuple(int(v) for v in arrays["frame_size"]),
+            )
+            return crops, report
+        crops, report = compute()
+        fields = asdict(report)
+        atomic_save_npz(file, crops=crops, **{name: np.asarray(value) for name, value in fields.items()})
+        return crops, report

@@ -1,0 +1,315 @@
+"""Stage 1: the CLIP-based dynamic facial expression network (paper section 2.2, after DFER-CLIP).
+
+Visual part (Eq. 1): the CLIP image encoder E1 turns each of the M sampled frames into a projected CLS
+vector A_i; a multi-head self-attention gate E2 reweights it, f_i = A_i * sigmoid(E2(A)_i); a temporal
+transformer T turns f_1..f_M into the video feature F.
+Textual part (Eq. 2): per class, learnable context vectors followed by a descriptive phrase of the
+expression's facial actions run through CLIP's frozen text transformer to give the text feature G_k.
+Intensities (Eq. 3): I_k = exp(cos(F, G_k) / tau); the logits for training are cos(F, G_k) / tau.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import CLIPTextModel, PreTrainedModel, PreTrainedTokenizerBase
+
+from dfer_pd.common.constants import EXPRESSIONS
+from dfer_pd.stage1.clip_assets import load_clip, load_tokenizer
+
+# Descriptions of what each expression does to the face, after FACS action units (AU).
+DEFAULT_PHRASES: dict[str, str] = {
+    # no action unit active
+    "neutral": (
+        "a relaxed expressionless face with level brows, smooth forehead, eyelids at rest, "
+        "cheeks and lip corners at rest and lips gently closed"
+    ),
+    # AU6 cheek raiser, AU12 lip corner puller
+    "happiness": (
+        "a happy face with the cheeks raised, crow's feet wrinkles at the corners of narrowed eyes, "
+        "and the lip corners pulled up and back into a smile"
+    ),
+    # AU1 inner brow raiser, AU2 outer brow raiser, AU5 upper lid raiser, AU26 jaw drop
+    "surprise": (
+        "a surprised face with the inner and outer brows raised high, horizontal wrinkles across the forehead, "
+        "the upper eyelids lifted to widen the eyes, and the jaw dropped so the mouth hangs open"
+    ),
+    # AU4 brow lowerer, AU5 upper lid raiser, AU7 lid tightener, AU23 lip tightener
+    "anger": (
+        "an angry face with the brows lowered and drawn together, vertical wrinkles between the brows, "
+        "a glaring stare from raised upper eyelids and tightened lower eyelids, and narrowed lips pressed tight"
+    ),
+}
+
+PLACEHOLDER_TOKEN = "X"
+
+
+def _check_heads(dim: int, heads: int, what: str) -> None:
+    if heads < 1 or dim % heads:
+        raise ValueError(f"{what}: feature size {dim} is not divisible by {heads} attention heads")
+
+
+class FrameGate(nn.Module):
+    """E2 of Eq. 1: self-attention across the M frames decides how much of each frame feature passes."""
+
+    def __init__(self, dim: int, heads: int = 8):
+        super().__init__()
+        _check_heads(dim, heads, "FrameGate")
+        self.attention = nn.MultiheadAttention(dim, heads, batch_first=True)
+
+    def forward(self, frame_features: torch.Tensor) -> torch.Tensor:
+        """(B, M, D) -> (B, M, D): f = A * sigmoid(E2(A))."""
+        attended, _ = self.attention(frame_features, frame_features, frame_features, need_weights=False)
+        return frame_features * torch.sigmoid(attended)
+
+
+class TemporalTransformer(nn.Module):
+    """T of Eq. 1: a pre-norm transformer over [CLS, f_1..f_M]; the class-token output is the video feature."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_frames: int,
+        layers: int = 1,
+        heads: int = 8,
+        mlp_dim: int = 1024,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        _check_heads(dim, heads, "TemporalTransformer")
+        self.num_frames = num_frames
+        self.class_token = nn.Parameter(torch.empty(1, 1, dim))
+        self.position_embedding = nn.Parameter(torch.empty(1, num_frames + 1, dim))
+        nn.init.trunc_normal_(self.class_token, std=0.02)
+        nn.init.trunc_normal_(self.position_embedding, std=0.02)
+        layer = nn.TransformerEncoderLayer(
+            dim, heads, mlp_dim, dropout, activation="gelu", batch_first=True, norm_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+
+    def forward(self, frame_features: torch.Tensor) -> torch.Tensor:
+        """(B, M, D) -> (B, D)."""
+        batch, frames, _ = frame_features.shape
+        if frames != self.num_frames:
+            raise ValueError(f"TemporalTransformer was built for {self.num_frames} frames, got {frames}")
+        tokens = torch.cat([self.class_token.expand(batch, -1, -1), frame_features], dim=1)
+        return self.encoder(tokens + self.position_embedding)[:, 0]
+
+
+class PromptLearner(nn.Module):
+    """Class-specific learnable context (CoOp): [SOS][ctx_1..ctx_n][phrase tokens .][EOT][pad].
+
+    The prompts are tokenized as "X X ... X <phrase>." with the real tokenizer, so the end-of-text
+    positions are right; the placeholder embeddings are then replaced by the context vectors.
+    """
+
+    def __init__(
+        self,
+        phrases: Sequence[str],
+        tokenizer: PreTrainedTokenizerBase,
+        token_embedding: nn.Embedding,
+        context_length: int,
+        num_context: int = 8,
+    ):
+        super().__init__()
+        if num_context < 1:
+            raise ValueError(f"PromptLearner needs at least one context vector, got num_context={num_context}")
+        self.num_context = num_context
+        placeholder = " ".join([PLACEHOLDER_TOKEN] * num_context)
+        self.prompts = [f"{placeholder} {phrase.strip().rstrip('.')}." for phrase in phrases]
+        input_ids = self._tokenize(self.prompts, tokenizer, context_length)
+
+        with torch.no_grad():
+            embeddings = token_embedding(input_ids.to(token_embedding.weight.device)).detach().cpu()
+        # Persistent, so a checkpoint carries the exact prompts it was trained with.
+        self.register_buffer("input_ids", input_ids)
+        self.register_buffer("eot_positions", (input_ids == tokenizer.eos_token_id).int().argmax(dim=-1))
+        self.register_buffer("token_prefix", embeddings[:, :1].clone())
+        self.register_buffer("token_suffix", embeddings[:, 1 + num_context :].clone())
+        self.context = nn.Parameter(torch.empty(len(phrases), num_context, embeddings.shape[-1]))
+        nn.init.normal_(self.context, std=0.02)
+
+    def _tokenize(self, prompts: list[str], tokenizer: PreTrainedTokenizerBase, context_length: int) -> torch.Tensor:
+        """(K, context_length) ids; checks that the placeholders sit right after the start token."""
+        too_long = [p for p in prompts if len(tokenizer(p)["input_ids"]) > context_length]
+        if too_long:
+            raise ValueError(
+                f"prompt longer than the text model's {context_length} tokens: {too_long[0]!r}; shorten the phrase"
+            )
+        ids = tokenizer(prompts, padding="max_length", max_length=context_length, return_tensors="pt")["input_ids"]
+        placeholder_id = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(PLACEHOLDER_TOKEN))
+        if len(placeholder_id) != 1 or not bool((ids[:, 1 : 1 + self.num_context] == placeholder_id[0]).all()):
+            raise ValueError(f"tokenizer does not map {PLACEHOLDER_TOKEN!r} to one token after the start token")
+        if not bool((ids == tokenizer.eos_token_id).any(dim=-1).all()):
+            raise ValueError("tokenized prompts carry no end-of-text token")
+        return ids.long()
+
+    def forward(self) -> torch.Tensor:
+        """(K, context_length, width) prompt embeddings."""
+        prefix = self.token_prefix.to(self.context.dtype)
+        suffix = self.token_suffix.to(self.context.dtype)
+        return torch.cat([prefix, self.context, suffix], dim=1)
+
+
+class PromptTextEncoder(nn.Module):
+    """CLIP's text transformer run on prompt embeddings: causal mask, final norm, EOT pooling, projection."""
+
+    def __init__(self, text_model: CLIPTextModel, text_projection: nn.Linear):
+        super().__init__()
+        self.text_model = text_model
+        self.text_projection = text_projection
+        # transformers < 5 passes the causal mask as its own argument; 5.x builds it with masking_utils.
+        self._legacy_causal_argument = "causal_attention_mask" in inspect.signature(
+            text_model.encoder.forward
+        ).parameters
+
+    def _encode(self, hidden: torch.Tensor) -> torch.Tensor:
+        encoder = self.text_model.encoder
+        if self._legacy_causal_argument:
+            length = hidden.shape[1]
+            mask = torch.full((length, length), torch.finfo(hidden.dtype).min, device=hidden.device)
+            mask = mask.triu(1).to(hidden.dtype)[None, None].expand(hidden.shape[0], 1, length, length)
+            return encoder(inputs_embeds=hidden, causal_attention_mask=mask, return_dict=True).last_hidden_state
+        from transformers.masking_utils import create_causal_mask
+
+        mask = create_causal_mask(config=self.text_model.config, inputs_embeds=hidden, attention_mask=None, cache=None)
+        return encoder(inputs_embeds=hidden, attention_mask=mask, is_causal=True).last_hidden_state
+
+    def forward(self, prompt_embeddings: torch.Tensor, eot_positions: torch.Tensor) -> torch.Tensor:
+        """(K, L, width) token embeddings, (K,) end-of-text positions -> (K, projection_dim) unnormalised."""
+        hidden = self.text_model.embeddings(inputs_embeds=prompt_embeddings)
+        hidden = self.text_model.final_layer_norm(self._encode(hidden))
+        pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), eot_positions.to(hidden.device)]
+        return self.text_projection(pooled)
+
+
+def enable_activation_checkpointing(model: PreTrainedModel) -> None:
+    """Recompute a transformers model's layer activations in backward (named activation_ in transformers 5.x)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
+@dataclass
+class DferClipOutput:
+    """cosine and logits (B, K) float32; video_features (B, D) and text_features (K, D) L2-normalised."""
+
+    cosine: torch.Tensor
+    logits: torch.Tensor
+    video_features: torch.Tensor
+    text_features: torch.Tensor
+
+
+class DferClip(nn.Module):
+    """The expression network: cos(F, G_k) for the K = 4 EXPRESSIONS, and logits cos / tau."""
+
+    def __init__(
+        self,
+        clip_name_or_path: str = "openai/clip-vit-base-patch32",
+        random_init: bool = False,
+        phrases: dict[str, str] | None = None,
+        num_frames: int = 16,
+        num_context: int = 8,
+        use_gate: bool = True,
+        gate_heads: int = 8,
+        temporal_layers: int = 1,
+        temporal_heads: int = 8,
+        temporal_mlp_dim: int = 1024,
+        temporal_dropout: float = 0.0,
+        tau: float = 0.01,
+        gradient_checkpointing: bool = False,
+        seed: int = 0,
+    ):
+        super().__init__()
+        if tau <= 0:
+            raise ValueError(f"tau must be positive, got {tau}")
+        phrases = dict(DEFAULT_PHRASES if phrases is None else phrases)
+        if set(phrases) != set(EXPRESSIONS):
+            raise ValueError(f"phrases must have exactly the keys {EXPRESSIONS}, got {sorted(phrases)}")
+        self.class_names = EXPRESSIONS
+        self.phrases = [phrases[name] for name in EXPRESSIONS]
+        self.num_frames = num_frames
+        self.use_gate = use_gate
+        self.tau = tau
+
+        clip = load_clip(clip_name_or_path, random_init=random_init, seed=seed)
+        tokenizer = load_tokenizer(clip_name_or_path)
+        self.image_size = int(clip.config.vision_config.image_size)
+        self.embed_dim = dim = int(clip.config.projection_dim)
+
+        # E1: vision tower + projection, fine-tuned.
+        self.vision_model = clip.vision_model
+        self.visual_projection = clip.visual_projection
+        if gradient_checkpointing:
+            enable_activation_checkpointing(self.vision_model)
+        # Frozen text side (CLIP's logit_scale is not used: the scale is 1 / tau).
+        self.text_encoder = PromptTextEncoder(clip.text_model, clip.text_projection)
+        self.text_encoder.requires_grad_(False)
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.prompt_learner = PromptLearner(
+                self.phrases,
+                tokenizer,
+                clip.text_model.embeddings.token_embedding,
+                context_length=int(clip.config.text_config.max_position_embeddings),
+                num_context=num_context,
+            )
+            self.frame_gate = FrameGate(dim, gate_heads) if use_gate else nn.Identity()
+            self.temporal = TemporalTransformer(
+                dim, num_frames, temporal_layers, temporal_heads, temporal_mlp_dim, temporal_dropout
+            )
+
+    def encode_frames(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) -> (N, D): A_i, the projected CLS vector of each frame."""
+        pooled = self.vision_model(pixel_values=pixel_values, return_dict=True).pooler_output
+        return self.visual_projection(pooled)
+
+    def encode_video(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, M, 3, H, W) -> (B, D) L2-normalised video feature F."""
+        if pixel_values.ndim != 5:
+            raise ValueError(f"pixel_values must be (batch, frames, 3, H, W), got shape {tuple(pixel_values.shape)}")
+        batch, frames = pixel_values.shape[:2]
+        if frames != self.num_frames:
+            raise ValueError(f"DferClip was built for {self.num_frames} frames per clip, got {frames}")
+        frame_features = self.encode_frames(pixel_values.flatten(0, 1)).view(batch, frames, -1)
+        video = self.temporal(self.frame_gate(frame_features))
+        return F.normalize(video.float(), dim=-1)
+
+    def encode_text(self) -> torch.Tensor:
+        """(K, D) L2-normalised text features G, one per class in EXPRESSIONS order."""
+        features = self.text_encoder(self.prompt_learner(), self.prompt_learner.eot_positions)
+        return F.normalize(features.float(), dim=-1)
+
+    def forward(self, pixel_values: torch.Tensor) -> DferClipOutput:
+        video = self.encode_video(pixel_values)
+        text = self.encode_text()
+        cosine = video @ text.T
+        return DferClipOutput(cosine=cosine, logits=cosine / self.tau, video_features=video, text_features=text)
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Trainable parameters by learning-rate group: image encoder, temporal (gate + transformer), prompt."""
+        modules = {
+            "image_encoder": (self.vision_model, self.visual_projection),
+            "temporal": (self.frame_gate, self.temporal),
+            "prompt": (self.prompt_learner,),
+        }
+        return {
+            group: [p for module in members for p in module.parameters() if p.requires_grad]
+            for group, members in modules.items()
+        }
+
+
+def intensities_from_cosine(cosine: torch.Tensor | np.ndarray, tau: float) -> torch.Tensor | np.ndarray:
+    """Eq. 3, I = exp(cos / tau), in float64: at tau = 0.01, exp(100) is beyond float32's range."""
+    if isinstance(cosine, torch.Tensor):
+        return torch.exp(cosine.to(torch.float64) / tau)
+    return np.exp(np.asarray(cosine, dtype=np.float64) / tau)

@@ -1,0 +1,174 @@
+"""Stage 1 as a LightningModule: wires DferClip, cross-entropy, the optimiser recipe and WAR/UAR metrics."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from pathlib import Path
+from typing import Literal
+
+import lightning as L
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torchmetrics import MetricCollection  # noqa: E402
+from torchmetrics.classification import (  # noqa: E402
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassRecall,
+)
+
+from dfer_pd.common.constants import EXPRESSIONS, NUM_EXPRESSIONS  # noqa: E402
+from dfer_pd.stage1.modeling_dfer_clip import DferClip  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+
+def expression_metrics(prefix: str) -> MetricCollection:
+    """WAR = accuracy over clips; UAR = mean of per-class recalls (DFEW's two headline numbers)."""
+    return MetricCollection(
+        {
+            "war": MulticlassAccuracy(NUM_EXPRESSIONS, average="micro"),
+            "uar": MulticlassRecall(NUM_EXPRESSIONS, average="macro"),
+        },
+        prefix=prefix,
+    )
+
+
+class DferClipModule(L.LightningModule):
+    """Trains the expression-intensity network; `predict_step` gives per-video cosines for the cache."""
+
+    def __init__(
+        self,
+        clip_name_or_path: str = "openai/clip-vit-base-patch32",
+        random_init: bool = False,
+        num_frames: int = 16,
+        num_context: int = 8,
+        use_gate: bool = True,
+        gate_heads: int = 8,
+        temporal_layers: int = 1,
+        temporal_heads: int = 8,
+        temporal_mlp_dim: int = 1024,
+        temporal_dropout: float = 0.0,
+        tau: float = 0.01,
+        gradient_checkpointing: bool = False,
+        phrases: dict[str, str] | None = None,
+        optimizer: Literal["sgd", "adamw"] = "sgd",
+        lr_image_encoder: float = 1e-5,
+        lr_temporal: float = 1e-3,
+        lr_prompt: float = 1e-3,
+        momentum: float = 0.9,
+        weight_decay: float = 1e-4,
+        scheduler: Literal["multistep", "cosine", "none"] = "multistep",
+        milestones: list[int] = [30, 40],  # noqa: B006 - jsonargparse needs a literal default
+        gamma: float = 0.1,
+        label_smoothing: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        # The network's arguments are this module's first ones; the rest are the optimisation recipe.
+        network_args = inspect.signature(DferClip).parameters
+        self.net = DferClip(**{name: value for name, value in self.hparams.items() if name in network_args})
+        self.val_metrics = expression_metrics("val/")
+        self.test_metrics = expression_metrics("test/")
+        self.val_class_recall = MulticlassRecall(NUM_EXPRESSIONS, average=None)
+        self.test_class_recall = MulticlassRecall(NUM_EXPRESSIONS, average=None)
+        self.test_confusion = MulticlassConfusionMatrix(NUM_EXPRESSIONS)
+
+    def on_fit_start(self) -> None:
+        """Record the data each split really holds (class counts, clips skipped) with the run's config."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        counts = getattr(datamodule, "split_counts", None)
+        if counts and self.logger is not None:
+            self.logger.log_hyperparams({"data_class_counts": counts, "data_skipped_clips": len(datamodule.skipped)})
+
+    def forward(self, pixel_values: torch.Tensor):
+        return self.net(pixel_values)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        logits = self.net(batch["pixel_values"]).logits
+        loss = F.cross_entropy(logits.float(), batch["label"], label_smoothing=self.hparams.label_smoothing)
+        accuracy = (logits.argmax(-1) == batch["label"]).float().mean()
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(logits))
+        self.log("train/acc", accuracy, batch_size=len(logits))
+        return loss
+
+    def _evaluate(self, batch: dict, metrics: MetricCollection, class_recall: MulticlassRecall, prefix: str) -> torch.Tensor:
+        logits = self.net(batch["pixel_values"]).logits.float()
+        loss = F.cross_entropy(logits, batch["label"])
+        metrics.update(logits, batch["label"])
+        class_recall.update(logits, batch["label"])
+        self.log(f"{prefix}loss", loss, batch_size=len(logits), sync_dist=True)
+        return logits
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate(batch, self.val_metrics, self.val_class_recall, "val/")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        logits = self._evaluate(batch, self.test_metrics, self.test_class_recall, "test/")
+        self.test_confusion.update(logits, batch["label"])
+
+    def _log_epoch(self, metrics: MetricCollection, class_recall: MulticlassRecall, prefix: str) -> None:
+        self.log_dict(metrics.compute(), prog_bar=True)
+        recalls = class_recall.compute()
+        self.log_dict({f"{prefix}recall_{name}": recalls[i] for i, name in enumerate(EXPRESSIONS)})
+        metrics.reset()
+        class_recall.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch(self.val_metrics, self.val_class_recall, "val/")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch(self.test_metrics, self.test_class_recall, "test/")
+        matrix = self.test_confusion.compute()
+        self.test_confusion.reset()
+        if self.trainer.is_global_zero:
+            self._save_confusion(matrix)
+
+    def _save_confusion(self, matrix: torch.Tensor) -> None:
+        """Confusion matrix as PNG beside the run, and as an image on W&B when that logger is used."""
+        from torchmetrics.utilities.plot import plot_confusion_matrix
+
+        fig, _ = plot_confusion_matrix(matrix.cpu(), labels=list(EXPRESSIONS))
+        out_dir = Path(self.trainer.default_root_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / "test_confusion_matrix.png"
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+        plt.close(fig)
+        log.info("confusion matrix written to %s: %s", path, matrix.tolist())
+        for logger in self.loggers:
+            if hasattr(logger, "log_image"):
+                logger.log_image(key="test/confusion_matrix", images=[str(path)])
+
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        out = self.net(batch["pixel_values"])
+        return {
+            "key": batch["key"],
+            "cosine": out.cosine.detach().float().cpu(),
+            "video_features": out.video_features.detach().float().cpu(),
+            "tau": float(self.hparams.tau),
+        }
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        lrs = {"image_encoder": hp.lr_image_encoder, "temporal": hp.lr_temporal, "prompt": hp.lr_prompt}
+        groups = [
+            {"params": params, "lr": lrs[name], "name": name}
+            for name, params in self.net.param_groups().items()
+            if params
+        ]
+        if hp.optimizer == "sgd":
+            optimizer = torch.optim.SGD(groups, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        else:
+            optimizer = torch.optim.AdamW(groups, weight_decay=hp.weight_decay)
+        if hp.scheduler == "none":
+            return optimizer
+        if hp.scheduler == "multistep":
+            scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(hp.milestones), gamma=hp.gamma)
+        else:
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, self.trainer.max_epochs or 1))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

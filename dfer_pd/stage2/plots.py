@@ -1,0 +1,130 @@
+"""Stage-2 figures: ROC curves per fold, confusion matrix, the paper's Fig. 4 box plots and Fig. 2 t-SNE.
+
+Figures are built as ``matplotlib.figure.Figure`` objects and saved through the Agg canvas, so no
+pyplot state or display is involved. Every function returns the path of the PNG it wrote.
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from sklearn.manifold import TSNE
+from sklearn.metrics import auc, roc_curve
+
+from dfer_pd.common.constants import COHORT_LABELS, EXPRESSIONS, NUM_EXPRESSIONS
+
+GROUP_COLOURS: dict[int, str] = {0: "tab:blue", 1: "tab:orange"}  # HC, PD
+EXPRESSION_COLOURS: tuple[str, ...] = ("tab:gray", "tab:green", "tab:purple", "tab:red")
+
+
+def _save(figure: Figure, path: str | PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(figure)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+    return path
+
+
+def plot_roc_curves(predictions: pd.DataFrame, path: str | PathLike) -> Path:
+    """One ROC curve per (seed, fold) of out-of-fold predictions, their mean (± 1 std) and chance.
+
+    ``predictions`` needs the columns ``fold``, ``label`` and ``p_pd`` (``seed`` optional), as in
+    ``predictions.csv``.
+    """
+    figure = Figure(figsize=(5, 5))
+    ax = figure.add_subplot()
+    grid = np.linspace(0, 1, 101)
+    curves, areas = [], []
+    keys = ["seed", "fold"] if "seed" in predictions else ["fold"]
+    for key, group in predictions.groupby(keys):
+        if group["label"].nunique() < 2:
+            continue
+        fpr, tpr, _ = roc_curve(group["label"], group["p_pd"])
+        areas.append(auc(fpr, tpr))
+        curves.append(np.interp(grid, fpr, tpr, left=0.0))
+        ax.plot(fpr, tpr, lw=1, alpha=0.4, label=f"fold {key[-1]} (AUC {areas[-1]:.2f})" if len(curves) <= 10 else None)
+    if curves:
+        mean, spread = np.mean(curves, axis=0), np.std(curves, axis=0)
+        mean[0], mean[-1] = 0.0, 1.0
+        ax.plot(grid, mean, color="black", lw=2, label=f"mean (AUC {np.mean(areas):.2f} ± {np.std(areas):.2f})")
+        ax.fill_between(grid, np.clip(mean - spread, 0, 1), np.clip(mean + spread, 0, 1), color="gray", alpha=0.2)
+    ax.plot([0, 1], [0, 1], ls="--", color="gray", lw=1, label="chance")
+    ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="1 - specificity (HC called PD)", ylabel="sensitivity (PD found)",
+           title="ROC, subject-level cross-validation")
+    ax.legend(loc="lower right", fontsize=7)
+    return _save(figure, path)
+
+
+def plot_confusion_matrix(matrix: np.ndarray, path: str | PathLike, labels: tuple[str, ...] = COHORT_LABELS) -> Path:
+    """A 2x2 count matrix (rows = true, columns = predicted) with counts and row percentages."""
+    matrix = np.asarray(matrix)
+    figure = Figure(figsize=(4, 4))
+    ax = figure.add_subplot()
+    image = ax.imshow(matrix, cmap="Blues")
+    figure.colorbar(image, ax=ax, fraction=0.046)
+    rows = matrix.sum(axis=1, keepdims=True)
+    share = np.divide(matrix, rows, out=np.zeros(matrix.shape), where=rows > 0)
+    for (i, j), count in np.ndenumerate(matrix):
+        colour = "white" if count > matrix.max() / 2 else "black"
+        ax.text(j, i, f"{count}\n{share[i, j]:.0%}", ha="center", va="center", color=colour)
+    ticks = np.arange(len(labels))
+    ax.set(xticks=ticks, yticks=ticks, xticklabels=labels, yticklabels=labels, xlabel="predicted", ylabel="true")
+    return _save(figure, path)
+
+
+def plot_intensity_boxplots(intensities: np.ndarray, labels: np.ndarray, path: str | PathLike) -> Path:
+    """The paper's Fig. 4: in each expression video, every class's intensity (log scale), HC beside PD."""
+    intensities = np.asarray(intensities, dtype=np.float64)
+    labels = np.asarray(labels)
+    if intensities.shape[1:] != (NUM_EXPRESSIONS, NUM_EXPRESSIONS) or len(labels) != len(intensities):
+        raise ValueError(f"expected (N, 4, 4) intensities and N labels, got {intensities.shape} and {labels.shape}")
+    figure = Figure(figsize=(10, 8))
+    axes = figure.subplots(2, 2).ravel()
+    centres = np.arange(NUM_EXPRESSIONS)
+    for video, ax in enumerate(axes):
+        for group, offset in ((0, -0.18), (1, 0.18)):
+            values = [intensities[labels == group, video, k] for k in range(NUM_EXPRESSIONS)]
+            ax.boxplot(values, positions=centres + offset, widths=0.32, patch_artist=True,
+                       boxprops={"facecolor": GROUP_COLOURS[group], "alpha": 0.6},
+                       medianprops={"color": "black"}, flierprops={"markersize": 3})
+        ax.set_yscale("log")
+        ax.set_xticks(centres, EXPRESSIONS)
+        ax.set_title(f"{EXPRESSIONS[video]} video")
+        ax.set_ylabel("intensity exp(cos / tau)")
+    handles = [axes[0].scatter([], [], marker="s", color=GROUP_COLOURS[g], label=COHORT_LABELS[g]) for g in (0, 1)]
+    figure.legend(handles=handles, loc="upper right")
+    figure.suptitle("Intensity of each expression class in each expression video")
+    return _save(figure, path)
+
+
+def tsne_plot(video_features: np.ndarray, labels: np.ndarray, path: str | PathLike, seed: int = 0) -> Path:
+    """The paper's Fig. 2: one t-SNE map of all videos' stage-1 features, drawn per group (HC, PD).
+
+    Points are coloured by the expression the video asked for; perplexity is capped at a third of
+    the number of videos so small cohorts work.
+    """
+    video_features = np.asarray(video_features, dtype=np.float64)
+    labels = np.asarray(labels)
+    if video_features.ndim != 3 or video_features.shape[:2] != (len(labels), NUM_EXPRESSIONS):
+        raise ValueError(f"expected (N, 4, D) video features for N labels, got {video_features.shape}")
+    points = video_features.reshape(-1, video_features.shape[-1])
+    if len(points) < 4:
+        raise ValueError(f"t-SNE needs at least one subject (4 videos), got {len(points)} videos")
+    perplexity = float(min(30.0, max(1.0, (len(points) - 1) / 3)))
+    embedding = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(points)
+    embedding = embedding.reshape(len(labels), NUM_EXPRESSIONS, 2)
+    figure = Figure(figsize=(10, 4.5))
+    axes = figure.subplots(1, 2, sharex=True, sharey=True)
+    for group, ax in zip((0, 1), axes):
+        for k, name in enumerate(EXPRESSIONS):
+            xy = embedding[labels == group, k]
+            ax.scatter(xy[:, 0], xy[:, 1], s=10, color=EXPRESSION_COLOURS[k], label=name)
+        ax.set_title(f"{COHORT_LABELS[group]} ({int((labels == group).sum())} subjects)")
+    axes[0].legend(fontsize=8)
+    figure.suptitle(f"t-SNE of stage-1 video features (perplexity {perplexity:.0f})")
+    return _save(figure, path)
