@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
         train_pd(command, rest)
     elif command == "diagnose":
-        from dfer_pd.screening.diagnose import main as diagnose
+        from dfer_pd.commands.diagnose import main as diagnose
 
         diagnose(rest)
     elif command == "demo":

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from conftest import save_stage1_checkpoint
-from dfer_pd.stage1.extraction import load_stage1
+from dfer_pd.stage1.contract import load_stage1
 from dfer_pd.stage1.module import DferClipModule, expression_metrics
 
 
@@ -13,7 +13,7 @@ def test_war_and_uar_match_hand_computed_values():
     target = torch.tensor([0, 0, 0, 0, 1, 1, 2, 2, 2, 3])
     predicted = torch.tensor([0, 0, 0, 1, 1, 0, 2, 3, 3, 3])
     logits = torch.nn.functional.one_hot(predicted, 4).float()
-    metrics = expression_metrics("val/")
+    metrics = expression_metrics("val/", 4)
     metrics.update(logits, target)
     values = metrics.compute()
     # WAR = 6 correct / 10; UAR = mean(3/4, 1/2, 1/3, 1/1).
@@ -22,9 +22,9 @@ def test_war_and_uar_match_hand_computed_values():
 
 
 def tiny_module(**overrides):
-    kwargs = dict(clip_name_or_path="builtin:tiny-clip", random_init=True, num_frames=4, num_context=2,
-                  gate_heads=4, temporal_heads=4, temporal_mlp_dim=64)
-    return DferClipModule(**{**kwargs, **overrides})
+    network = dict(clip_name_or_path="builtin:tiny-clip", random_init=True, num_frames=4, num_context=2,
+                   gate_heads=4, temporal_heads=4, temporal_mlp_dim=64)
+    return DferClipModule(network=network, **overrides)
 
 
 
@@ -50,4 +50,19 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path):
         a, b = first(pixels), second(pixels)
     torch.testing.assert_close(a.cosine, b.cosine, rtol=0, atol=0)
     torch.testing.assert_close(a.video_features, b.video_features, rtol=0, atol=0)
-    assert first.hparams.num_frames == 4 and first.hparams.tau == 0.01
+    assert first.hparams.network["num_frames"] == 4 and first.hparams.network["tau"] == 0.01
+    # The checkpoint carries the resolved preprocessing, so nothing downstream re-declares it.
+    assert first.hparams.network["image_size"] == 48 and len(first.hparams.network["image_mean"]) == 3
+    assert first.net.config == second.net.config
+
+
+def test_network_config_is_received_not_copied():
+    module = tiny_module()
+    assert set(module.hparams) == {"network", "optimizer", "lr_image_encoder", "lr_temporal", "lr_prompt", "momentum",
+                                   "weight_decay", "scheduler", "milestones", "gamma", "label_smoothing"}
+    seven = DferClipModule(network=dict(
+        clip_name_or_path="builtin:tiny-clip", random_init=True, num_frames=4, num_context=2, gate_heads=4,
+        temporal_heads=4, temporal_mlp_dim=64,
+        class_names=("neutral", "happiness", "surprise", "anger", "sadness", "disgust", "fear")))
+    assert seven.net(torch.randn(1, 4, 3, 48, 48)).cosine.shape == (1, 7)
+    assert seven.num_classes == 7

@@ -8,30 +8,32 @@ import torch
 
 from conftest import save_stage1_checkpoint
 from dfer_pd.common.files import atomic_save_npz
-from dfer_pd.stage1.cache import IntensityCacheWriter
+from dfer_pd.stage1.cache import IntensityCache, IntensityCacheWriter
+from dfer_pd.stage1.contract import CheckpointError, ContractError, ScoringContract, load_stage1
+from dfer_pd.stage1.extraction import extract_intensities
+from dfer_pd.stage1.scoring import Stage1Scorer, prepare_clip
 from dfer_pd.stage2.cohort_datamodule import PDCohortDataModule
+from dfer_pd.stage2.features import CohortIntensities
 from dfer_pd.synthetic.render import encode_mp4
-from dfer_pd.stage1.extraction import CheckpointError, extract_intensities, load_stage1
-from dfer_pd.stage1.module import DferClipModule
 
 
 @pytest.fixture
 def count_forward(monkeypatch):
     """Counts videos that go through the stage-1 network."""
     calls = {"videos": 0}
-    original = DferClipModule.predict_step
+    original = Stage1Scorer.predict_step
 
     def counting(self, batch, batch_idx):
         calls["videos"] += len(batch["key"])
         return original(self, batch, batch_idx)
 
-    monkeypatch.setattr(DferClipModule, "predict_step", counting)
+    monkeypatch.setattr(Stage1Scorer, "predict_step", counting)
     return calls
 
 
 def extract(manifest, checkpoint, cache_dir, batch_size=4):
     dm = PDCohortDataModule(str(manifest), batch_size=batch_size)
-    return extract_intensities(dm, checkpoint, cache_dir, accelerator="cpu")
+    return extract_intensities(dm, checkpoint, ScoringContract.from_checkpoint(checkpoint), cache_dir, accelerator="cpu")
 
 
 def test_second_run_uses_cache_without_forward_pass(tiny_cohort, tiny_stage1_checkpoint, tmp_path, count_forward):
@@ -45,18 +47,15 @@ def test_second_run_uses_cache_without_forward_pass(tiny_cohort, tiny_stage1_che
     assert count_forward["videos"] == 40, "the second run must not run the network"
     assert report2.cached == 40 and report2.scored == 0
     np.testing.assert_array_equal(again.cosine, data.cosine)
+    # The intensities carry the contract they were scored under, through a save and a load.
+    assert data.contract == ScoringContract.from_checkpoint(tiny_stage1_checkpoint)
+    assert CohortIntensities.load(data.save(tmp_path / "i.npz")).contract == data.contract
     # Cached scores equal a direct forward pass through the checkpoint.
     module = load_stage1(tiny_stage1_checkpoint).eval()
-    dm = PDCohortDataModule(str(tiny_cohort))
-    from dfer_pd.stage1.extraction import sampling_settings
-    s = sampling_settings(module.hparams)
-    dm.hparams.update(num_frames=s["num_frames"], image_size=s["image_size"], mean=tuple(s["mean"]), std=tuple(s["std"]))
-    from dfer_pd.stage1.datasets.base import ClipRecord
-    subject = dm.cohort.subjects[0]
-    dm.set_videos_to_score([ClipRecord("x", subject.videos["happiness"])])
-    batch = next(iter(dm.predict_dataloader()))
+    subject = PDCohortDataModule(str(tiny_cohort)).cohort.subjects[0]
+    pixels = prepare_clip(subject.videos["happiness"], data.contract).pixel_values[None]
     with torch.no_grad():
-        direct = module(batch["pixel_values"]).cosine.double().numpy()[0]
+        direct = module(pixels).cosine.double().numpy()[0]
     np.testing.assert_allclose(data.cosine[0, 1], direct, atol=1e-5)
 
 
@@ -115,14 +114,14 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
 def test_bad_checkpoints_are_named(tmp_path):
     corrupt = tmp_path / "corrupt.ckpt"
     corrupt.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="corrupt.ckpt"):
+    with pytest.raises(CheckpointError, match="corrupt.ckpt is corrupt"):
         load_stage1(corrupt)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_stage1(tmp_path / "missing.ckpt")
     # A checkpoint whose weights come from another configuration (more context vectors than its hparams say).
     other_config = save_stage1_checkpoint(tmp_path / "other_config.ckpt", num_context=3)
     checkpoint = torch.load(other_config, weights_only=True)
-    checkpoint["hyper_parameters"]["num_context"] = 2
+    checkpoint["hyper_parameters"]["network"]["num_context"] = 2
     torch.save(checkpoint, other_config)
     with pytest.raises(CheckpointError, match="other_config.ckpt"):
         load_stage1(other_config)
@@ -130,3 +129,18 @@ def test_bad_checkpoints_are_named(tmp_path):
     torch.save({"state_dict": {"w": torch.zeros(1)}, "hyper_parameters": {"clip_name_or_path": "builtin:tiny-clip", "random_init": True}}, foreign)
     with pytest.raises(CheckpointError, match="foreign.ckpt"):
         load_stage1(foreign)
+
+
+def test_cache_files_carry_their_contract(tiny_cohort, tiny_stage1_checkpoint, tmp_path):
+    _, report = extract(tiny_cohort, tiny_stage1_checkpoint, tmp_path / "cache")
+    contract = ScoringContract.from_checkpoint(tiny_stage1_checkpoint)
+    assert report.cache_folder.name == contract.key()
+    assert ScoringContract.from_json((report.cache_folder / "contract.json").read_text()) == contract
+    entry = next(report.cache_folder.glob("*.npz"))
+    with np.load(entry) as stored:
+        assert str(stored["contract_key"]) == contract.key() and "tau" not in stored.files
+    # A file moved into the folder of another contract (here: bf16 scoring) is refused, not used.
+    bf16 = IntensityCache(tmp_path / "cache", ScoringContract.from_checkpoint(tiny_stage1_checkpoint, precision="bf16-mixed"))
+    shutil.copy(entry, bf16.path(entry.stem))
+    with pytest.raises(ContractError, match="another contract"):
+        bf16.read(entry.stem)

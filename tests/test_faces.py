@@ -292,4 +292,4 @@ def test_crop_cache_reuses_crops_until_settings_change(moving_face, tmp_path):
     assert len(calls) == 8  # new settings, new crops
     assert not list((tmp_path / "crops").rglob("*.tmp"))
     with pytest.raises(ValueError, match="eval sampling only"):
-        read_face_clip(path, mode="train", rng=np.random.default_rng(0), cache=cache)
+        read_face_clip(path, 4, mode="train", rng=np.random.default_rng(0), cache=cache)

@@ -20,6 +20,7 @@ from dfer_pd.stage1.clip_assets import (
 from dfer_pd.stage1.modeling_dfer_clip import (
     DEFAULT_PHRASES,
     DferClip,
+    DferClipConfig,
     FrameGate,
     intensities_from_cosine,
 )
@@ -34,7 +35,7 @@ def tiny_clip_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model(tiny_clip_dir):
-    return DferClip(str(tiny_clip_dir), num_frames=FRAMES, temporal_mlp_dim=128)
+    return DferClip(DferClipConfig(str(tiny_clip_dir), num_frames=FRAMES, temporal_mlp_dim=128))
 
 
 def _clips(batch: int = 2, seed: int = 0) -> torch.Tensor:
@@ -122,7 +123,7 @@ def test_forward_shapes_and_scales(model):
 
 
 def test_training_step_reaches_trainable_parts_and_leaves_text_frozen(tiny_clip_dir):
-    model = DferClip(str(tiny_clip_dir), num_frames=FRAMES, temporal_mlp_dim=128)
+    model = DferClip(DferClipConfig(str(tiny_clip_dir), num_frames=FRAMES, temporal_mlp_dim=128))
     text_before = {k: v.clone() for k, v in model.text_encoder.state_dict().items()}
     trainable = [p for p in model.parameters() if p.requires_grad]
     trainable_before = [p.detach().clone() for p in trainable]
@@ -156,7 +157,7 @@ def test_param_groups_are_disjoint_and_cover_every_trainable_parameter(model):
 
 
 def test_without_gate_frame_features_go_straight_to_the_temporal_model(tiny_clip_dir):
-    model = DferClip(str(tiny_clip_dir), num_frames=FRAMES, temporal_mlp_dim=128, use_gate=False).eval()
+    model = DferClip(DferClipConfig(str(tiny_clip_dir), num_frames=FRAMES, temporal_mlp_dim=128, use_gate=False)).eval()
     assert not any("frame_gate" in name for name, _ in model.named_parameters())
     clips = _clips()
     with torch.no_grad():
@@ -199,8 +200,8 @@ def test_prompt_learner_with_placeholder_embeddings_reproduces_plain_clip(model,
 
 
 def test_gradient_checkpointing_gives_the_same_outputs_and_gradients(tiny_clip_dir):
-    plain = DferClip(str(tiny_clip_dir), num_frames=FRAMES, temporal_mlp_dim=128).train()
-    checkpointed = DferClip(str(tiny_clip_dir), num_frames=FRAMES, temporal_mlp_dim=128, gradient_checkpointing=True)
+    plain = DferClip(DferClipConfig(str(tiny_clip_dir), num_frames=FRAMES, temporal_mlp_dim=128)).train()
+    checkpointed = DferClip(DferClipConfig(str(tiny_clip_dir), num_frames=FRAMES, temporal_mlp_dim=128, gradient_checkpointing=True))
     checkpointed.train()
     assert any(getattr(m, "gradient_checkpointing", False) for m in checkpointed.vision_model.modules())
     clips = _clips()
@@ -215,7 +216,7 @@ def test_gradient_checkpointing_gives_the_same_outputs_and_gradients(tiny_clip_d
 def test_state_dict_round_trip_gives_identical_outputs(model, tiny_clip_dir, tmp_path):
     model.eval()
     torch.save(model.state_dict(), tmp_path / "dfer_clip.pt")
-    restored = DferClip(str(tiny_clip_dir), num_frames=FRAMES, temporal_mlp_dim=128, seed=7).eval()
+    restored = DferClip(DferClipConfig(str(tiny_clip_dir), num_frames=FRAMES, temporal_mlp_dim=128, seed=7)).eval()
     clips = _clips()
     with torch.no_grad():
         assert not torch.equal(restored(clips).cosine, model(clips).cosine)  # different seed, different init
@@ -223,8 +224,15 @@ def test_state_dict_round_trip_gives_identical_outputs(model, tiny_clip_dir, tmp
         assert torch.equal(restored(clips).cosine, model(clips).cosine)
 
 
+def test_phrases_follow_class_names_and_override_defaults(tiny_clip_dir):
+    config = DferClipConfig(str(tiny_clip_dir), num_frames=FRAMES, class_names=("neutral", "sadness", "anger"),
+                            phrases={"sadness": "a sad face"})
+    assert config.class_phrases() == [DEFAULT_PHRASES["neutral"], "a sad face", DEFAULT_PHRASES["anger"]]
+    assert all(name in DEFAULT_PHRASES for name in ("contempt", "anxiety", "helplessness", "disappointment"))
+
+
 def test_same_seed_builds_the_same_network(tiny_clip_dir):
-    first, second = (DferClip(str(tiny_clip_dir), num_frames=FRAMES, temporal_mlp_dim=128, seed=5) for _ in range(2))
+    first, second = (DferClip(DferClipConfig(str(tiny_clip_dir), num_frames=FRAMES, temporal_mlp_dim=128, seed=5)) for _ in range(2))
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
 
 
@@ -233,13 +241,15 @@ def test_bad_inputs_are_rejected(model, tiny_clip_dir):
         model(torch.rand(1, FRAMES + 1, 3, 48, 48))
     with pytest.raises(ValueError, match="batch, frames"):
         model(torch.rand(FRAMES, 3, 48, 48))
-    with pytest.raises(ValueError, match="keys"):
-        DferClip(str(tiny_clip_dir), phrases={"happiness": "a smile"})
-    long_phrases = dict(DEFAULT_PHRASES, anger="a very angry face " * 20)
+    with pytest.raises(ValueError, match="classes the network does not have"):
+        DferClipConfig(str(tiny_clip_dir), phrases={"joy": "a smile"})
+    with pytest.raises(ValueError, match="no descriptive phrase for class"):
+        DferClipConfig(str(tiny_clip_dir), class_names=("neutral", "boredom"))
+    long_phrases = {"anger": "a very angry face " * 20}
     with pytest.raises(ValueError, match="longer than"):
-        DferClip(str(tiny_clip_dir), phrases=long_phrases)
+        DferClip(DferClipConfig(str(tiny_clip_dir), phrases=long_phrases))
     with pytest.raises(ValueError, match="divisible"):
-        DferClip(str(tiny_clip_dir), temporal_heads=5)
+        DferClip(DferClipConfig(str(tiny_clip_dir), temporal_heads=5))
 
 
 # ---- intensities --------------------------------------------------------------------------------

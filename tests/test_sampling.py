@@ -80,15 +80,15 @@ def test_dispatch_by_mode():
 
 
 @pytest.mark.parametrize(
-    "num_frames, num_segments, message",
-    [(0, 16, "num_frames must be at least 1"), (10, 0, "num_segments must be at least 1"),
-     (-3, 16, "num_frames"), (10.0, 16, "num_frames must be an integer"), (True, 16, "integer")],
+    "clip_length, num_frames, message",
+    [(0, 16, "clip_length must be at least 1"), (10, 0, "num_frames must be at least 1"),
+     (-3, 16, "clip_length"), (10.0, 16, "clip_length must be an integer"), (True, 16, "integer")],
 )
-def test_invalid_sizes(num_frames, num_segments, message):
+def test_invalid_sizes(clip_length, num_frames, message):
     with pytest.raises(ValueError, match=message):
-        segment_centre_indices(num_frames, num_segments)
+        segment_centre_indices(clip_length, num_frames)
     with pytest.raises(ValueError, match=message):
-        segment_random_indices(num_frames, num_segments, np.random.default_rng(0))
+        segment_random_indices(clip_length, num_frames, np.random.default_rng(0))
 
 
 def test_random_needs_a_generator():

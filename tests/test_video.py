@@ -212,8 +212,8 @@ def test_read_clip_video_eval_and_train(videos):
     frames, indices = read_clip(videos["mp4"], num_frames=16, mode="eval")
     assert indices.tolist() == [(2 * k + 1) * 40 // 32 for k in range(16)]
     assert numbers(frames) == indices.tolist()
-    first, first_indices = read_clip(videos["mp4"], mode="train", rng=np.random.default_rng(3))
-    again, again_indices = read_clip(videos["mp4"], mode="train", rng=np.random.default_rng(3))
+    first, first_indices = read_clip(videos["mp4"], 16, mode="train", rng=np.random.default_rng(3))
+    again, again_indices = read_clip(videos["mp4"], 16, mode="train", rng=np.random.default_rng(3))
     np.testing.assert_array_equal(first_indices, again_indices)
     np.testing.assert_array_equal(first, again)
     assert numbers(first) == first_indices.tolist()
@@ -253,7 +253,7 @@ def test_rotate_to_display_directions():
 
 def test_missing_path(tmp_path):
     missing = tmp_path / "nope.mp4"
-    calls = (lambda: count_frames(missing), lambda: read_frames(missing, [0]), lambda: read_clip(missing))
+    calls = (lambda: count_frames(missing), lambda: read_frames(missing, [0]), lambda: read_clip(missing, 16))
     for call in calls:
         with pytest.raises(VideoReadError, match=r"nope\.mp4: no such file"):
             call()
@@ -274,7 +274,7 @@ def test_text_renamed_mp4(tmp_path):
     with pytest.raises(VideoReadError, match=r"notes\.mp4: not a readable video file"):
         count_frames(path)
     with pytest.raises(VideoReadError, match="not a readable video file"):
-        read_clip(path)
+        read_clip(path, 16)
 
 
 def test_audio_only_file(tmp_path):

@@ -26,7 +26,7 @@ def build_parser() -> ArgumentParser:
 def diagnose_examples(manifest: Path, stage1_checkpoint: str, out: Path) -> dict[str, str]:
     """Run `dfer-pd diagnose` on the first PD and the first HC subject of the synthetic cohort."""
     from dfer_pd.stage2.cohort import read_manifest
-    from dfer_pd.screening.diagnose import main as diagnose
+    from dfer_pd.commands.diagnose import main as diagnose
 
     cohort = read_manifest(manifest)
     headlines = {}

@@ -19,8 +19,8 @@ log = logging.getLogger(__name__)
 class DferCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # One source of truth for values the data must share with the model.
-        parser.link_arguments("model.clip_name_or_path", "data.clip_name_or_path")
-        parser.link_arguments("model.num_frames", "data.num_frames")
+        parser.link_arguments("model.network.clip_name_or_path", "data.clip_name_or_path")
+        parser.link_arguments("model.network.num_frames", "data.num_frames")
         parser.add_argument("--skip_test", type=bool, default=False, help="fit only; do not evaluate the test fold")
         parser.add_argument("--ckpt_path", type=str | None, default=None, help="resume fitting from this checkpoint (e.g. last.ckpt)")
         parser.add_argument("--test_ckpt", type=str | None, default=None,

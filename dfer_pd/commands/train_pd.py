@@ -14,6 +14,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
 from dfer_pd.stage2.crossval import ClassifierConfig, CVConfig, cross_validate, wandb_metrics_sink
 from dfer_pd.common.loggers import finish_wandb_run
+from dfer_pd.screening.faces import FaceCropSettings
 from dfer_pd.stage2.features import CohortIntensities
 
 log = logging.getLogger(__name__)
@@ -22,29 +23,28 @@ log = logging.getLogger(__name__)
 @dataclass
 class CohortSettings:
     """The cohort manifest (subject_id,label,expression,path,sex,age), what to do with incomplete subjects,
-    and whether the videos are raw recordings whose face must be found and cropped first (crops optionally
-    cached). `pseudonymise_ids` replaces subject ids in every output and log by salted hashes; the key to
+    and where face crops are cached between runs (see --face for whether faces are cropped).
+    `pseudonymise_ids` replaces subject ids in every output and log by salted hashes; the key to
     them stays in out_dir/pseudonyms.csv, on this machine."""
 
     manifest: str | None = None
     skip_incomplete: bool = False
-    crop_faces: bool = False
-    face_detector: str = "haar"
     face_crop_cache: str | None = None
     pseudonymise_ids: bool = False
 
 
 @dataclass
 class ExtractionSettings:
-    """Stage-1 scoring: which checkpoint, where the cache lives, and how to batch the forward passes."""
+    """Stage-1 scoring: which checkpoint, its numeric precision (part of the scoring contract), where the
+    cache lives, and how to batch the forward passes."""
 
     checkpoint: str | None = None
+    precision: str = "32-true"
     cache_dir: str = "runs/intensity_cache"
     batch_size: int = 8
     num_workers: int = 0
     accelerator: str = "auto"
     devices: int = 1
-    precision: str | None = None
 
 
 @dataclass
@@ -61,6 +61,7 @@ def build_parser(command: str) -> ArgumentParser:
     parser = ArgumentParser(prog=f"dfer-pd {command}", description=__doc__, default_env=False)
     parser.add_argument("--config", action=ActionConfigFile, help="YAML file(s) with any of the options below")
     parser.add_class_arguments(CohortSettings, "cohort")
+    parser.add_class_arguments(FaceCropSettings, "face", help="whether and how faces are found and cropped before scoring")
     parser.add_class_arguments(ExtractionSettings, "extraction")
     parser.add_argument("--intensities", type=str | None, default=None,
                         help="a saved CohortIntensities .npz to use instead of cohort + checkpoint")
@@ -74,39 +75,35 @@ def build_parser(command: str) -> ArgumentParser:
     return parser
 
 
-def cohort_intensities(cfg: Namespace) -> tuple[CohortIntensities, dict | None]:
+def cohort_intensities(cfg: Namespace) -> CohortIntensities:
     """Intensities from a saved .npz, or from the cohort scored through the cache (no forward pass when cached).
 
-    Also returns which stage-1 checkpoint and settings produced them (None for a saved .npz).
+    Either way they carry the scoring contract they were made under.
     """
     if cfg.intensities:
-        return CohortIntensities.load(cfg.intensities), None
+        return CohortIntensities.load(cfg.intensities)
     if not cfg.cohort.manifest or not cfg.extraction.checkpoint:
         raise SystemExit("give --cohort.manifest and --extraction.checkpoint (or --intensities FILE.npz)")
-    from dfer_pd.stage2.cohort_datamodule import PDCohortDataModule
+    from dfer_pd.stage1.contract import ScoringContract
     from dfer_pd.stage1.extraction import extract_intensities
+    from dfer_pd.stage2.cohort_datamodule import PDCohortDataModule
 
+    contract = ScoringContract.from_checkpoint(cfg.extraction.checkpoint, FaceCropSettings(**cfg.face.as_dict()),
+                                               cfg.extraction.precision)
     datamodule = PDCohortDataModule(
         cfg.cohort.manifest,
         skip_incomplete=cfg.cohort.skip_incomplete,
-        crop_faces=cfg.cohort.crop_faces,
-        face_detector=cfg.cohort.face_detector,
         face_crop_cache=cfg.cohort.face_crop_cache,
         batch_size=cfg.extraction.batch_size,
         num_workers=cfg.extraction.num_workers,
     )
     for subject_id, reason in datamodule.cohort.skipped:
         log.warning("skipped subject %s: %s", subject_id, reason)
-    data, report = extract_intensities(
-        datamodule,
-        cfg.extraction.checkpoint,
-        cfg.extraction.cache_dir,
-        accelerator=cfg.extraction.accelerator,
-        devices=cfg.extraction.devices,
-        precision=cfg.extraction.precision,
-    )
+    data, report = extract_intensities(datamodule, cfg.extraction.checkpoint, contract, cfg.extraction.cache_dir,
+                                       accelerator=cfg.extraction.accelerator, devices=cfg.extraction.devices)
     print(f"intensities: {report.summary()}; {len(datamodule.cohort.skipped)} subject(s) skipped")
-    return data, {"checkpoint_sha256": report.checkpoint_sha256, "settings": report.settings}
+    print(f"scoring contract: {contract.describe()}")
+    return data
 
 
 def pseudonymise(data: CohortIntensities, key_file: Path) -> CohortIntensities:
@@ -151,7 +148,7 @@ def _log_images(run, images: dict[str, Path]) -> None:
     run.log({key: wandb.Image(str(path)) for key, path in images.items()})
 
 
-def run_train_pd(cfg: Namespace, data: CohortIntensities, out_dir: Path, stage1: dict | None = None) -> dict:
+def run_train_pd(cfg: Namespace, data: CohortIntensities, out_dir: Path) -> dict:
     classifier = ClassifierConfig(**cfg.classifier.as_dict())
     cv = CVConfig(**cfg.cv.as_dict())
     run = _start_wandb(cfg, "train-pd", out_dir)
@@ -173,7 +170,7 @@ def run_train_pd(cfg: Namespace, data: CohortIntensities, out_dir: Path, stage1:
     if cfg.save_screening_model and classifier.is_neural:
         from dfer_pd.stage2.screening_model import fit_screening_model
 
-        model = fit_screening_model(data, classifier, cv, stage1=stage1, cv_summary=summary)
+        model = fit_screening_model(data, classifier, cv, cv_summary=summary)
         print(f"screening model (trained on all {len(data)} subjects) saved to {model.save(out_dir / 'screening_model')}")
     print(f"{classifier.name}: {cv.n_splits}-fold CV on {len(data)} subjects ({int(data.labels.sum())} PD)")
     for metric in ("accuracy", "precision_binary", "recall_binary", "f1_binary", "f1_weighted", "roc_auc", "sensitivity", "specificity"):
@@ -208,7 +205,7 @@ def main(command: str, args: list[str] | None = None):
     if command == "ablation":
         out_dir = out_dir / "ablation"
     out_dir.mkdir(parents=True, exist_ok=True)
-    data, stage1 = cohort_intensities(cfg)
+    data = cohort_intensities(cfg)
     if cfg.cohort.pseudonymise_ids:
         data = pseudonymise(data, out_dir / "pseudonyms.csv")
     data.save(out_dir / "intensities.npz")
@@ -218,7 +215,7 @@ def main(command: str, args: list[str] | None = None):
         return data
     if command == "ablation":
         return run_ablation_job(cfg, data, out_dir)
-    return run_train_pd(cfg, data, out_dir, stage1)
+    return run_train_pd(cfg, data, out_dir)
 
 
 __all__ = ["CohortSettings", "ExtractionSettings", "WandbSettings", "build_parser", "main", "asdict"]

@@ -427,7 +427,7 @@ def read_frames(
 
 def read_clip(
     path: str | Path,
-    num_frames: int = 16,
+    num_frames: int,
     mode: SamplingMode = "eval",
     rng: np.random.Generator | None = None,
     threads: bool = False,

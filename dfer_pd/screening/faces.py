@@ -42,6 +42,37 @@ class NoFaceError(VideoReadError):
     """Too few sampled frames of a video show a face; the message names the file and the count."""
 
 
+@dataclass(frozen=True)
+class FaceCropSettings:
+    """Whether and how a raw video's face is found and cropped before stage 1 scores it.
+
+    Off for videos that are already face crops (DFEW's, the synthetic cohort's); on for phone or
+    camera recordings. Part of the scoring contract: scores made with other settings differ.
+    ``detector``, ``margin``, ``min_face_fraction``, ``detect_every`` and ``smooth_window`` are
+    :func:`track_face`'s options.
+    """
+
+    crop_faces: bool = False
+    detector: str = "haar"
+    margin: float = 1.25
+    min_face_fraction: float = 0.5
+    detect_every: int = 1
+    smooth_window: int = 3
+
+    def __post_init__(self) -> None:
+        if self.margin <= 0:
+            raise ValueError(f"face margin must be positive, got {self.margin}")
+        if not 0 < self.min_face_fraction <= 1:
+            raise ValueError(f"min_face_fraction must be in (0, 1], got {self.min_face_fraction}")
+        if self.detect_every < 1 or self.smooth_window < 1:
+            raise ValueError("detect_every and smooth_window must be at least 1")
+
+    def tracking_options(self) -> dict:
+        """Keyword arguments of :func:`read_face_clip` / :func:`track_face`."""
+        return {"detector": self.detector, "margin": self.margin, "min_face_fraction": self.min_face_fraction,
+                "detect_every": self.detect_every, "smooth_window": self.smooth_window}
+
+
 @runtime_checkable
 class FaceDetector(Protocol):
     """Anything that finds faces in one RGB ``uint8`` image ``(H, W, 3)``."""
@@ -383,7 +414,7 @@ def track_face(
 
 def read_face_clip(
     path: str | Path,
-    num_frames: int = 16,
+    num_frames: int,
     mode: SamplingMode = "eval",
     rng: np.random.Generator | None = None,
     detector: str | FaceDetector = "haar",

@@ -1,34 +1,33 @@
-"""Callbacks: the intensity cache written between stage 1 and stage 2."""
+"""The intensity cache between stage 1 and stage 2, and the prediction-writer callback that fills it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from dfer_pd.common.files import atomic_save_npz, atomic_write_json, content_key
+from dfer_pd.common.files import atomic_save_npz, atomic_write_json
+from dfer_pd.stage1.contract import ContractError, ScoringContract
 
-CACHE_FORMAT_VERSION = 1
-
-
-def scoring_key(checkpoint_digest: str, settings: Mapping) -> str:
-    """One folder per (checkpoint content, sampling settings): a change of either means re-scoring."""
-    return content_key({"checkpoint": checkpoint_digest, "settings": dict(settings), "version": CACHE_FORMAT_VERSION})
+CONTRACT_FILE = "contract.json"
 
 
 class IntensityCache:
-    """Per-video stage-1 outputs on disk: `<root>/<scoring key>/<video digest>.npz` (cosine, tau, features)."""
+    """Per-video stage-1 outputs: ``<root>/<contract key>/<video sha256>.npz``.
 
-    def __init__(self, root: str | Path, checkpoint_digest: str, settings: Mapping) -> None:
+    The folder is named by the scoring contract and holds it as ``contract.json``; every file also
+    carries the contract's key, so a file copied into the wrong folder is refused, not used.
+    """
+
+    def __init__(self, root: str | Path, contract: ScoringContract) -> None:
         self.root = Path(root)
-        self.settings = dict(settings)
-        self.folder = self.root / scoring_key(checkpoint_digest, settings)
+        self.contract = contract
+        self.contract_key = contract.key()
+        self.folder = self.root / self.contract_key
         self.folder.mkdir(parents=True, exist_ok=True)
-        info = self.folder / "scoring.json"
-        if not info.exists():
-            atomic_write_json(info, {"checkpoint_sha256": checkpoint_digest, "settings": self.settings})
+        if not (self.folder / CONTRACT_FILE).exists():
+            atomic_write_json(self.folder / CONTRACT_FILE, contract.to_dict())
 
     def path(self, video_digest: str) -> Path:
         return self.folder / f"{video_digest}.npz"
@@ -36,17 +35,22 @@ class IntensityCache:
     def has(self, video_digest: str) -> bool:
         return self.path(video_digest).exists()
 
-    def write(self, video_digest: str, cosine: np.ndarray, tau: float, video_features: np.ndarray) -> None:
+    def write(self, video_digest: str, cosine: np.ndarray, video_features: np.ndarray) -> None:
         atomic_save_npz(
             self.path(video_digest),
             cosine=np.asarray(cosine, dtype=np.float64),
-            tau=np.asarray(tau, dtype=np.float64),
             video_features=np.asarray(video_features, dtype=np.float32),
+            contract_key=np.asarray(self.contract_key),
         )
 
     def read(self, video_digest: str) -> dict[str, np.ndarray]:
-        with np.load(self.path(video_digest), allow_pickle=False) as data:
-            return {name: data[name] for name in data.files}
+        path = self.path(video_digest)
+        with np.load(path, allow_pickle=False) as data:
+            entry = {name: data[name] for name in data.files}
+        if str(entry.get("contract_key")) != self.contract_key:
+            raise ContractError(f"{path} was scored under another contract ({entry.get('contract_key')}), "
+                                f"not {self.contract_key}: delete it and extract again")
+        return entry
 
 
 class IntensityCacheWriter(BasePredictionWriter):
@@ -58,8 +62,6 @@ class IntensityCacheWriter(BasePredictionWriter):
         self.written = 0
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0) -> None:
-        cosine = prediction["cosine"].numpy()
-        features = prediction["video_features"].numpy()
         for i, digest in enumerate(prediction["key"]):
-            self.cache.write(digest, cosine[i], prediction["tau"], features[i])
+            self.cache.write(digest, prediction["cosine"][i], prediction["video_features"][i])
             self.written += 1

@@ -6,13 +6,14 @@ transformer T turns f_1..f_M into the video feature F.
 Textual part (Eq. 2): per class, learnable context vectors followed by a descriptive phrase of the
 expression's facial actions run through CLIP's frozen text transformer to give the text feature G_k.
 Intensities (Eq. 3): I_k = exp(cos(F, G_k) / tau); the logits for training are cos(F, G_k) / tau.
+The classes are the config's ``class_names`` (the paper's four by default); stage 2 picks its four by name.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 import torch
@@ -21,9 +22,10 @@ from torch import nn
 from transformers import CLIPTextModel, PreTrainedModel, PreTrainedTokenizerBase
 
 from dfer_pd.common.constants import EXPRESSIONS
-from dfer_pd.stage1.clip_assets import load_clip, load_tokenizer
+from dfer_pd.stage1.clip_assets import load_clip, load_image_normalisation, load_tokenizer
 
-# Descriptions of what each expression does to the face, after FACS action units (AU).
+# Descriptions of what each expression does to the face, after FACS action units (AU). Keys are the
+# canonical class names every dataset maps its labels to; a network uses the phrases of its classes.
 DEFAULT_PHRASES: dict[str, str] = {
     # no action unit active
     "neutral": (
@@ -44,6 +46,38 @@ DEFAULT_PHRASES: dict[str, str] = {
     "anger": (
         "an angry face with the brows lowered and drawn together, vertical wrinkles between the brows, "
         "a glaring stare from raised upper eyelids and tightened lower eyelids, and narrowed lips pressed tight"
+    ),
+    # AU1 inner brow raiser, AU4 brow lowerer, AU15 lip corner depressor
+    "sadness": (
+        "a sad face with the inner corners of the brows raised and drawn together, drooping upper eyelids, "
+        "and the lip corners pulled down"
+    ),
+    # AU9 nose wrinkler, AU10 upper lip raiser, AU15/16 lip corner and lower lip depressor
+    "disgust": (
+        "a disgusted face with the nose wrinkled, the upper lip raised, the brows lowered "
+        "and the lower lip pushed down"
+    ),
+    # AU1+2+4 brows raised and drawn together, AU5 upper lid raiser, AU20 lip stretcher, AU26 jaw drop
+    "fear": (
+        "a fearful face with the brows raised and pulled together, the upper eyelids raised to show the whites "
+        "of the eyes, and the lips stretched sideways with the jaw slightly dropped"
+    ),
+    # AU14 one-sided dimpler
+    "contempt": "a contemptuous face with one lip corner tightened and raised in a one-sided smirk",
+    # AU1+4 worried brows, AU20 lip stretcher, AU24 lip pressor
+    "anxiety": (
+        "an anxious face with worried brows raised and drawn together, a tense stare, "
+        "and the lips pressed and stretched"
+    ),
+    # AU1 inner brow raiser, AU15 lip corner depressor, AU43 eyes drooping
+    "helplessness": (
+        "a helpless face with the inner brows raised, the eyelids drooping, "
+        "and the lip corners pulled down in resignation"
+    ),
+    # AU4 brow lowerer, AU15 lip corner depressor, AU17 chin raiser
+    "disappointment": (
+        "a disappointed face with the brows slightly lowered, the gaze cast down, "
+        "the lip corners pulled down and the chin pushed up"
     ),
 }
 
@@ -208,64 +242,123 @@ class DferClipOutput:
     text_features: torch.Tensor
 
 
+@dataclass(frozen=True)
+class DferClipConfig:
+    """Everything that fixes the network, and so its scores: saved in every stage-1 checkpoint.
+
+    ``image_size``, ``image_mean`` and ``image_std`` default to the CLIP checkpoint's own; once the
+    network is built they are filled in (see :meth:`DferClip.config`), so a trained checkpoint carries
+    the exact preprocessing it was trained with and nothing downstream re-declares it.
+    """
+
+    clip_name_or_path: str = "openai/clip-vit-base-patch32"
+    random_init: bool = False
+    class_names: tuple[str, ...] = EXPRESSIONS
+    phrases: dict[str, str] | None = None  # class name -> phrase; DEFAULT_PHRASES for the others
+    num_frames: int = 16  # M, frames sampled per clip: the one place this number is declared
+    num_context: int = 8
+    use_gate: bool = True
+    gate_heads: int = 8
+    temporal_layers: int = 1
+    temporal_heads: int = 8
+    temporal_mlp_dim: int = 1024
+    temporal_dropout: float = 0.0
+    tau: float = 0.01
+    gradient_checkpointing: bool = False
+    seed: int = 0
+    image_size: int | None = None
+    image_mean: tuple[float, ...] | None = None
+    image_std: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "class_names", tuple(self.class_names))
+        if self.tau <= 0:
+            raise ValueError(f"tau must be positive, got {self.tau}")
+        if self.num_frames < 1:
+            raise ValueError(f"num_frames must be at least 1, got {self.num_frames}")
+        if len(set(self.class_names)) != len(self.class_names) or len(self.class_names) < 2:
+            raise ValueError(f"class_names must be at least two distinct names, got {self.class_names}")
+        unknown = set(self.phrases or {}) - set(self.class_names)
+        if unknown:
+            raise ValueError(f"phrases given for classes the network does not have: {sorted(unknown)} "
+                             f"(class_names: {self.class_names})")
+        missing = [c for c in self.class_names if c not in (self.phrases or {}) and c not in DEFAULT_PHRASES]
+        if missing:
+            raise ValueError(f"no descriptive phrase for class(es) {missing}: give them in `phrases`")
+        for name in ("image_mean", "image_std"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, tuple(float(v) for v in value))
+
+    def class_phrases(self) -> list[str]:
+        """One phrase per class, in ``class_names`` order."""
+        return [(self.phrases or {}).get(name, DEFAULT_PHRASES.get(name)) for name in self.class_names]
+
+    def to_dict(self) -> dict:
+        """JSON- and ``weights_only``-safe plain values (a checkpoint's ``hyper_parameters['network']``)."""
+        values = asdict(self)
+        for name in ("class_names", "image_mean", "image_std"):
+            if values[name] is not None:
+                values[name] = list(values[name])
+        return values
+
+    @classmethod
+    def from_value(cls, value: DferClipConfig | Mapping | None) -> DferClipConfig:
+        """A config from itself, a mapping (a checkpoint's saved dict, a YAML section) or None (defaults)."""
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, Mapping):
+            unknown = set(value) - {f.name for f in fields(cls)}
+            if unknown:
+                raise ValueError(f"unknown network setting(s) {sorted(unknown)}")
+            return cls(**value)
+        raise TypeError(f"expected a DferClipConfig or a mapping, got {type(value).__name__}")
+
+
 class DferClip(nn.Module):
-    """The expression network: cos(F, G_k) for the K = 4 EXPRESSIONS, and logits cos / tau."""
+    """The expression network: cos(F, G_k) for the K classes of its config, and logits cos / tau."""
 
-    def __init__(
-        self,
-        clip_name_or_path: str = "openai/clip-vit-base-patch32",
-        random_init: bool = False,
-        phrases: dict[str, str] | None = None,
-        num_frames: int = 16,
-        num_context: int = 8,
-        use_gate: bool = True,
-        gate_heads: int = 8,
-        temporal_layers: int = 1,
-        temporal_heads: int = 8,
-        temporal_mlp_dim: int = 1024,
-        temporal_dropout: float = 0.0,
-        tau: float = 0.01,
-        gradient_checkpointing: bool = False,
-        seed: int = 0,
-    ):
+    def __init__(self, config: DferClipConfig | Mapping | None = None):
         super().__init__()
-        if tau <= 0:
-            raise ValueError(f"tau must be positive, got {tau}")
-        phrases = dict(DEFAULT_PHRASES if phrases is None else phrases)
-        if set(phrases) != set(EXPRESSIONS):
-            raise ValueError(f"phrases must have exactly the keys {EXPRESSIONS}, got {sorted(phrases)}")
-        self.class_names = EXPRESSIONS
-        self.phrases = [phrases[name] for name in EXPRESSIONS]
-        self.num_frames = num_frames
-        self.use_gate = use_gate
-        self.tau = tau
+        config = DferClipConfig.from_value(config)
+        self.class_names = config.class_names
+        self.phrases = config.class_phrases()
+        self.num_frames = config.num_frames
+        self.tau = config.tau
 
-        clip = load_clip(clip_name_or_path, random_init=random_init, seed=seed)
-        tokenizer = load_tokenizer(clip_name_or_path)
-        self.image_size = int(clip.config.vision_config.image_size)
+        clip = load_clip(config.clip_name_or_path, random_init=config.random_init, seed=config.seed)
+        tokenizer = load_tokenizer(config.clip_name_or_path)
+        if config.image_size is None or config.image_mean is None or config.image_std is None:
+            mean, std, size = load_image_normalisation(config.clip_name_or_path)
+            config = replace(config, image_size=config.image_size or size, image_mean=config.image_mean or mean,
+                             image_std=config.image_std or std)
+        self.config = config
         self.embed_dim = dim = int(clip.config.projection_dim)
 
         # E1: vision tower + projection, fine-tuned.
         self.vision_model = clip.vision_model
         self.visual_projection = clip.visual_projection
-        if gradient_checkpointing:
+        if config.gradient_checkpointing:
             enable_activation_checkpointing(self.vision_model)
         # Frozen text side (CLIP's logit_scale is not used: the scale is 1 / tau).
         self.text_encoder = PromptTextEncoder(clip.text_model, clip.text_projection)
         self.text_encoder.requires_grad_(False)
 
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            torch.manual_seed(config.seed)
             self.prompt_learner = PromptLearner(
                 self.phrases,
                 tokenizer,
                 clip.text_model.embeddings.token_embedding,
                 context_length=int(clip.config.text_config.max_position_embeddings),
-                num_context=num_context,
+                num_context=config.num_context,
             )
-            self.frame_gate = FrameGate(dim, gate_heads) if use_gate else nn.Identity()
+            self.frame_gate = FrameGate(dim, config.gate_heads) if config.use_gate else nn.Identity()
             self.temporal = TemporalTransformer(
-                dim, num_frames, temporal_layers, temporal_heads, temporal_mlp_dim, temporal_dropout
+                dim, config.num_frames, config.temporal_layers, config.temporal_heads,
+                config.temporal_mlp_dim, config.temporal_dropout,
             )
 
     def encode_frames(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -285,7 +378,7 @@ class DferClip(nn.Module):
         return F.normalize(video.float(), dim=-1)
 
     def encode_text(self) -> torch.Tensor:
-        """(K, D) L2-normalised text features G, one per class in EXPRESSIONS order."""
+        """(K, D) L2-normalised text features G, one per class in class_names order."""
         features = self.text_encoder(self.prompt_learner(), self.prompt_learner.eot_positions)
         return F.normalize(features.float(), dim=-1)
 
@@ -309,7 +402,18 @@ class DferClip(nn.Module):
 
 
 def intensities_from_cosine(cosine: torch.Tensor | np.ndarray, tau: float) -> torch.Tensor | np.ndarray:
-    """Eq. 3, I = exp(cos / tau), in float64: at tau = 0.01, exp(100) is beyond float32's range."""
+    """Eq. 3, I = exp(cos / tau), in float64: at tau = 0.01, exp(100) is beyond float32's range.
+
+    The one place Eq. 3 is written; everything downstream (stage 2, reports) calls it.
+    """
     if isinstance(cosine, torch.Tensor):
         return torch.exp(cosine.to(torch.float64) / tau)
-    return np.exp(np.asarray(cosine, dtype=np.float64) / tau)
+    with np.errstate(over="ignore"):
+        return np.exp(np.asarray(cosine, dtype=np.float64) / tau)
+
+
+def log_intensities_from_cosine(cosine: torch.Tensor | np.ndarray, tau: float) -> torch.Tensor | np.ndarray:
+    """log of Eq. 3, cos / tau: the scale reports and plots show (it never overflows)."""
+    if isinstance(cosine, torch.Tensor):
+        return cosine.to(torch.float64) / tau
+    return np.asarray(cosine, dtype=np.float64) / tau

@@ -1,8 +1,7 @@
-"""Stage 1 as a LightningModule: wires DferClip, cross-entropy, the optimiser recipe and WAR/UAR metrics."""
+"""Stage 1 as a LightningModule: wires DferClip (built from its config), cross-entropy, the optimiser recipe and WAR/UAR."""
 
 from __future__ import annotations
 
-import inspect
 import logging
 from pathlib import Path
 from typing import Literal
@@ -21,41 +20,32 @@ from torchmetrics.classification import (  # noqa: E402
     MulticlassRecall,
 )
 
-from dfer_pd.common.constants import EXPRESSIONS, NUM_EXPRESSIONS  # noqa: E402
-from dfer_pd.stage1.modeling_dfer_clip import DferClip  # noqa: E402
+from dfer_pd.stage1.modeling_dfer_clip import DferClip, DferClipConfig  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 
-def expression_metrics(prefix: str) -> MetricCollection:
+def expression_metrics(prefix: str, num_classes: int) -> MetricCollection:
     """WAR = accuracy over clips; UAR = mean of per-class recalls (DFEW's two headline numbers)."""
     return MetricCollection(
         {
-            "war": MulticlassAccuracy(NUM_EXPRESSIONS, average="micro"),
-            "uar": MulticlassRecall(NUM_EXPRESSIONS, average="macro"),
+            "war": MulticlassAccuracy(num_classes, average="micro"),
+            "uar": MulticlassRecall(num_classes, average="macro"),
         },
         prefix=prefix,
     )
 
 
 class DferClipModule(L.LightningModule):
-    """Trains the expression-intensity network; `predict_step` gives per-video cosines for the cache."""
+    """Trains the expression-intensity network built from ``network`` with the paper's optimiser recipe.
+
+    The checkpoint's ``hyper_parameters['network']`` is the network's resolved config (classes, frames,
+    tau, image size and normalisation): what the scoring contract reads, without building the network.
+    """
 
     def __init__(
         self,
-        clip_name_or_path: str = "openai/clip-vit-base-patch32",
-        random_init: bool = False,
-        num_frames: int = 16,
-        num_context: int = 8,
-        use_gate: bool = True,
-        gate_heads: int = 8,
-        temporal_layers: int = 1,
-        temporal_heads: int = 8,
-        temporal_mlp_dim: int = 1024,
-        temporal_dropout: float = 0.0,
-        tau: float = 0.01,
-        gradient_checkpointing: bool = False,
-        phrases: dict[str, str] | None = None,
+        network: DferClipConfig | dict | None = None,
         optimizer: Literal["sgd", "adamw"] = "sgd",
         lr_image_encoder: float = 1e-5,
         lr_temporal: float = 1e-3,
@@ -66,18 +56,17 @@ class DferClipModule(L.LightningModule):
         milestones: list[int] = [30, 40],  # noqa: B006 - jsonargparse needs a literal default
         gamma: float = 0.1,
         label_smoothing: float = 0.0,
-        seed: int = 0,
     ) -> None:
         super().__init__()
+        self.net = DferClip(network)
+        network = self.net.config.to_dict()  # save_hyperparameters reads the locals: the resolved config is saved
         self.save_hyperparameters()
-        # The network's arguments are this module's first ones; the rest are the optimisation recipe.
-        network_args = inspect.signature(DferClip).parameters
-        self.net = DferClip(**{name: value for name, value in self.hparams.items() if name in network_args})
-        self.val_metrics = expression_metrics("val/")
-        self.test_metrics = expression_metrics("test/")
-        self.val_class_recall = MulticlassRecall(NUM_EXPRESSIONS, average=None)
-        self.test_class_recall = MulticlassRecall(NUM_EXPRESSIONS, average=None)
-        self.test_confusion = MulticlassConfusionMatrix(NUM_EXPRESSIONS)
+        self.num_classes = len(self.net.class_names)
+        self.val_metrics = expression_metrics("val/", self.num_classes)
+        self.test_metrics = expression_metrics("test/", self.num_classes)
+        self.val_class_recall = MulticlassRecall(self.num_classes, average=None)
+        self.test_class_recall = MulticlassRecall(self.num_classes, average=None)
+        self.test_confusion = MulticlassConfusionMatrix(self.num_classes)
 
     def on_fit_start(self) -> None:
         """Record the data each split really holds (class counts, clips skipped) with the run's config."""
@@ -115,7 +104,7 @@ class DferClipModule(L.LightningModule):
     def _log_epoch(self, metrics: MetricCollection, class_recall: MulticlassRecall, prefix: str) -> None:
         self.log_dict(metrics.compute(), prog_bar=True)
         recalls = class_recall.compute()
-        self.log_dict({f"{prefix}recall_{name}": recalls[i] for i, name in enumerate(EXPRESSIONS)})
+        self.log_dict({f"{prefix}recall_{name}": recalls[i] for i, name in enumerate(self.net.class_names)})
         metrics.reset()
         class_recall.reset()
 
@@ -133,7 +122,7 @@ class DferClipModule(L.LightningModule):
         """Confusion matrix as PNG beside the run, and as an image on W&B when that logger is used."""
         from torchmetrics.utilities.plot import plot_confusion_matrix
 
-        fig, _ = plot_confusion_matrix(matrix.cpu(), labels=list(EXPRESSIONS))
+        fig, _ = plot_confusion_matrix(matrix.cpu(), labels=list(self.net.class_names))
         out_dir = Path(self.trainer.default_root_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / "test_confusion_matrix.png"
@@ -143,15 +132,6 @@ class DferClipModule(L.LightningModule):
         for logger in self.loggers:
             if hasattr(logger, "log_image"):
                 logger.log_image(key="test/confusion_matrix", images=[str(path)])
-
-    def predict_step(self, batch: dict, batch_idx: int) -> dict:
-        out = self.net(batch["pixel_values"])
-        return {
-            "key": batch["key"],
-            "cosine": out.cosine.detach().float().cpu(),
-            "video_features": out.video_features.detach().float().cpu(),
-            "tau": float(self.hparams.tau),
-        }
 
     def configure_optimizers(self):
         hp = self.hparams

@@ -20,6 +20,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from dfer_pd.common.constants import NUM_EXPRESSIONS
+from dfer_pd.common.files import atomic_save_npz
+from dfer_pd.stage1.contract import ContractError, ScoringContract
+from dfer_pd.stage1.modeling_dfer_clip import intensities_from_cosine
 
 FEATURE_NAMES: tuple[str, ...] = ("hv", "mean", "std", "z", "pd", "range", "d_min", "d_max")
 """Eq. 4 features of one video, in the order :func:`expression_features` returns them."""
@@ -37,19 +40,28 @@ class CohortIntensities:
     """Per-subject stage-1 outputs: one row per subject, four videos x four classes.
 
     ``cosine`` is kept rather than the intensities because ``exp(cos / tau)`` reaches e^100 for
-    tau = 0.01; the intensities are recomputed in float64 on access.
+    tau = 0.01; the intensities are recomputed in float64 on access (Eq. 3). ``contract`` is the
+    scoring contract the cosines were made under (None only for intensities that no checkpoint made,
+    such as :func:`dfer_pd.synthetic.intensities.synthetic_cohort`'s); its tau is the tau.
     """
 
     subject_ids: list[str]
     labels: np.ndarray  # (N,) int, 1 = PD, 0 = HC
     cosine: np.ndarray  # (N, 4, 4) float64, [n, j, k] = cos sim of class k in the video asking class j
-    tau: float  # intensities = exp(cosine / tau)
+    contract: ScoringContract | None = None
     video_features: np.ndarray | None = None  # (N, 4, D) stage-1 video features, for t-SNE
+    tau: float | None = None  # only without a contract
 
     def __post_init__(self) -> None:
         self.subject_ids = [str(s) for s in self.subject_ids]
         self.labels = np.asarray(self.labels).astype(np.int64, copy=False)
         self.cosine = np.asarray(self.cosine, dtype=np.float64)
+        if self.contract is not None:
+            if self.tau is not None and float(self.tau) != self.contract.tau:
+                raise CohortFileError(f"tau {self.tau} disagrees with the scoring contract's tau {self.contract.tau}")
+            self.tau = self.contract.tau
+        if self.tau is None:
+            raise CohortFileError("cohort intensities need a scoring contract (or, for synthetic ones, a tau)")
         self.tau = float(self.tau)
         n = len(self.subject_ids)
         shape = (NUM_EXPRESSIONS, NUM_EXPRESSIONS)
@@ -78,8 +90,7 @@ class CohortIntensities:
     @property
     def intensities(self) -> np.ndarray:
         """Eq. 3 intensities ``exp(cos / tau)`` in float64, shape (N, 4, 4)."""
-        with np.errstate(over="ignore"):
-            values = np.exp(self.cosine / self.tau)
+        values = intensities_from_cosine(self.cosine, self.tau)
         if not np.isfinite(values).all():
             raise CohortFileError(
                 f"exp(cosine / tau) overflows float64 with tau={self.tau}; cosine values must stay below "
@@ -94,24 +105,26 @@ class CohortIntensities:
             subject_ids=[self.subject_ids[i] for i in index],
             labels=self.labels[index].copy(),
             cosine=self.cosine[index].copy(),
-            tau=self.tau,
+            contract=self.contract,
             video_features=None if self.video_features is None else self.video_features[index].copy(),
+            tau=None if self.contract is not None else self.tau,
         )
 
     def save(self, path: str | PathLike) -> Path:
-        """Write a ``.npz`` readable without pickle."""
+        """Write a ``.npz`` readable without pickle; the scoring contract goes in as JSON text."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {
             "subject_ids": np.asarray(self.subject_ids, dtype=np.str_),
             "labels": self.labels,
             "cosine": self.cosine,
-            "tau": np.asarray(self.tau, dtype=np.float64),
         }
+        if self.contract is not None:
+            arrays["contract"] = np.asarray(self.contract.to_json())
+        else:
+            arrays["tau"] = np.asarray(self.tau, dtype=np.float64)
         if self.video_features is not None:
             arrays["video_features"] = self.video_features
-        with path.open("wb") as handle:  # a file handle keeps numpy from appending a second ".npz"
-            np.savez(handle, **arrays)
+        atomic_save_npz(path, **arrays)
         return path
 
     @classmethod
@@ -122,7 +135,9 @@ class CohortIntensities:
             raise CohortFileError(f"{path}: no such cohort intensity file")
         try:
             with np.load(path, allow_pickle=False) as archive:
-                missing = {"subject_ids", "labels", "cosine", "tau"} - set(archive.files)
+                missing = {"subject_ids", "labels", "cosine"} - set(archive.files)
+                if not {"contract", "tau"} & set(archive.files):
+                    missing.add("contract")
                 if missing:
                     raise CohortFileError(f"{path}: missing arrays {sorted(missing)}")
                 fields = {name: archive[name] for name in archive.files}
@@ -131,14 +146,16 @@ class CohortIntensities:
                 raise
             raise CohortFileError(f"{path}: not a readable cohort .npz ({error})") from error
         try:
+            contract = ScoringContract.from_json(str(fields["contract"])) if "contract" in fields else None
             return cls(
                 subject_ids=fields["subject_ids"].tolist(),
                 labels=fields["labels"],
                 cosine=fields["cosine"],
-                tau=float(fields["tau"]),
+                contract=contract,
+                tau=None if contract is not None else float(fields["tau"]),
                 video_features=fields.get("video_features"),
             )
-        except CohortFileError as error:
+        except (CohortFileError, ContractError) as error:
             raise CohortFileError(f"{path}: {error}") from error
 
 

@@ -1,0 +1,190 @@
+"""The scoring contract: everything that decides how a video becomes intensities, fixed once.
+
+It is derived from a stage-1 checkpoint (its sha256 and the network settings the checkpoint carries:
+classes, tau, frames per clip, image size, normalisation) plus the preprocessing chosen for the videos
+(the face path and the numeric precision). It then travels, never re-declared: it names the cache
+folder and sits in every cache file, in every intensity file and in the screening model, and
+``diagnose`` applies the screening model's contract. Two scores are comparable exactly when their
+contracts are equal.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dfer_pd.common.constants import EXPRESSIONS
+from dfer_pd.common.files import content_key, file_digest
+from dfer_pd.screening.faces import FaceCropSettings
+from dfer_pd.stage1.modeling_dfer_clip import DferClipConfig
+
+CONTRACT_VERSION = 1
+EVAL_SAMPLER = "segment-centre"
+PRECISIONS: tuple[str, ...] = ("32-true", "bf16-mixed", "16-mixed")
+
+
+class CheckpointError(ValueError):
+    """A stage-1 checkpoint that cannot be used (missing, corrupt, or not a DferClipModule checkpoint)."""
+
+
+class ContractError(ValueError):
+    """Scores, a model or settings that do not follow the same scoring contract."""
+
+
+def read_network_config(checkpoint: str | Path) -> DferClipConfig:
+    """The network settings a stage-1 checkpoint carries, without building the network."""
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise CheckpointError(f"stage-1 checkpoint {checkpoint} does not exist")
+    try:
+        hparams = torch.load(checkpoint, map_location="cpu", weights_only=True)["hyper_parameters"]
+    except Exception as err:  # any failure to unpickle means "not a checkpoint"
+        raise CheckpointError(f"{checkpoint} is corrupt or not a PyTorch checkpoint: {err}") from err
+    if not isinstance(hparams, dict) or "network" not in hparams:
+        raise CheckpointError(f"{checkpoint} is not a stage-1 (DferClipModule) checkpoint: "
+                              "its hyper_parameters hold no 'network' settings")
+    try:
+        return DferClipConfig.from_value(hparams["network"])
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{checkpoint}: unusable network settings: {err}") from err
+
+
+def load_stage1(checkpoint: str | Path, map_location: str = "cpu"):
+    """A trained DferClipModule; loaded with weights_only=True, so a checkpoint cannot run code."""
+    from dfer_pd.stage1.module import DferClipModule
+
+    read_network_config(checkpoint)  # names a missing or foreign file before Lightning tries
+    try:
+        return DferClipModule.load_from_checkpoint(checkpoint, map_location=map_location, weights_only=True)
+    except Exception as err:  # weights that do not fit the settings, truncated files ...
+        raise CheckpointError(f"{checkpoint} is not a usable stage-1 (DferClipModule) checkpoint: {err}") from err
+
+
+@dataclass(frozen=True)
+class ScoringContract:
+    """How videos become intensities. Build it with :meth:`from_checkpoint`; compare with ``==``."""
+
+    checkpoint_sha256: str
+    class_names: tuple[str, ...]
+    tau: float
+    num_frames: int
+    image_size: int
+    image_mean: tuple[float, ...]
+    image_std: tuple[float, ...]
+    face: FaceCropSettings = field(default_factory=FaceCropSettings)
+    precision: str = "32-true"
+    sampler: str = EVAL_SAMPLER
+    version: int = CONTRACT_VERSION
+
+    def __post_init__(self) -> None:
+        for name in ("class_names", "image_mean", "image_std"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if isinstance(self.face, dict):
+            object.__setattr__(self, "face", FaceCropSettings(**self.face))
+        if not self.face.crop_faces and self.face != FaceCropSettings():
+            # Without cropping the face options change nothing: one contract, one cache folder.
+            object.__setattr__(self, "face", FaceCropSettings())
+        if self.precision not in PRECISIONS:
+            raise ContractError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.version != CONTRACT_VERSION:
+            raise ContractError(f"scoring contract version {self.version}; this dfer-pd reads version {CONTRACT_VERSION}")
+
+    @classmethod
+    def from_checkpoint(
+        cls, checkpoint: str | Path, face: FaceCropSettings | None = None, precision: str = "32-true"
+    ) -> ScoringContract:
+        network = read_network_config(checkpoint)
+        return cls(
+            checkpoint_sha256=file_digest(checkpoint),
+            class_names=network.class_names,
+            tau=network.tau,
+            num_frames=network.num_frames,
+            image_size=network.image_size,
+            image_mean=network.image_mean,
+            image_std=network.image_std,
+            face=face or FaceCropSettings(),
+            precision=precision,
+        )
+
+    # ----------------------------------------------------------------- serialisation
+    def to_dict(self) -> dict[str, Any]:
+        values = asdict(self)
+        for name in ("class_names", "image_mean", "image_std"):
+            values[name] = list(values[name])
+        return values
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ScoringContract:
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ContractError(f"unknown scoring-contract field(s) {sorted(unknown)}")
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, text: str) -> ScoringContract:
+        return cls.from_dict(json.loads(text))
+
+    def key(self) -> str:
+        """Names the cache folder: any change of checkpoint or preprocessing means scoring again."""
+        return content_key(self.to_dict())
+
+    # ----------------------------------------------------------------- use
+    def expression_columns(self) -> list[int]:
+        """Column of each of stage 2's four EXPRESSIONS among the checkpoint's classes, matched by name."""
+        missing = [e for e in EXPRESSIONS if e not in self.class_names]
+        if missing:
+            raise ContractError(
+                f"the stage-1 checkpoint's classes {list(self.class_names)} lack {missing}: stage 2 needs "
+                f"{list(EXPRESSIONS)}; train stage 1 on a dataset that has them"
+            )
+        return [self.class_names.index(e) for e in EXPRESSIONS]
+
+    def check_checkpoint(self, checkpoint: str | Path) -> None:
+        """Refuse a stage-1 checkpoint other than the one the contract was made with."""
+        digest = file_digest(checkpoint)
+        if digest != self.checkpoint_sha256:
+            raise ContractError(
+                f"{checkpoint} (sha256 {digest[:12]}...) is not the stage-1 checkpoint of this scoring contract "
+                f"(sha256 {self.checkpoint_sha256[:12]}...): pass the checkpoint the cohort was scored with"
+            )
+
+    def with_overrides(self, source: str, **overrides: Any) -> ScoringContract:
+        """This contract, after checking that explicitly given settings agree with it.
+
+        ``overrides`` are preprocessing flags a user typed (``crop_faces``, ``face_detector``,
+        ``precision``); None means "not given". A flag that disagrees is refused, naming both values.
+        """
+        current = {"crop_faces": self.face.crop_faces, "face_detector": self.face.detector, "precision": self.precision}
+        conflicts = [
+            f"--{name} {_flag(value)} (the contract of {source} has {_flag(current[name])})"
+            for name, value in overrides.items()
+            if value is not None and value != current[name]
+            and not (name == "face_detector" and not self.face.crop_faces)
+        ]
+        if conflicts:
+            raise ContractError(
+                "settings that conflict with the scoring contract: " + "; ".join(conflicts)
+                + f". Leave these flags out to score exactly as {source} was trained, or train a screening model "
+                "on a cohort scored with the settings you want."
+            )
+        return self
+
+    def describe(self) -> str:
+        face = f"faces cropped ({self.face.detector}, margin {self.face.margin})" if self.face.crop_faces else "no face cropping"
+        return (f"stage-1 {self.checkpoint_sha256[:12]}, {len(self.class_names)} classes, tau {self.tau}, "
+                f"{self.num_frames} frames ({self.sampler}), {self.image_size} px, {face}, {self.precision}")
+
+
+def _flag(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+
