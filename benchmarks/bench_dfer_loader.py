@@ -23,7 +23,7 @@ from _common import VIT_B32, save_random_vit_b32
 
 from dfer_pd.stage1.datasets.dfew import DfewDataModule, four_class_records
 from dfer_pd.common.sampling import sample_frame_indices
-from dfer_pd.synthetic.render import make_dfew_tree
+from dfer_pd.synthetic.dfew import make_dfew_tree
 from dfer_pd.common.video import count_frames, read_clip
 from dfer_pd.stage1.module import DferClipModule
 

@@ -22,7 +22,7 @@ from _common import save_random_vit_b32
 from dfer_pd.common.files import file_digest
 from dfer_pd.stage2.crossval import ClassifierConfig, CVConfig
 from dfer_pd.stage2.cohort import read_manifest
-from dfer_pd.synthetic.render import make_pd_cohort
+from dfer_pd.synthetic.cohort import make_pd_cohort
 from dfer_pd.screening.diagnose import main as diagnose
 from dfer_pd.stage2.features import synthetic_cohort
 from dfer_pd.stage1.module import DferClipModule

@@ -22,7 +22,8 @@ commands:
 def _synth(argv: list[str]) -> None:
     from jsonargparse import auto_cli
 
-    from dfer_pd.synthetic.render import make_dfew_tree, make_pd_cohort
+    from dfer_pd.synthetic.cohort import make_pd_cohort
+    from dfer_pd.synthetic.dfew import make_dfew_tree
 
     if not argv or argv[0] not in {"dfew", "cohort"}:
         raise SystemExit("usage: dfer-pd synth {dfew,cohort} ROOT [--option value ...]")

@@ -43,7 +43,7 @@ def save_stage1_checkpoint(path, seed: int = 0, **overrides):
 @pytest.fixture(scope="session")
 def tiny_cohort(tmp_path_factory):
     """A 10-subject synthetic cohort (short 32 px videos), written once per test session."""
-    from dfer_pd.synthetic.render import make_pd_cohort
+    from dfer_pd.synthetic.cohort import make_pd_cohort
 
     root = tmp_path_factory.mktemp("cohort")
     return make_pd_cohort(root, num_subjects=10, fps=5, seconds=1.6, size=32, seed=3)

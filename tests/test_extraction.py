@@ -14,7 +14,7 @@ from dfer_pd.stage1.extraction import extract_intensities
 from dfer_pd.stage1.scoring import Stage1Scorer, prepare_clip
 from dfer_pd.stage2.cohort_datamodule import PDCohortDataModule
 from dfer_pd.stage2.features import CohortIntensities
-from dfer_pd.synthetic.render import encode_mp4
+from dfer_pd.synthetic.encode import encode_mp4
 
 
 @pytest.fixture

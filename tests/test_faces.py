@@ -22,7 +22,7 @@ from dfer_pd.screening.faces import (
     square_boxes,
     track_face,
 )
-from dfer_pd.synthetic.render import encode_mp4
+from dfer_pd.synthetic.encode import encode_mp4
 from dfer_pd.common.video import VideoReadError, read_frames
 
 ASTRONAUT = data.astronaut()

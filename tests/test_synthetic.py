@@ -13,19 +13,16 @@ import pytest
 from PIL import Image
 
 from dfer_pd.common.constants import DFEW_ID_TO_CLASS, EXPRESSIONS
+from dfer_pd.synthetic.cohort import make_pd_cohort, sample_subject_latents
+from dfer_pd.synthetic.dfew import DFEW_FRAMES_DIR, DFEW_SPLIT_DIRS, make_dfew_tree
+from dfer_pd.synthetic.encode import encode_mp4
 from dfer_pd.synthetic.render import (
-    DFEW_FRAMES_DIR,
-    DFEW_SPLIT_DIRS,
     ExpressionParams,
     HeadPose,
-    encode_mp4,
     expression_params,
-    make_dfew_tree,
-    make_pd_cohort,
     render_face,
     sample_head_motion,
     sample_identity,
-    sample_subject_latents,
 )
 
 TINY_DFEW = dict(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dfer_pd.synthetic.render import make_dfew_tree
+from dfer_pd.synthetic.dfew import make_dfew_tree
 from dfer_pd.commands.train_dfer import main as train_dfer
 
 REPO = Path(__file__).resolve().parents[1]

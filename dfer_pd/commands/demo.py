@@ -41,7 +41,8 @@ def diagnose_examples(manifest: Path, stage1_checkpoint: str, out: Path) -> dict
 
 
 def main(args: list[str] | None = None) -> dict:
-    from dfer_pd.synthetic.render import make_dfew_tree, make_pd_cohort
+    from dfer_pd.synthetic.cohort import make_pd_cohort
+    from dfer_pd.synthetic.dfew import make_dfew_tree
     from dfer_pd.commands.train_dfer import main as train_dfer
     from dfer_pd.commands.train_pd import main as stage2
 
