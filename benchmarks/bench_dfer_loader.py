@@ -86,8 +86,8 @@ def main() -> None:
 
     device = torch.device(args.device)
     clip = str(save_random_vit_b32(Path(args.data).parent / VIT_B32)) if args.clip == VIT_B32 else args.clip
-    module = DferClipModule(clip_name_or_path=clip, random_init=clip.startswith("builtin:"),
-                            num_frames=args.num_frames).to(device)
+    module = DferClipModule(network=dict(clip_name_or_path=clip, random_init=clip.startswith("builtin:"),
+                                         num_frames=args.num_frames)).to(device)
     optimizer = module.configure_optimizers()
     optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
     batch = next(iter(loader))

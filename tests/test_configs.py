@@ -14,14 +14,15 @@ from dfer_pd.commands.train_pd import build_parser
 
 REPO = Path(__file__).resolve().parents[1]
 STAGE1_CONFIGS = sorted((REPO / "experiments").glob("dfer_*.yaml"))
+DATASET_CONFIGS = sorted((REPO / "experiments" / "datasets").glob("*.yaml"))
 STAGE2_CONFIGS = sorted((REPO / "experiments").glob("pd_*.yaml"))
 SWEEPS = sorted((REPO / "experiments" / "sweeps").glob("*.yaml"))
 
 
 def test_every_config_is_covered():
     shipped = set((REPO / "experiments").rglob("*.yaml"))
-    assert shipped == set(STAGE1_CONFIGS) | set(STAGE2_CONFIGS) | set(SWEEPS)
-    assert STAGE1_CONFIGS and STAGE2_CONFIGS and SWEEPS
+    assert shipped == set(STAGE1_CONFIGS) | set(DATASET_CONFIGS) | set(STAGE2_CONFIGS) | set(SWEEPS)
+    assert STAGE1_CONFIGS and DATASET_CONFIGS and STAGE2_CONFIGS and SWEEPS
 
 
 @pytest.mark.parametrize("config", STAGE1_CONFIGS, ids=lambda p: p.name)
@@ -31,9 +32,38 @@ def test_stage1_config_prints(config):
                           capture_output=True, text=True, timeout=300, cwd=REPO)
     assert done.returncode == 0, done.stderr[-2000:]
     printed = yaml.safe_load(done.stdout)
-    # The data module's frame count and CLIP normalisation are linked to the model's: one source of truth.
-    assert "num_frames" in printed["model"] and "num_frames" not in printed["data"]
-    assert "clip_name_or_path" not in printed["data"]
+    # The dataset is chosen by class_path; its frame count, image size and CLIP normalisation are linked
+    # to the model's network: one source of truth.
+    assert printed["data"]["class_path"] == "dfer_pd.stage1.datasets.dfew.DfewDataModule"
+    assert "num_frames" in printed["model"]["network"]
+    assert not {"num_frames", "clip_name_or_path", "image_size"} & set(printed["data"]["init_args"])
+
+
+@pytest.mark.parametrize("config", DATASET_CONFIGS, ids=lambda p: p.name)
+def test_dataset_config_layers_on_the_stage1_config(config, capsys):
+    """experiments/datasets/<name>.yaml swaps the dataset of experiments/dfer_clip.yaml and keeps its recipe."""
+    from dfer_pd.commands.train_dfer import main as train_dfer
+
+    with pytest.raises(SystemExit) as done:
+        train_dfer(["--config", str(REPO / "experiments" / "dfer_clip.yaml"), "--config", str(config), "--print_config"])
+    assert done.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    data = yaml.safe_load(config.read_text())["data"]
+    assert printed["data"]["class_path"] == data["class_path"]
+    init_args = printed["data"]["init_args"]
+    assert {key: init_args[key] for key in data["init_args"]} == data["init_args"]
+    assert init_args["batch_size"] == 16 and printed["trainer"]["max_epochs"] == 50  # the recipe is kept
+    assert not {"num_frames", "clip_name_or_path", "image_size"} & set(init_args)
+    import importlib
+    import inspect
+
+    from dfer_pd.stage1.datasets.base import ClipDataModule
+
+    module, name = data["class_path"].rsplit(".", 1)
+    dataset = getattr(importlib.import_module(module), name)
+    accepted = set(inspect.signature(dataset).parameters) | set(inspect.signature(ClipDataModule).parameters)
+    assert issubclass(dataset, ClipDataModule)
+    assert set(init_args) <= accepted  # no argument of the DFEW base config leaks into another dataset
 
 
 @pytest.mark.parametrize("config", STAGE2_CONFIGS, ids=lambda p: p.name)
@@ -112,4 +142,4 @@ def test_make_train_dfer_parses():
                           capture_output=True, text=True, timeout=300, cwd=REPO)
     assert done.returncode == 0, done.stderr[-2000:]
     printed = yaml.safe_load(done.stdout)
-    assert printed["data"]["fold"] == 1 and printed["trainer"]["default_root_dir"] == "runs/dfer_clip/fold1"
+    assert printed["data"]["init_args"]["fold"] == 1 and printed["trainer"]["default_root_dir"] == "runs/dfer_clip/fold1"

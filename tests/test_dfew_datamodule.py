@@ -10,7 +10,15 @@ import torch
 from PIL import Image
 
 from dfer_pd.common.constants import EXPRESSIONS
-from dfer_pd.stage1.datasets.dfew import DfewDataModule, DfewLayoutError, four_class_records, read_split, split_file
+from dfer_pd.stage1.datasets.base import check_stage2_classes
+from dfer_pd.stage1.datasets.dfew import (
+    DfewDataModule,
+    DfewLayoutError,
+    dfew_records,
+    four_class_records,
+    read_split,
+    split_file,
+)
 from dfer_pd.stage1.clip_assets import BUILTIN_TINY_CLIP
 
 # clip id -> (DFEW label, frame count); labels 2 (sad) and 7 (fear) must be filtered out.
@@ -69,6 +77,46 @@ def test_bad_split_files_are_named(tmp_path):
     bad.write_text("video_name,label\n00001,9\n")
     with pytest.raises(DfewLayoutError, match=r"bad.csv:2: label 9"):
         read_split(bad)
+    bad.write_text("video_name,label\n00001,1\n00002,happy\n")
+    with pytest.raises(DfewLayoutError, match=r"bad.csv:3: label 'happy' is not an integer"):
+        read_split(bad)
+    bad.write_text("video_name,label\n00001,1\nclip,1\n")
+    with pytest.raises(DfewLayoutError, match=r"bad.csv:3: video_name 'clip' is not a clip number"):
+        read_split(bad)
+    bad.write_text("name,label\n00001,1\n")
+    with pytest.raises(DfewLayoutError, match=r"bad.csv: missing column\(s\) \['video_name'\]"):
+        read_split(bad)
+
+
+def test_seven_classes_keep_every_clip_in_dfew_id_order(tmp_path):
+    root = write_tree(tmp_path)
+    seven = DfewDataModule(str(root), classes=7)
+    assert seven.class_names == ("happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear")
+    assert DfewDataModule(str(root)).class_names == EXPRESSIONS  # the paper's 4, the default
+    records = dfew_records(root, "test", 1, "clip_224x224", classes=7)
+    # Fold 1's test set is clips 1, 6, 11, 16: every clip is kept and its label is DFEW's id - 1.
+    assert {int(r.key): seven.class_names[r.label] for r in records} == {
+        1: "happiness", 6: "happiness", 11: "happiness", 16: "neutral"}
+    by_id = {int(r.key): r.label for fold in range(1, 6) for r in dfew_records(root, "test", fold, "clip_224x224", 7)}
+    assert by_id == {clip: label - 1 for clip, (label, _) in CLIPS.items()}  # sad (5) and fear (10) included
+    four = {int(r.key): r.label for fold in range(1, 6) for r in four_class_records(root, "test", fold, "clip_224x224")}
+    # The same clip has the same class name under both class sets.
+    assert all(EXPRESSIONS[four[c]] == seven.class_names[by_id[c]] for c in four)
+    assert check_stage2_classes(seven.class_names, "DFEW") == {"neutral": 2, "happiness": 0, "surprise": 4, "anger": 3}
+    with pytest.raises(ValueError, match="classes must be 4 or 7"):
+        DfewDataModule(str(root), classes=6)
+
+
+def test_seven_class_datamodule_counts_every_class(tmp_path):
+    root = write_tree(tmp_path)
+    dm = make_datamodule(root, classes=7, num_frames=4, image_size=8)
+    dm.setup("test")
+    assert dm.split_counts["test"] == {"happiness": 3, "sadness": 0, "neutral": 1, "anger": 0, "surprise": 0,
+                                       "disgust": 0, "fear": 0}
+    assert dm.test_set[0]["label"] == 0
+    # Fold 1's training set has one sad and one fear clip: too few to stratify, and the message says so.
+    with pytest.raises(ValueError, match=r"DFEW train fold 1: cannot carve a stratified validation split .*'sadness': 1"):
+        dm.setup("fit")
 
 
 def make_datamodule(root, **kwargs):

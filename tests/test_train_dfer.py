@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from dfer_pd.stage1.contract import ScoringContract, load_stage1
 from dfer_pd.synthetic.dfew import make_dfew_tree
 from dfer_pd.commands.train_dfer import main as train_dfer
 
@@ -29,7 +30,7 @@ def tiny_args(root, out, *extra):
         "--trainer.default_root_dir", str(out),
         "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", str(out),
         "--trainer.enable_progress_bar", "false",
-        "--model.num_frames", "4",
+        "--model.network.num_frames", "4",
         *extra,
     ]
 
@@ -42,7 +43,13 @@ def test_fit_selects_on_validation_then_tests_and_resumes(dfew_tree, tmp_path):
     assert 0.0 <= results["test/uar"] <= 1.0 and 0.0 <= results["test/war"] <= 1.0
     assert (out / "config.yaml").is_file() and (out / "test_confusion_matrix.png").is_file()
     checkpoint = torch.load(best, map_location="cpu", weights_only=True)
-    assert checkpoint["hyper_parameters"]["clip_name_or_path"] == "builtin:tiny-clip"
+    network = checkpoint["hyper_parameters"]["network"]
+    assert network["clip_name_or_path"] == "builtin:tiny-clip" and network["num_frames"] == 4
+    assert network["class_names"] == ["neutral", "happiness", "surprise", "anger"]  # from the dataset, by link
+    # What train-dfer writes is what scoring reads: the resolved preprocessing, and a loadable network.
+    contract = ScoringContract.from_checkpoint(best)
+    assert (contract.image_size, contract.num_frames, contract.tau) == (48, 4, 0.07)
+    assert load_stage1(best).net.config.image_mean == contract.image_mean
     assert "val/uar" in str(checkpoint["callbacks"])
     # Evaluating the selected checkpoint again (no fitting) gives the same test figures.
     again = train_dfer(tiny_args(dfew_tree, tmp_path / "retest", "--test_ckpt", str(best)))

@@ -32,8 +32,9 @@ def diagnose_examples(manifest: Path, stage1_checkpoint: str, out: Path) -> dict
     headlines = {}
     for label, group in ((1, "PD"), (0, "HC")):
         subject = next(s for s in cohort.subjects if s.label == label)
+        # No preprocessing flags: diagnose applies the screening model's scoring contract.
         args = ["--stage1", stage1_checkpoint, "--screening_model", str(out / "stage2" / "screening_model"),
-                "--crop_faces", "false", "--out", str(out / "diagnose" / subject.subject_id)]
+                "--out", str(out / "diagnose" / subject.subject_id)]
         for expression, path in subject.videos.items():
             args += [f"--{expression}", str(path)]
         headlines[f"{group} ({subject.subject_id})"] = diagnose(args)["headline"]

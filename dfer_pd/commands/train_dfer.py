@@ -1,4 +1,4 @@
-"""`dfer-pd train-dfer`: LightningCLI over DferClipModule + DfewDataModule; fit, then test the selected checkpoint."""
+"""`dfer-pd train-dfer`: LightningCLI over DferClipModule + a clip dataset (`data.class_path`); fit, then test the selected checkpoint."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from dfer_pd.stage1.datasets.dfew import DfewDataModule
+from dfer_pd.stage1.datasets.base import ClipDataModule
 from dfer_pd.common.loggers import finish_wandb_run
 from dfer_pd.stage1.module import DferClipModule
 
@@ -19,8 +19,12 @@ log = logging.getLogger(__name__)
 class DferCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # One source of truth for values the data must share with the model.
-        parser.link_arguments("model.network.clip_name_or_path", "data.clip_name_or_path")
-        parser.link_arguments("model.network.num_frames", "data.num_frames")
+        # The dataset is any ClipDataModule subclass, chosen by `data.class_path` (experiments/datasets/*.yaml).
+        parser.link_arguments("model.network.clip_name_or_path", "data.init_args.clip_name_or_path")
+        parser.link_arguments("model.network.num_frames", "data.init_args.num_frames")
+        parser.link_arguments("model.network.image_size", "data.init_args.image_size")
+        # The network classifies into the dataset's classes, by name and in order (labels index class_names).
+        parser.link_arguments("data.class_names", "model.network.class_names", apply_on="instantiate")
         parser.add_argument("--skip_test", type=bool, default=False, help="fit only; do not evaluate the test fold")
         parser.add_argument("--ckpt_path", type=str | None, default=None, help="resume fitting from this checkpoint (e.g. last.ckpt)")
         parser.add_argument("--test_ckpt", type=str | None, default=None,
@@ -40,7 +44,8 @@ def main(args: list[str] | None = None) -> dict:
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     cli = DferCLI(
         DferClipModule,
-        DfewDataModule,
+        ClipDataModule,
+        subclass_mode_data=True,
         run=False,
         args=args,
         seed_everything_default=0,

@@ -45,7 +45,7 @@ class DferClipModule(L.LightningModule):
 
     def __init__(
         self,
-        network: DferClipConfig | dict | None = None,
+        network: DferClipConfig = DferClipConfig(),
         optimizer: Literal["sgd", "adamw"] = "sgd",
         lr_image_encoder: float = 1e-5,
         lr_temporal: float = 1e-3,
@@ -59,8 +59,10 @@ class DferClipModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.net = DferClip(network)
-        network = self.net.config.to_dict()  # save_hyperparameters reads the locals: the resolved config is saved
         self.save_hyperparameters()
+        # The resolved config (image size and normalisation filled in), however the module was given it:
+        # LightningCLI hands save_hyperparameters the parsed arguments rather than these locals.
+        self.hparams["network"] = self._hparams_initial["network"] = self.net.config.to_dict()
         self.num_classes = len(self.net.class_names)
         self.val_metrics = expression_metrics("val/", self.num_classes)
         self.test_metrics = expression_metrics("test/", self.num_classes)

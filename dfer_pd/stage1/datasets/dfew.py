@@ -1,34 +1,46 @@
-"""DFEW read in its official layout, restricted to the four classes the paper uses."""
+"""DFEW in its official layout: the paper's four classes, or the standard seven.
+
+Layout (DFEW's release, as read by DFER-CLIP's ``annotation/preprocess_annotation.py`` and MAE-DFER's
+``preprocess/dfew.py``; see also REFERENCE.md):
+
+- frames: ``Clip/clip_224x224/<5-digit id>/<id>_<5-digit frame>.jpg`` (face-aligned),
+  ``Clip/clip_224x224_16f/<id>/1.jpg ... 16.jpg``, or the videos ``Clip/original/<id>.mp4``;
+- splits: ``EmoLabel_DataSplit/{train,test}(single-labeled)/set_{1..5}.csv`` with columns
+  ``video_name,label`` (some copies spell the folder ``single_labeled``);
+- labels 1..7: happy, sad, neutral, angry, surprise, disgust, fear.
+
+``classes=7`` gives all seven in DFEW's id order (label - 1, the order DFER-CLIP reports), to compare with
+the published 7-class WAR/UAR; ``classes=4`` (the paper's) keeps neutral, happiness, surprise and anger in
+stage 2's order and drops the other clips.
+"""
 
 from __future__ import annotations
 
 import csv
-import logging
-from collections import Counter
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-import lightning as L
-import torch
-from sklearn.model_selection import train_test_split
-from torch.utils.data import DataLoader
-
-from dfer_pd.common.constants import DFEW_ID_TO_CLASS, EXPRESSIONS
-from dfer_pd.stage1.datasets.base import ClipRecord, VideoClipDataset, check_readable
-from dfer_pd.stage1.transforms import build_clip_transform
+from dfer_pd.common.constants import EXPRESSIONS
 from dfer_pd.common.video import VIDEO_SUFFIXES
-
-log = logging.getLogger(__name__)
+from dfer_pd.stage1.datasets.base import ClipDataModule, ClipLayoutError, ClipRecord, Split
 
 FrameSource = Literal["clip_224x224", "clip_224x224_16f", "original"]
 
+# DFEW's label ids -> canonical class names.
+DFEW_LABELS: dict[int, str] = {
+    1: "happiness", 2: "sadness", 3: "neutral", 4: "anger", 5: "surprise", 6: "disgust", 7: "fear",
+}
+DFEW_CLASSES: dict[int, tuple[str, ...]] = {
+    4: EXPRESSIONS,  # the paper's subset, in stage 2's order
+    7: tuple(DFEW_LABELS[i] for i in sorted(DFEW_LABELS)),  # DFEW's id order, as DFER-CLIP
+}
 
-class DfewLayoutError(FileNotFoundError):
+
+class DfewLayoutError(ClipLayoutError):
     """The DFEW root does not have the official layout."""
 
 
-def split_file(root: Path, split: Literal["train", "test"], fold: int) -> Path:
+def split_file(root: Path, split: Split, fold: int) -> Path:
     """`EmoLabel_DataSplit/<split>(single-labeled)/set_<fold>.csv`; some copies spell it `single_labeled`."""
     if fold not in range(1, 6):
         raise ValueError(f"DFEW fold must be 1..5, got {fold}")
@@ -51,11 +63,15 @@ def read_split(path: Path) -> list[tuple[str, int]]:
         for line, row in enumerate(reader, start=2):
             try:
                 label = int(row["label"])
-            except ValueError:
+            except (TypeError, ValueError):
                 raise DfewLayoutError(f"{path}:{line}: label {row['label']!r} is not an integer 1..7") from None
-            if not 1 <= label <= 7:
+            if label not in DFEW_LABELS:
                 raise DfewLayoutError(f"{path}:{line}: label {label} is outside DFEW's ids 1..7")
-            rows.append((f"{int(row['video_name']):05d}", label))
+            try:
+                clip_id = f"{int(row['video_name']):05d}"
+            except (TypeError, ValueError):
+                raise DfewLayoutError(f"{path}:{line}: video_name {row['video_name']!r} is not a clip number") from None
+            rows.append((clip_id, label))
     return rows
 
 
@@ -71,110 +87,54 @@ def clip_path(root: Path, clip_id: str, frames: FrameSource) -> Path:
     return clip_dir / frames / clip_id
 
 
-def four_class_records(root: Path, split: Literal["train", "test"], fold: int, frames: FrameSource) -> list[ClipRecord]:
-    """The split's clips of the four used classes, labels mapped to EXPRESSIONS order."""
+def dfew_records(root: Path, split: Split, fold: int, frames: FrameSource, classes: Literal[4, 7] = 4) -> list[ClipRecord]:
+    """The split's clips of the chosen classes, labels indexing ``DFEW_CLASSES[classes]``."""
+    if classes not in DFEW_CLASSES:
+        raise ValueError(f"DFEW classes must be 4 or 7, got {classes!r}")
+    index = {name: i for i, name in enumerate(DFEW_CLASSES[classes])}
     return [
-        ClipRecord(key=clip_id, path=clip_path(root, clip_id, frames), label=DFEW_ID_TO_CLASS[label])
+        ClipRecord(key=clip_id, path=clip_path(root, clip_id, frames), label=index[DFEW_LABELS[label]])
         for clip_id, label in read_split(split_file(root, split, fold))
-        if label in DFEW_ID_TO_CLASS
+        if DFEW_LABELS[label] in index
     ]
 
 
-def class_counts(records: Sequence[ClipRecord]) -> dict[str, int]:
-    counts = Counter(r.label for r in records)
-    return {name: counts.get(i, 0) for i, name in enumerate(EXPRESSIONS)}
+def four_class_records(root: Path, split: Split, fold: int, frames: FrameSource) -> list[ClipRecord]:
+    """The split's clips of the paper's four classes, labels in EXPRESSIONS order."""
+    return dfew_records(root, split, fold, frames, classes=4)
 
 
-class DfewDataModule(L.LightningDataModule):
-    """DFEW fold `fold` (1..5): train minus a seeded, stratified validation split; the official test set.
+class DfewDataModule(ClipDataModule):
+    """DFEW fold ``fold`` (1..5): its training set minus a seeded, stratified validation split; its test set.
 
-    Model selection uses the validation split carved from the training fold; the test set is only for the
-    final evaluation of the selected checkpoint. Missing or unreadable clips are logged by id with a
-    count and excluded; `skip_unreadable=False` turns them into an error instead.
+    Args:
+        root: the DFEW root (holding ``Clip/`` and ``EmoLabel_DataSplit/``).
+        fold: the official fold, 1..5.
+        classes: 4 (the paper's neutral, happiness, surprise, anger) or 7 (DFEW's standard classes).
+        frames: ``clip_224x224`` (face-aligned frames), ``clip_224x224_16f`` or ``original`` (videos).
     """
+
+    name = "DFEW"
+    layout_error = DfewLayoutError
 
     def __init__(
         self,
         root: str,
         fold: int = 1,
+        classes: Literal[4, 7] = 4,
         frames: FrameSource = "clip_224x224",
-        num_frames: int = 16,
-        batch_size: int = 16,
-        eval_batch_size: int | None = None,
-        num_workers: int = 4,
-        persistent_workers: bool = True,
-        pin_memory: bool = True,
-        val_fraction: float = 0.1,
-        split_seed: int = 0,
-        clip_name_or_path: str = "openai/clip-vit-base-patch32",
-        image_size: int | None = None,
-        brightness: float = 0.5,
-        crop_scale: tuple[float, float] = (0.08, 1.0),
-        skip_unreadable: bool = True,
+        **kwargs,
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-        self.skipped: dict[str, str] = {}
-        self.split_counts: dict[str, dict[str, int]] = {}
+        if fold not in range(1, 6):
+            raise ValueError(f"DFEW fold must be 1..5, got {fold}")
+        if classes not in DFEW_CLASSES:
+            raise ValueError(f"DFEW classes must be 4 or 7, got {classes!r}")
+        super().__init__(root, **kwargs)
+        self._set_class_names(DFEW_CLASSES[classes])
 
-    def _normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...], int]:
-        from dfer_pd.stage1.clip_assets import load_image_normalisation
+    def describe(self, split: str) -> str:
+        return f"DFEW {split} fold {self.hparams.fold}"
 
-        mean, std, size = load_image_normalisation(self.hparams.clip_name_or_path)
-        return tuple(mean), tuple(std), int(self.hparams.image_size or size)
-
-    def _readable(self, records: list[ClipRecord], split: str) -> list[ClipRecord]:
-        readable, failed = check_readable(records)
-        if failed:
-            listing = "; ".join(f"{key}: {problem}" for key, problem in sorted(failed.items())[:20])
-            message = f"DFEW {split} fold {self.hparams.fold}: {len(failed)} of {len(records)} clips missing or unreadable ({listing}{' ...' if len(failed) > 20 else ''})"
-            if not self.hparams.skip_unreadable:
-                raise DfewLayoutError(message)
-            log.warning(message)
-            self.skipped.update(failed)
-        return readable
-
-    def setup(self, stage: str | None = None) -> None:
+    def split_records(self, split: Split) -> list[ClipRecord]:
         hp = self.hparams
-        mean, std, size = self._normalisation()
-        train_tf = build_clip_transform(True, size, mean, std, brightness=hp.brightness, crop_scale=tuple(hp.crop_scale))
-        eval_tf = build_clip_transform(False, size, mean, std)
-        if stage in (None, "fit", "validate") and not hasattr(self, "train_set"):
-            records = self._readable(four_class_records(Path(hp.root), "train", hp.fold, hp.frames), "train")
-            train_records, val_records = train_test_split(
-                records,
-                test_size=hp.val_fraction,
-                random_state=hp.split_seed,
-                stratify=[r.label for r in records],
-            )
-            self.train_set = VideoClipDataset(train_records, hp.num_frames, True, train_tf)
-            self.val_set = VideoClipDataset(val_records, hp.num_frames, False, eval_tf)
-            self.split_counts["train"] = class_counts(train_records)
-            self.split_counts["val"] = class_counts(val_records)
-        if stage in (None, "test") and not hasattr(self, "test_set"):
-            records = self._readable(four_class_records(Path(hp.root), "test", hp.fold, hp.frames), "test")
-            self.test_set = VideoClipDataset(records, hp.num_frames, False, eval_tf)
-            self.split_counts["test"] = class_counts(records)
-        for split, counts in self.split_counts.items():
-            log.info("DFEW fold %d %s: %s", hp.fold, split, counts)
-
-    def _loader(self, dataset: VideoClipDataset, shuffle: bool, batch_size: int) -> DataLoader:
-        workers = self.hparams.num_workers
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            drop_last=shuffle and len(dataset) > batch_size,
-            num_workers=workers,
-            persistent_workers=self.hparams.persistent_workers and workers > 0,
-            pin_memory=self.hparams.pin_memory and torch.cuda.is_available(),
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, True, self.hparams.batch_size)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, False, self.hparams.eval_batch_size or self.hparams.batch_size)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, False, self.hparams.eval_batch_size or self.hparams.batch_size)
+        return dfew_records(Path(hp.root), split, hp.fold, hp.frames, hp.classes)
