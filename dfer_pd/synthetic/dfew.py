@@ -15,33 +15,28 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dfer_pd.common.constants import DFEW_ID_TO_CLASS, DFEW_LABEL_NAMES, EXPRESSIONS
+from dfer_pd.common.constants import EXPRESSIONS
+from dfer_pd.stage1.datasets.dfew import CLIP_DIR, DFEW_LABELS, NUM_FOLDS, SPLIT_DIR, SPLIT_ROOT, VIDEOS_DIR
 from dfer_pd.synthetic.encode import encode_mp4
 from dfer_pd.synthetic.render import expression_profile, render_face, sample_head_motion, sample_identity, slow_drift
 
-# Folder names of DFEW's single-label split files, relative to the dataset root.
-DFEW_SPLIT_DIRS: dict[str, str] = {
-    "train": "EmoLabel_DataSplit/train(single-labeled)",
-    "test": "EmoLabel_DataSplit/test(single-labeled)",
-}
-DFEW_FRAMES_DIR = "Clip/clip_224x224"
-DFEW_VIDEOS_DIR = "Clip/original"
-NUM_DFEW_FOLDS = 5
+# The reader's layout (dfer_pd.stage1.datasets.dfew), relative to the dataset root.
+DFEW_SPLIT_DIRS: dict[str, str] = {split: f"{SPLIT_ROOT}/{SPLIT_DIR.format(split=split)}" for split in ("train", "test")}
+DFEW_FRAMES_DIR = f"{CLIP_DIR}/clip_224x224"
+DFEW_VIDEOS_DIR = f"{CLIP_DIR}/{VIDEOS_DIR}"
 # Clips shorter than this many frames exercise the loaders' "repeat the last frame" path (M = 16).
 _SHORT_CLIP_FRAMES = 16
-# DFEW classes outside the four used ones; rendered with their own faces so a filter must drop them.
-_OTHER_DFEW_IDS: tuple[int, ...] = tuple(i for i in sorted(DFEW_LABEL_NAMES) if i not in DFEW_ID_TO_CLASS)
-_CLASS_TO_DFEW_ID: dict[int, int] = {c: i for i, c in DFEW_ID_TO_CLASS.items()}
-# DFEW's own names for the four used classes map to EXPRESSIONS by class index.
-_DFEW_NAME_TO_EXPRESSION: dict[str, str] = {
-    DFEW_LABEL_NAMES[i]: EXPRESSIONS[c] for i, c in DFEW_ID_TO_CLASS.items()
-}
+# DFEW classes outside the paper's four; rendered with their own faces so a four-class filter must drop them.
+_OTHER_DFEW_IDS: tuple[int, ...] = tuple(i for i in sorted(DFEW_LABELS) if DFEW_LABELS[i] not in EXPRESSIONS)
+_EXPRESSION_TO_DFEW_ID: dict[str, int] = {name: i for i, name in DFEW_LABELS.items()}
+# The renderer's names of the other three classes.
+_RENDER_NAMES: dict[str, str] = {"sadness": "sad", "disgust": "disgust", "fear": "fear"}
 
 
 def _dfew_label_plan(num_clips: int, other_class_fraction: float, rng: np.random.Generator) -> np.ndarray:
     """DFEW ids per clip: balanced over the four used classes plus a share of sad/disgust/fear."""
     num_other = int(round(num_clips * other_class_fraction))
-    used = [_CLASS_TO_DFEW_ID[k % len(EXPRESSIONS)] for k in range(num_clips - num_other)]
+    used = [_EXPRESSION_TO_DFEW_ID[EXPRESSIONS[k % len(EXPRESSIONS)]] for k in range(num_clips - num_other)]
     other = [_OTHER_DFEW_IDS[k % len(_OTHER_DFEW_IDS)] for k in range(num_other)]
     return rng.permutation(np.array(used + other, dtype=np.int64))
 
@@ -52,7 +47,7 @@ def _dfew_folds(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     offset = 0
     for label in np.unique(labels):
         members = rng.permutation(np.flatnonzero(labels == label))
-        folds[members] = (offset + np.arange(len(members))) % NUM_DFEW_FOLDS
+        folds[members] = (offset + np.arange(len(members))) % NUM_FOLDS
         offset += len(members)  # continue the round-robin so small classes do not all land in fold 1
     return folds
 
@@ -68,8 +63,7 @@ def _dfew_clip_weights(
     weights = np.zeros((num_frames, len(names)))
     # A little leakage of other expressions, as in real footage.
     weights[:, 1:] = slow_drift(rng, t, 0.08, len(names) - 1, max_rate=1.0)
-    name = DFEW_LABEL_NAMES[label]
-    name = _DFEW_NAME_TO_EXPRESSION.get(name, name)
+    name = _RENDER_NAMES.get(DFEW_LABELS[label], DFEW_LABELS[label])
     if name != "neutral":
         amplitude = rng.uniform(0.6, 1.0)
         start = rng.uniform(0.0, 0.2)
@@ -129,8 +123,8 @@ def make_dfew_tree(
     (DFEW ids 1..7); the five test sets partition the clips and train set k is the rest. Also
     ``synthetic_info.json`` with the arguments and label counts.
     """
-    if num_clips < NUM_DFEW_FOLDS:
-        raise ValueError(f"num_clips must be at least {NUM_DFEW_FOLDS} (one per fold), got {num_clips}")
+    if num_clips < NUM_FOLDS:
+        raise ValueError(f"num_clips must be at least {NUM_FOLDS} (one per fold), got {num_clips}")
     if not 1 <= min_frames <= max_frames:
         raise ValueError(f"need 1 <= min_frames <= max_frames, got {min_frames} and {max_frames}")
     if not 0.0 <= other_class_fraction < 1.0 or not 0.0 <= short_clip_fraction <= 1.0:
@@ -163,7 +157,7 @@ def make_dfew_tree(
 
     for split, directory in DFEW_SPLIT_DIRS.items():
         (root / directory).mkdir(parents=True, exist_ok=True)
-        for fold in range(NUM_DFEW_FOLDS):
+        for fold in range(NUM_FOLDS):
             keep = folds == fold if split == "test" else folds != fold
             with open(root / directory / f"set_{fold + 1}.csv", "w", newline="") as handle:
                 writer = csv.writer(handle)
@@ -175,7 +169,7 @@ def make_dfew_tree(
         "seed": seed, "num_clips": num_clips, "min_frames": min_frames, "max_frames": max_frames,
         "size": size, "other_class_fraction": other_class_fraction,
         "short_clip_fraction": short_clip_fraction, "write_mp4": write_mp4,
-        "label_counts": {str(k): int((labels == k).sum()) for k in sorted(DFEW_LABEL_NAMES)},
+        "label_counts": {str(k): int((labels == k).sum()) for k in sorted(DFEW_LABELS)},
         "num_short_clips": int((lengths < _SHORT_CLIP_FRAMES).sum()),
         "num_frames_total": int(lengths.sum()),
     }

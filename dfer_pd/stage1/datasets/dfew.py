@@ -26,6 +26,13 @@ from dfer_pd.stage1.datasets.base import ClipDataModule, ClipLayoutError, ClipRe
 
 FrameSource = Literal["clip_224x224", "clip_224x224_16f", "original"]
 
+# The release's folders, relative to the DFEW root (the synthetic writer imports these too).
+CLIP_DIR = "Clip"
+VIDEOS_DIR = "original"
+SPLIT_ROOT = "EmoLabel_DataSplit"
+SPLIT_DIR = "{split}(single-labeled)"
+NUM_FOLDS = 5
+
 # DFEW's label ids -> canonical class names.
 DFEW_LABELS: dict[int, str] = {
     1: "happiness", 2: "sadness", 3: "neutral", 4: "anger", 5: "surprise", 6: "disgust", 7: "fear",
@@ -42,14 +49,14 @@ class DfewLayoutError(ClipLayoutError):
 
 def split_file(root: Path, split: Split, fold: int) -> Path:
     """`EmoLabel_DataSplit/<split>(single-labeled)/set_<fold>.csv`; some copies spell it `single_labeled`."""
-    if fold not in range(1, 6):
-        raise ValueError(f"DFEW fold must be 1..5, got {fold}")
-    base = Path(root) / "EmoLabel_DataSplit"
-    for spelling in ("single-labeled", "single_labeled"):
-        path = base / f"{split}({spelling})" / f"set_{fold}.csv"
+    if fold not in range(1, NUM_FOLDS + 1):
+        raise ValueError(f"DFEW fold must be 1..{NUM_FOLDS}, got {fold}")
+    base = Path(root) / SPLIT_ROOT
+    for folder in (SPLIT_DIR, SPLIT_DIR.replace("-", "_")):
+        path = base / folder.format(split=split) / f"set_{fold}.csv"
         if path.is_file():
             return path
-    raise DfewLayoutError(f"{base}/{split}(single-labeled)/set_{fold}.csv not found under DFEW root {root}")
+    raise DfewLayoutError(f"{base}/{SPLIT_DIR.format(split=split)}/set_{fold}.csv not found under DFEW root {root}")
 
 
 def read_split(path: Path) -> list[tuple[str, int]]:
@@ -77,13 +84,13 @@ def read_split(path: Path) -> list[tuple[str, int]]:
 
 def clip_path(root: Path, clip_id: str, frames: FrameSource) -> Path:
     """Where a clip's frames live for the chosen source."""
-    clip_dir = Path(root) / "Clip"
-    if frames == "original":
+    clip_dir = Path(root) / CLIP_DIR
+    if frames == VIDEOS_DIR:
         for suffix in VIDEO_SUFFIXES:
-            candidate = clip_dir / "original" / f"{clip_id}{suffix}"
+            candidate = clip_dir / VIDEOS_DIR / f"{clip_id}{suffix}"
             if candidate.exists():
                 return candidate
-        return clip_dir / "original" / f"{clip_id}.mp4"
+        return clip_dir / VIDEOS_DIR / f"{clip_id}.mp4"
     return clip_dir / frames / clip_id
 
 
