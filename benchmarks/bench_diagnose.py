@@ -10,6 +10,7 @@ depend on the values of the weights. The four videos are synthetic faces (one pe
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import tempfile
 import time
@@ -19,12 +20,14 @@ import lightning
 import torch
 from _common import save_random_vit_b32
 
-from dfer_pd.common.files import file_digest
-from dfer_pd.stage2.crossval import ClassifierConfig, CVConfig
+from dfer_pd.screening.faces import FaceCropSettings
+from dfer_pd.stage1.contract import ScoringContract
+from dfer_pd.stage2.classifiers import ClassifierConfig
+from dfer_pd.stage2.splits import CVConfig
 from dfer_pd.stage2.cohort import read_manifest
 from dfer_pd.synthetic.cohort import make_pd_cohort
-from dfer_pd.screening.diagnose import main as diagnose
-from dfer_pd.stage2.features import synthetic_cohort
+from dfer_pd.commands.diagnose import main as diagnose
+from dfer_pd.synthetic.intensities import synthetic_cohort
 from dfer_pd.stage1.module import DferClipModule
 from dfer_pd.stage2.screening_model import fit_screening_model
 
@@ -38,17 +41,19 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench_diagnose_"))
     try:
         clip_dir = save_random_vit_b32(work / "clip-vit-b32-random")
-        module = DferClipModule(clip_name_or_path=str(clip_dir), random_init=False)
+        module = DferClipModule(network=dict(clip_name_or_path=str(clip_dir), random_init=False))
         ckpt = work / "stage1.ckpt"
         torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
                     "pytorch-lightning_version": lightning.__version__}, ckpt)
         classifier = ClassifierConfig(kind="lstm", features="processed", max_epochs=20)
-        model = fit_screening_model(synthetic_cohort(seed=0), classifier, CVConfig(accelerator="cpu"),
-                                    stage1={"checkpoint_sha256": file_digest(ckpt)})
+        # Synthetic intensities, declared as scored under this checkpoint's contract (speed does not depend on them).
+        contract = ScoringContract.from_checkpoint(ckpt, FaceCropSettings(crop_faces=args.crop_faces == "true"))
+        data = dataclasses.replace(synthetic_cohort(seed=0), contract=contract, tau=None)
+        model = fit_screening_model(data, classifier, CVConfig(accelerator="cpu"))
         model.save(work / "screening")
         manifest = make_pd_cohort(work / "cohort", num_subjects=2, seconds=args.seconds, size=args.size, fps=30)
         subject = read_manifest(manifest).subjects[0]
-        cli = ["--stage1", str(ckpt), "--screening_model", str(work / "screening"), "--crop_faces", args.crop_faces,
+        cli = ["--stage1", str(ckpt), "--screening_model", str(work / "screening"),
                "--out", str(work / "report"), *[a for e, p in subject.videos.items() for a in (f"--{e}", str(p))]]
         started = time.perf_counter()
         diagnose(cli)

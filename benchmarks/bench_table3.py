@@ -16,8 +16,10 @@ from pathlib import Path
 import torch
 
 from dfer_pd.stage2.ablation import run_ablation
-from dfer_pd.stage2.crossval import ClassifierConfig, CVConfig
-from dfer_pd.stage2.features import CohortIntensities, synthetic_cohort
+from dfer_pd.stage2.classifiers import ClassifierConfig
+from dfer_pd.stage2.splits import CVConfig
+from dfer_pd.stage2.features import CohortIntensities
+from dfer_pd.synthetic.intensities import synthetic_cohort
 
 
 def main() -> None:

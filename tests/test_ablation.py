@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from dfer_pd.stage2.ablation import TABLE3_ROWS, row_config, run_ablation
-from dfer_pd.stage2.crossval import ClassifierConfig, CVConfig
-from dfer_pd.stage2.features import synthetic_cohort
+from sklearn.linear_model import LogisticRegression
+
+from dfer_pd.stage2.ablation import TABLE3_ROWS, row_config, run_ablation, table3_row
+from dfer_pd.stage2.classifiers import CLASSIFIERS, ClassifierConfig, flat
+from dfer_pd.synthetic.intensities import synthetic_cohort
+from dfer_pd.stage2.splits import CVConfig
 
 TINY = ClassifierConfig(hidden_size=4, num_layers=2, max_epochs=2, batch_size=32, patience=1)
 
@@ -54,3 +57,13 @@ def test_run_ablation_writes_both_tables(tmp_path):
     folds = [pd.read_csv(tmp_path / "rows" / row.config.name / "predictions.csv").set_index("subject_id")["fold"]
              for row in TABLE3_ROWS]
     assert all(f.sort_index().equals(folds[0].sort_index()) for f in folds)
+
+
+def test_a_new_classifier_is_one_registry_entry_plus_its_row(tmp_path, monkeypatch):
+    monkeypatch.setitem(CLASSIFIERS, "logreg", flat(lambda params, seed: LogisticRegression(**params)))
+    row = table3_row("LOGREG", True, False)  # not in the paper: no paper figures
+    cohort = synthetic_cohort(12, 12, seed=5)
+    table = run_ablation(cohort, CVConfig(n_splits=3), tmp_path, rows=(TABLE3_ROWS[0], row))
+    assert table["name"].tolist() == ["dt_raw", "logreg_processed"] and table["accuracy_mean"].between(0, 1).all()
+    line = next(x for x in (tmp_path / "table3.md").read_text().splitlines() if x.startswith("| LOGREG | ✓ | - |"))
+    assert line.endswith("| - | - | - | - |")  # the paper columns

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dfer_pd.stage2.features import synthetic_cohort
+from dfer_pd.synthetic.intensities import synthetic_cohort
 from dfer_pd.commands.train_pd import build_parser
 
 REPO = Path(__file__).resolve().parents[1]

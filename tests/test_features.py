@@ -16,8 +16,8 @@ from dfer_pd.stage2.features import (
     expression_features,
     sequence_inputs,
     signed_log,
-    synthetic_cohort,
 )
+from dfer_pd.synthetic.intensities import synthetic_cohort
 
 # Row j = the video asking for class j; the highlight value is intensities[j, j].
 HAND_INTENSITIES = np.array(
@@ -127,15 +127,15 @@ def test_cohort_errors_name_the_file_and_problem(tmp_path):
     with pytest.raises(CohortFileError, match="junk.npz"):
         CohortIntensities.load(tmp_path / "junk.npz")
     np.savez(tmp_path / "partial.npz", labels=np.zeros(2), cosine=np.zeros((2, 4, 4)))
-    with pytest.raises(CohortFileError, match=r"partial.npz: missing arrays \['subject_ids', 'tau'\]"):
+    with pytest.raises(CohortFileError, match=r"partial.npz: missing arrays \['contract', 'subject_ids'\]"):
         CohortIntensities.load(tmp_path / "partial.npz")
     np.savez(tmp_path / "shape.npz", subject_ids=np.array(["a", "b"]), labels=np.zeros(2),
              cosine=np.zeros((2, 4, 3)), tau=0.01)
     with pytest.raises(CohortFileError, match=r"shape.npz: cosine must have shape \(2, 4, 4\)"):
         CohortIntensities.load(tmp_path / "shape.npz")
     with pytest.raises(CohortFileError, match="unique"):
-        CohortIntensities(["a", "a"], np.array([0, 1]), np.zeros((2, 4, 4)), 0.01)
+        CohortIntensities(["a", "a"], np.array([0, 1]), np.zeros((2, 4, 4)), tau=0.01)
     with pytest.raises(CohortFileError, match="0 \\(HC\\) or 1 \\(PD\\)"):
-        CohortIntensities(["a", "b"], np.array([0, 2]), np.zeros((2, 4, 4)), 0.01)
+        CohortIntensities(["a", "b"], np.array([0, 2]), np.zeros((2, 4, 4)), tau=0.01)
     with pytest.raises(CohortFileError, match="overflows"):
-        _ = CohortIntensities(["a"], np.array([1]), np.ones((1, 4, 4)), 1e-4).intensities
+        _ = CohortIntensities(["a"], np.array([1]), np.ones((1, 4, 4)), tau=1e-4).intensities

@@ -1,55 +1,23 @@
-"""The whole-cohort screening model and `dfer-pd diagnose` on four videos."""
+"""`dfer-pd diagnose` on four videos (the screening model itself: test_screening_model.py)."""
 
 import json
-import shutil
 
 import numpy as np
 import pytest
 
 from conftest import save_stage1_checkpoint
-from dfer_pd.common.files import file_digest
-from dfer_pd.stage2.crossval import ClassifierConfig, CVConfig
+from dfer_pd.screening.diagnose import DiagnoseInputError, diagnose, find_expression_videos
+from dfer_pd.screening.report import write_report
+from dfer_pd.stage1.contract import ContractError, ScoringContract
+from dfer_pd.stage1.extraction import extract_intensities
+from dfer_pd.stage2.classifiers import ClassifierConfig
 from dfer_pd.stage2.cohort import read_manifest
-from dfer_pd.screening.diagnose import DiagnoseInputError, diagnose, find_expression_videos, write_report
-from dfer_pd.stage2.features import synthetic_cohort
+from dfer_pd.stage2.cohort_datamodule import PDCohortDataModule
+from dfer_pd.synthetic.intensities import synthetic_cohort
 from dfer_pd.stage2.screening_model import ScreeningModel, ScreeningModelError, fit_screening_model
+from dfer_pd.stage2.splits import CVConfig
 
 CLASSIFIER = ClassifierConfig(name="lstm", kind="lstm", features="processed", hidden_size=8, num_layers=2, max_epochs=30)
-
-
-@pytest.fixture(scope="module")
-def screening_folder(tmp_path_factory):
-    data = synthetic_cohort(n_pd=20, n_hc=20, seed=1)
-    model = fit_screening_model(data, CLASSIFIER, CVConfig(accelerator="cpu"))
-    folder = model.save(tmp_path_factory.mktemp("screening") / "model")
-    return folder, data, model
-
-
-def test_save_load_round_trip_is_exact_and_pickle_free(screening_folder):
-    folder, data, model = screening_folder
-    assert sorted(p.name for p in folder.iterdir()) == ["model.safetensors", "screening.json"]
-    loaded = ScreeningModel.load(folder)
-    np.testing.assert_array_equal(loaded.predict_proba(data.cosine), model.predict_proba(data.cosine))
-    p_pd = loaded.predict_proba(data.cosine)
-    assert ((p_pd >= 0.5) == data.labels.astype(bool)).mean() > 0.8  # it learned the group difference
-    meta = json.loads((folder / "screening.json").read_text())
-    assert meta["reference"]["PD"]["n"] == 20 and np.asarray(meta["reference"]["HC"]["log_intensity"]).shape == (5, 4, 4)
-
-
-def test_model_trained_on_other_features_or_corrupt_is_refused(screening_folder, tmp_path):
-    folder, _, _ = screening_folder
-    other = shutil.copytree(folder, tmp_path / "other")
-    meta = json.loads((other / "screening.json").read_text())
-    meta["classifier"]["features"] = "raw"
-    (other / "screening.json").write_text(json.dumps(meta))
-    with pytest.raises(ScreeningModelError, match="raw"):
-        ScreeningModel.load(other)
-    corrupt = shutil.copytree(folder, tmp_path / "corrupt")
-    (corrupt / "model.safetensors").write_bytes(b"\x00" * 20)
-    with pytest.raises(ScreeningModelError, match="model.safetensors"):
-        ScreeningModel.load(corrupt)
-    with pytest.raises(ScreeningModelError, match="not a screening model folder"):
-        ScreeningModel.load(tmp_path)
 
 
 def test_find_expression_videos_by_name_and_errors(tmp_path):
@@ -68,13 +36,44 @@ def test_find_expression_videos_by_name_and_errors(tmp_path):
         find_expression_videos(tmp_path)
 
 
-def test_diagnose_four_videos_writes_report(tiny_cohort, tiny_stage1_checkpoint, tmp_path):
-    data = synthetic_cohort(n_pd=10, n_hc=10, seed=2)
-    model = fit_screening_model(data, CLASSIFIER, CVConfig(accelerator="cpu"),
-                                stage1={"checkpoint_sha256": file_digest(tiny_stage1_checkpoint)})
-    folder = model.save(tmp_path / "model")
+@pytest.fixture(scope="module")
+def scored_cohort(tiny_cohort, tiny_stage1_checkpoint, tmp_path_factory):
+    """The tiny cohort scored through extraction (batches of one subject's four videos), and a screening model."""
+    contract = ScoringContract.from_checkpoint(tiny_stage1_checkpoint)
+    data, _ = extract_intensities(PDCohortDataModule(str(tiny_cohort), batch_size=4), tiny_stage1_checkpoint,
+                                  contract, tmp_path_factory.mktemp("cache"), accelerator="cpu")
+    model = fit_screening_model(data, CLASSIFIER, CVConfig(accelerator="cpu"))
+    return data, model.save(tmp_path_factory.mktemp("screening") / "model"), model
+
+
+def test_diagnose_scores_a_subject_exactly_as_extraction_did(tiny_cohort, tiny_stage1_checkpoint, scored_cohort):
+    data, folder, model = scored_cohort
     subject = read_manifest(tiny_cohort).subjects[0]
-    result = diagnose(subject.videos, tiny_stage1_checkpoint, folder, crop_faces=False)
+    result = diagnose(subject.videos, tiny_stage1_checkpoint, folder)  # defaults: the model's own contract
+    np.testing.assert_array_equal(result.cosine, data.cosine[0])  # bit-identical, not merely close
+    assert result.p_pd == float(model.predict_proba(data.cosine[0]))
+    assert result.contract == data.contract == ScreeningModel.load(folder).contract
+
+
+def test_diagnose_refuses_flags_or_checkpoints_against_the_contract(tiny_cohort, scored_cohort, tiny_stage1_checkpoint,
+                                                                     tmp_path):
+    _, folder, _ = scored_cohort
+    subject = read_manifest(tiny_cohort).subjects[0]
+    with pytest.raises(ContractError, match="--crop_faces true.*has false"):
+        diagnose(subject.videos, tiny_stage1_checkpoint, folder, crop_faces=True)
+    other = save_stage1_checkpoint(tmp_path / "other.ckpt", seed=5)
+    with pytest.raises(ContractError, match="not the stage-1 checkpoint of this scoring contract"):
+        diagnose(subject.videos, other, folder)
+    # A screening model trained on intensities no checkpoint made cannot say how to score videos.
+    bare = fit_screening_model(synthetic_cohort(n_pd=10, n_hc=10, seed=2), CLASSIFIER, CVConfig(accelerator="cpu"))
+    with pytest.raises(ScreeningModelError, match="without a scoring contract"):
+        diagnose(subject.videos, tiny_stage1_checkpoint, bare)
+
+
+def test_diagnose_four_videos_writes_report(tiny_cohort, tiny_stage1_checkpoint, scored_cohort, tmp_path):
+    _, folder, model = scored_cohort
+    subject = read_manifest(tiny_cohort).subjects[0]
+    result = diagnose(subject.videos, tiny_stage1_checkpoint, folder)
     assert 0.0 <= result.p_pd <= 1.0 and result.cosine.shape == (4, 4)
     assert "not a diagnosis" in result.headline()
     assert set(result.quality) == set(subject.videos)
@@ -82,11 +81,8 @@ def test_diagnose_four_videos_writes_report(tiny_cohort, tiny_stage1_checkpoint,
     files = write_report(result, model, tmp_path / "report")
     report = json.loads(files["json"].read_text())
     assert report["p_pd"] == pytest.approx(result.p_pd) and len(report["videos"]) == 4
+    assert report["scoring_contract"] == result.contract.to_dict()
     happiness = report["videos"]["happiness"]
     assert set(happiness["vs_cohort"]["features"]) == {"hv", "mean", "std", "z", "pd", "range", "d_min", "d_max"}
     assert set(happiness["vs_cohort"]["log_intensity"]["anger"]) == {"HC", "PD"}
     assert files["png"].stat().st_size > 0 and "not a diagnosis" in files["html"].read_text()
-    # A screening model trained on another stage-1 checkpoint's intensities is refused.
-    other = save_stage1_checkpoint(tmp_path / "other.ckpt", seed=5)
-    with pytest.raises(ScreeningModelError, match="another stage-1 checkpoint"):
-        diagnose(subject.videos, other, folder, crop_faces=False)

@@ -12,10 +12,12 @@ from pathlib import Path
 
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
-from dfer_pd.stage2.crossval import ClassifierConfig, CVConfig, cross_validate, wandb_metrics_sink
+from dfer_pd.stage2.classifiers import ClassifierConfig
+from dfer_pd.stage2.crossval import cross_validate, wandb_metrics_sink
 from dfer_pd.common.loggers import finish_wandb_run
 from dfer_pd.screening.faces import FaceCropSettings
 from dfer_pd.stage2.features import CohortIntensities
+from dfer_pd.stage2.splits import CVConfig
 
 log = logging.getLogger(__name__)
 
@@ -148,9 +150,16 @@ def _log_images(run, images: dict[str, Path]) -> None:
     run.log({key: wandb.Image(str(path)) for key, path in images.items()})
 
 
+def stage2_configs(cfg: Namespace) -> tuple[ClassifierConfig, CVConfig]:
+    """The classifier and CV settings; a bad value (an unknown classifier kind ...) is one line, not a traceback."""
+    try:
+        return ClassifierConfig(**cfg.classifier.as_dict()), CVConfig(**cfg.cv.as_dict())
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from err
+
+
 def run_train_pd(cfg: Namespace, data: CohortIntensities, out_dir: Path) -> dict:
-    classifier = ClassifierConfig(**cfg.classifier.as_dict())
-    cv = CVConfig(**cfg.cv.as_dict())
+    classifier, cv = stage2_configs(cfg)
     run = _start_wandb(cfg, "train-pd", out_dir)
     try:
         result = cross_validate(data, classifier, cv, out_dir=out_dir, metrics_sink=wandb_metrics_sink(), plots=cfg.plots)
@@ -167,11 +176,15 @@ def run_train_pd(cfg: Namespace, data: CohortIntensities, out_dir: Path) -> dict
     finally:
         finish_wandb_run()
     summary = result.summary()
-    if cfg.save_screening_model and classifier.is_neural:
-        from dfer_pd.stage2.screening_model import fit_screening_model
+    if cfg.save_screening_model:
+        from dfer_pd.stage2.screening_model import ScreeningModelError, fit_screening_model
 
-        model = fit_screening_model(data, classifier, cv, cv_summary=summary)
-        print(f"screening model (trained on all {len(data)} subjects) saved to {model.save(out_dir / 'screening_model')}")
+        try:
+            model = fit_screening_model(data, classifier, cv, cv_summary=summary)
+        except ScreeningModelError as err:  # refused before training: a classifier with no pickle-free format
+            print(f"no screening model saved: {err}")
+        else:
+            print(f"screening model (trained on all {len(data)} subjects) saved to {model.save(out_dir / 'screening_model')}")
     print(f"{classifier.name}: {cv.n_splits}-fold CV on {len(data)} subjects ({int(data.labels.sum())} PD)")
     for metric in ("accuracy", "precision_binary", "recall_binary", "f1_binary", "f1_weighted", "roc_auc", "sensitivity", "specificity"):
         if f"cv/{metric}_mean" in summary:
@@ -183,8 +196,7 @@ def run_train_pd(cfg: Namespace, data: CohortIntensities, out_dir: Path) -> dict
 def run_ablation_job(cfg: Namespace, data: CohortIntensities, out_dir: Path):
     from dfer_pd.stage2.ablation import run_ablation
 
-    base = ClassifierConfig(**cfg.classifier.as_dict())
-    cv = CVConfig(**cfg.cv.as_dict())
+    base, cv = stage2_configs(cfg)
     run = _start_wandb(cfg, "ablation", out_dir)
     try:
         table = run_ablation(data, cv, out_dir, base_config=base)
@@ -201,6 +213,7 @@ def run_ablation_job(cfg: Namespace, data: CohortIntensities, out_dir: Path):
 
 def main(command: str, args: list[str] | None = None):
     cfg = build_parser(command).parse_args(args)
+    stage2_configs(cfg)  # a bad classifier or CV setting stops the run before any extraction
     out_dir = Path(cfg.out_dir)
     if command == "ablation":
         out_dir = out_dir / "ablation"

@@ -1,7 +1,9 @@
 """The paper's Table 3 ablation: six classifiers, with and without Eq. 4 processing and the residual path.
 
 Every row is cross-validated on the same subject folds; ``table3.csv`` / ``table3.md`` put our mean ± std
-beside the figures the paper reports.
+beside the figures the paper reports. A row names its classifier by the registry kind
+(:data:`dfer_pd.stage2.classifiers.CLASSIFIERS`); a classifier the paper did not test gets a row
+without paper figures.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dfer_pd.stage2.crossval import ClassifierConfig, CVConfig, cross_validate, subject_folds
+from dfer_pd.stage2.classifiers import ClassifierConfig
+from dfer_pd.stage2.crossval import cross_validate
 from dfer_pd.stage2.features import CohortIntensities
+from dfer_pd.stage2.splits import CVConfig, subject_folds
 
 PAPER_METRICS: tuple[str, ...] = ("accuracy", "precision", "recall", "f1")
 # Our metric compared with each paper column: support-weighted (see the note written into table3.md).
@@ -29,7 +33,8 @@ COMPARED_METRICS: dict[str, str] = {
 
 @dataclass(frozen=True)
 class Table3Row:
-    """One line of Table 3: the network, whether Eq. 4 processing / the residual path are on, the paper's figures."""
+    """One line of Table 3: the network, whether Eq. 4 processing / the residual path are on, the paper's figures
+    (empty for a classifier the paper did not test)."""
 
     network: str
     processing: bool
@@ -38,32 +43,35 @@ class Table3Row:
     paper: dict[str, float]
 
 
-def _row(network: str, processing: bool, residual: bool, figures: tuple[float, float, float, float]) -> Table3Row:
-    kind = {"DT": "dt", "BC": "bc", "RF": "rf", "SVM": "svm", "GRU": "gru", "LSTM": "lstm"}[network]
+def table3_row(
+    network: str, processing: bool, residual: bool, figures: tuple[float, float, float, float] | None = None
+) -> Table3Row:
+    """A row for the classifier registered as ``network.lower()``, on Eq. 4 (``processing``) or raw features."""
+    kind = network.lower()
     features = "processed" if processing else "raw"
     name = f"{kind}_{features}" + ("_residual" if residual else "")
     config = ClassifierConfig(name=name, kind=kind, features=features, residual=residual)
-    return Table3Row(network, processing, residual, config, dict(zip(PAPER_METRICS, figures)))
+    return Table3Row(network, processing, residual, config, dict(zip(PAPER_METRICS, figures or ())))
 
 
 # Accuracy, precision, recall, F1-score as printed in the paper's Table 3.
 TABLE3_ROWS: tuple[Table3Row, ...] = (
-    _row("DT", False, False, (0.633, 0.576, 0.655, 0.611)),
-    _row("DT", True, False, (0.663, 0.622, 0.591, 0.605)),
-    _row("BC", False, False, (0.767, 0.721, 0.782, 0.744)),
-    _row("BC", True, False, (0.727, 0.653, 0.831, 0.727)),
-    _row("RF", False, False, (0.738, 0.704, 0.678, 0.689)),
-    _row("RF", True, False, (0.733, 0.684, 0.689, 0.683)),
-    _row("SVM", False, False, (0.749, 0.709, 0.764, 0.724)),
-    _row("SVM", True, False, (0.758, 0.720, 0.773, 0.738)),
-    _row("GRU", False, False, (0.715, 0.717, 0.715, 0.714)),
-    _row("GRU", True, False, (0.750, 0.764, 0.750, 0.747)),
-    _row("GRU", False, True, (0.721, 0.731, 0.722, 0.722)),
-    _row("GRU", True, True, (0.743, 0.755, 0.743, 0.742)),
-    _row("LSTM", False, False, (0.885, 0.890, 0.885, 0.885)),
-    _row("LSTM", True, False, (0.908, 0.912, 0.908, 0.906)),
-    _row("LSTM", False, True, (0.909, 0.912, 0.909, 0.909)),
-    _row("LSTM", True, True, (0.931, 0.929, 0.931, 0.929)),
+    table3_row("DT", False, False, (0.633, 0.576, 0.655, 0.611)),
+    table3_row("DT", True, False, (0.663, 0.622, 0.591, 0.605)),
+    table3_row("BC", False, False, (0.767, 0.721, 0.782, 0.744)),
+    table3_row("BC", True, False, (0.727, 0.653, 0.831, 0.727)),
+    table3_row("RF", False, False, (0.738, 0.704, 0.678, 0.689)),
+    table3_row("RF", True, False, (0.733, 0.684, 0.689, 0.683)),
+    table3_row("SVM", False, False, (0.749, 0.709, 0.764, 0.724)),
+    table3_row("SVM", True, False, (0.758, 0.720, 0.773, 0.738)),
+    table3_row("GRU", False, False, (0.715, 0.717, 0.715, 0.714)),
+    table3_row("GRU", True, False, (0.750, 0.764, 0.750, 0.747)),
+    table3_row("GRU", False, True, (0.721, 0.731, 0.722, 0.722)),
+    table3_row("GRU", True, True, (0.743, 0.755, 0.743, 0.742)),
+    table3_row("LSTM", False, False, (0.885, 0.890, 0.885, 0.885)),
+    table3_row("LSTM", True, False, (0.908, 0.912, 0.908, 0.906)),
+    table3_row("LSTM", False, True, (0.909, 0.912, 0.909, 0.909)),
+    table3_row("LSTM", True, True, (0.931, 0.929, 0.931, 0.929)),
 )
 
 TABLE3_NOTE = (
@@ -149,7 +157,7 @@ def table3_markdown(table: pd.DataFrame, cv: CVConfig | None = None) -> str:
         for metric in PAPER_METRICS:
             ours = COMPARED_METRICS[metric]
             cells.append(_mean_std(record[f"{ours}_mean"], record[f"{ours}_std"]))
-        cells += [f"{record[f'paper_{metric}']:.3f}" for metric in PAPER_METRICS]
+        cells += [_figure(record.get(f"paper_{metric}")) for metric in PAPER_METRICS]
         previous = record["network"]
         lines.append("| " + " | ".join(cells) + " |")
     title = "# Table 3: ablation (ours vs the paper)\n\n"
@@ -157,6 +165,10 @@ def table3_markdown(table: pd.DataFrame, cv: CVConfig | None = None) -> str:
         title += (f"{cv.n_splits}-fold subject-level cross-validation, split seed {cv.split_seed}, "
                   f"training seeds {list(cv.seeds)}; mean ± sample std over folds and seeds.\n\n")
     return title + "\n".join(lines) + "\n\n" + TABLE3_NOTE + "\n"
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None or np.isnan(value) else f"{value:.3f}"
 
 
 def _mean_std(mean: float, std: float) -> str:

@@ -1,85 +1,55 @@
-"""Subject-level cross-validation of the stage-2 classifiers (residual LSTM/GRU and the Table 3 baselines).
+"""The stage-2 classifiers as scikit-learn estimators, a registry of them, and the one pipeline every fit uses.
 
-Every fold builds a fresh scaler and a fresh model; folds come from ``CVConfig.split_seed`` only, so every
-training seed and every classifier sees the same subjects in the same folds. Neural models select their
-weights on a stratified validation split carved from the training fold, never on the test fold.
+Every classifier takes the per-subject sequences (N, 4 videos, F features) and is fitted as
+``Pipeline([("scale", SequenceScaler()), ("classify", estimator)])`` built by :func:`build_pipeline`:
+the residual LSTM/GRU (:class:`ResidualRNNEstimator`, which carves its own stratified validation split
+from the rows it is given for early stopping and best-weight selection) and the Table 3 baselines
+(:class:`FlatClassifier` around DT, naive Bayes, RF and SVM, which see the sequences flattened to
+(N, 4 * F)). Adding a classifier is one :data:`CLASSIFIERS` entry (plus its Table 3 row).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import lightning as L
 import numpy as np
-import pandas as pd
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping
 from lightning.pytorch.loggers import Logger
-from sklearn.base import ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import RandomForestClassifier
-from sklearn.metrics import (
-    accuracy_score,
-    confusion_matrix,
-    f1_score,
-    precision_score,
-    recall_score,
-    roc_auc_score,
-)
-from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 from sklearn.naive_bayes import GaussianNB
+from sklearn.pipeline import Pipeline
 from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
+from sklearn.utils.validation import check_is_fitted
 from torch.utils.data import DataLoader, TensorDataset
 
-from dfer_pd.stage2.features import CohortIntensities, SequenceScaler, sequence_inputs
-from dfer_pd.common.loggers import finish_wandb_run
-from dfer_pd.stage2.module import PDClassifierModule
-
-NEURAL_KINDS: tuple[str, ...] = ("lstm", "gru")
-SKLEARN_KINDS: tuple[str, ...] = ("dt", "bc", "rf", "svm")
-METRIC_NAMES: tuple[str, ...] = (
-    "accuracy",
-    "precision_binary",
-    "recall_binary",
-    "f1_binary",
-    "precision_weighted",
-    "recall_weighted",
-    "f1_weighted",
-    "roc_auc",
-    "sensitivity",
-    "specificity",
-)
-"""Per-fold metrics. ``*_binary`` treat PD as the positive class; ``*_weighted`` average both classes by support."""
-
-LoggerFactory = Callable[[int, int], Logger | None]
-"""``logger_factory(fold, seed)`` -> a Lightning logger for that fold's training run, or None."""
-MetricsSink = Callable[[dict[str, float]], None]
-"""Receives ``{"fold{k}/<metric>": value}`` after each fold and ``{"cv/<metric>_mean" / "_std": value}`` at the end."""
-
-
-class FoldLeakageError(RuntimeError):
-    """A subject appears on both sides of a split."""
+from dfer_pd.stage2.features import SEQUENCE_KINDS, SequenceScaler
+from dfer_pd.stage2.module import LOSS_OUTPUTS, PDClassifierModule, pd_probability
+from dfer_pd.stage2.sequence_classifier import ResidualRNNClassifier
+from dfer_pd.stage2.splits import CVConfig, validation_split
 
 
 @dataclass
 class ClassifierConfig:
-    """One stage-2 classifier: a residual LSTM/GRU or a flat scikit-learn baseline, and its inputs.
+    """One stage-2 classifier, as the CLI and the YAML files name it: its ``kind``, inputs and settings.
 
-    ``features``: "raw" = the 4 intensities per video, "processed" = the paper's Eq. 4 features,
-    "both" = the two concatenated. ``sklearn_params`` are passed to the baseline's constructor.
+    ``kind`` is a key of :data:`CLASSIFIERS`. ``features``: "raw" = the 4 intensities per video,
+    "processed" = the paper's Eq. 4 features, "both" = the two concatenated. ``residual`` to ``loss``
+    configure the residual LSTM/GRU; ``sklearn_params`` are passed to a baseline's scikit-learn constructor.
     """
 
     name: str = "lstm"
-    kind: Literal["lstm", "gru", "dt", "bc", "rf", "svm"] = "lstm"
+    kind: str = "lstm"
     features: Literal["raw", "processed", "both"] = "processed"
     residual: bool = True
     hidden_size: int = 64
@@ -94,97 +64,51 @@ class ClassifierConfig:
     sklearn_params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.kind not in NEURAL_KINDS + SKLEARN_KINDS:
-            raise ValueError(f"kind must be one of {NEURAL_KINDS + SKLEARN_KINDS}, got {self.kind!r}")
-        if self.features not in ("raw", "processed", "both"):
-            raise ValueError(f"features must be 'raw', 'processed' or 'both', got {self.features!r}")
-        if self.loss not in ("bce", "ce"):
-            raise ValueError(f"loss must be 'bce' or 'ce', got {self.loss!r}")
-
-    @property
-    def is_neural(self) -> bool:
-        return self.kind in NEURAL_KINDS
+        if self.kind not in CLASSIFIERS:
+            raise ValueError(f"kind must be one of {tuple(CLASSIFIERS)}, got {self.kind!r}")
+        if self.features not in SEQUENCE_KINDS:
+            raise ValueError(f"features must be one of {SEQUENCE_KINDS}, got {self.features!r}")
+        if self.loss not in LOSS_OUTPUTS:
+            raise ValueError(f"loss must be one of {tuple(LOSS_OUTPUTS)}, got {self.loss!r}")
 
 
-@dataclass
-class CVConfig:
-    """How folds are drawn and how models are selected inside a fold.
+def _sequences(X: Any, estimator: str) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 3:
+        raise ValueError(f"{estimator} expects (N, steps, features) sequences, got shape {X.shape}")
+    if not np.isfinite(X).all():
+        raise ValueError(f"{estimator} got NaN or inf inputs")
+    return X
 
-    ``split_seed`` fixes the folds and the validation splits; ``seeds`` are training seeds (weights,
-    batch order, forests), each a complete pass over the same folds. ``val_fraction`` of each training
-    fold (stratified) drives early stopping and best-weight selection of the neural models; 0 trains
-    for ``max_epochs`` and keeps the last weights. The scikit-learn baselines fit the whole training fold.
+
+class FlatClassifier(ClassifierMixin, BaseEstimator):
+    """A scikit-learn classifier on sequences flattened from (N, T, F) to (N, T * F): the Table 3 baselines.
+
+    ``fit`` clones ``estimator`` and fits the clone (``estimator_``); ``logger`` is accepted so every
+    registry entry fits the same way, but a one-shot fit has no training curve to log.
     """
 
-    n_splits: int = 5
-    seeds: list[int] = field(default_factory=lambda: [0])
-    split_seed: int = 0
-    val_fraction: float = 0.2
-    accelerator: str = "auto"
-    threshold: float = 0.5
-    deterministic: bool = True
+    def __init__(self, estimator: BaseEstimator | None = None) -> None:
+        self.estimator = estimator
 
-    def __post_init__(self) -> None:
-        if self.n_splits < 2:
-            raise ValueError(f"n_splits must be at least 2, got {self.n_splits}")
-        if not self.seeds:
-            raise ValueError("seeds must hold at least one training seed")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+    def fit(self, X: np.ndarray, y: np.ndarray, logger: Logger | None = None) -> FlatClassifier:
+        if self.estimator is None:
+            raise ValueError("FlatClassifier needs an estimator")
+        X = _sequences(X, type(self).__name__)
+        self.estimator_ = clone(self.estimator).fit(X.reshape(len(X), -1), y)
+        self.classes_ = self.estimator_.classes_
+        self.n_features_in_ = X.shape[-1]
+        return self
 
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        check_is_fitted(self, "estimator_")
+        X = _sequences(X, type(self).__name__)
+        return self.estimator_.predict_proba(X.reshape(len(X), -1))
 
-def subject_folds(
-    labels: np.ndarray, subject_ids: Sequence[str], n_splits: int = 5, seed: int = 0
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Stratified folds over subjects: all rows of a subject fall in the same fold. Returns (train_idx, test_idx)."""
-    labels = np.asarray(labels)
-    groups = np.asarray(subject_ids)
-    if len(labels) != len(groups):
-        raise ValueError(f"{len(labels)} labels but {len(groups)} subject ids")
-    subject_labels = pd.Series(labels).groupby(groups).agg(["min", "max"])
-    if (subject_labels["min"] != subject_labels["max"]).any():
-        raise ValueError("a subject has rows with different labels")
-    smallest_class = subject_labels["min"].value_counts().min()
-    if subject_labels["min"].nunique() < 2 or smallest_class < n_splits:
-        raise ValueError(
-            f"{n_splits}-fold CV needs at least {n_splits} subjects of each class, "
-            f"got {subject_labels['min'].value_counts().to_dict()}"
-        )
-    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    folds = []
-    for train_idx, test_idx in splitter.split(np.zeros(len(labels)), labels, groups):
-        shared = set(groups[train_idx]) & set(groups[test_idx])
-        if shared:
-            raise FoldLeakageError(f"subjects on both sides of a fold: {sorted(shared)[:5]}")
-        folds.append((train_idx, test_idx))
-    return folds
-
-
-def validation_split(
-    labels: np.ndarray, train_idx: np.ndarray, val_fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified (fit_idx, val_idx) carved from a training fold's rows (one row per subject)."""
-    if val_fraction == 0:
-        return train_idx, train_idx[:0]
-    n_val = max(2, round(val_fraction * len(train_idx)))
-    return train_test_split(train_idx, test_size=n_val, stratify=labels[train_idx], random_state=seed)
-
-
-def build_baseline(kind: str, seed: int, params: dict[str, Any] | None = None) -> ClassifierMixin:
-    """The Table 3 baselines: DT, naive Bayes ("BC", Gaussian), RF and an RBF SVM with Platt-scaled probabilities.
-
-    ``params`` go to the underlying scikit-learn estimator (the SVC for "svm").
-    """
-    params = dict(params or {})
-    if kind == "dt":
-        return DecisionTreeClassifier(**{"random_state": seed, **params})
-    if kind == "bc":
-        return GaussianNB(**params)
-    if kind == "rf":
-        return RandomForestClassifier(**{"random_state": seed, "n_jobs": 1, **params})
-    if kind == "svm":  # Platt scaling fitted out-of-sample; SVC(probability=True) is deprecated in sklearn 1.9
-        return CalibratedClassifierCV(SVC(**{"random_state": seed, **params}), method="sigmoid", ensemble=False)
-    raise ValueError(f"not a baseline kind: {kind!r}; expected one of {SKLEARN_KINDS}")
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        check_is_fitted(self, "estimator_")
+        X = _sequences(X, type(self).__name__)
+        return self.estimator_.predict(X.reshape(len(X), -1))
 
 
 class BestWeights(Callback):
@@ -234,279 +158,227 @@ def _as_tensors(inputs: np.ndarray, labels: np.ndarray) -> TensorDataset:
     return TensorDataset(torch.as_tensor(inputs, dtype=torch.float32), torch.as_tensor(labels, dtype=torch.long))
 
 
-def fit_neural(
-    x: np.ndarray,
-    labels: np.ndarray,
-    fit_idx: np.ndarray,
-    val_idx: np.ndarray,
-    config: ClassifierConfig,
-    seed: int,
-    cv: CVConfig,
-    logger: Logger | None = None,
-) -> PDClassifierModule:
-    """A fresh residual LSTM/GRU trained on ``fit_idx``; early stopping and best weights from ``val_idx``."""
-    L.seed_everything(seed, verbose=False)
-    module = PDClassifierModule(
-        input_size=x.shape[-1],
-        hidden_size=config.hidden_size,
-        num_layers=config.num_layers,
-        cell=config.kind,
-        residual=config.residual,
-        dropout=config.dropout,
-        loss=config.loss,
-        lr=config.lr,
-        weight_decay=config.weight_decay,
-    )
-    train_loader = DataLoader(
-        _as_tensors(x[fit_idx], labels[fit_idx]),
-        batch_size=config.batch_size,
-        shuffle=True,
-        generator=torch.Generator().manual_seed(seed),
-    )
-    callbacks: list[Callback] = []
-    val_loader = None
-    best = BestWeights("val/loss")
-    if len(val_idx):
-        val_loader = DataLoader(_as_tensors(x[val_idx], labels[val_idx]), batch_size=len(val_idx))
-        callbacks = [best, EarlyStopping(monitor="val/loss", mode="min", patience=config.patience)]
-    with _quiet_and_restored_torch_flags():
-        trainer = L.Trainer(
-            max_epochs=config.max_epochs,
-            accelerator=cv.accelerator,
-            devices=1,
-            logger=logger if logger is not None else False,
-            callbacks=callbacks,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            enable_checkpointing=False,
-            num_sanity_val_steps=0,
-            log_every_n_steps=1,
-            deterministic=cv.deterministic,
+class ResidualRNNEstimator(ClassifierMixin, BaseEstimator):
+    """The residual LSTM/GRU (:class:`ResidualRNNClassifier`) as a scikit-learn estimator on (N, T, F) sequences.
+
+    ``fit`` carves a stratified validation split of ``val_fraction`` of its rows (seeded by ``split_seed``,
+    the same split for every ``random_state``), trains a fresh network on the rest with Lightning
+    (``random_state`` seeds the weights and the batch order; ``deterministic`` asks for deterministic
+    kernels), stops early after ``patience`` epochs without a lower validation loss and keeps the weights
+    of the best epoch; ``val_fraction=0`` trains ``max_epochs`` and keeps the last weights. The fitted
+    network lives on the CPU (``network_``). ``predict_proba`` returns one column per ``classes_``.
+    The fitted state is tensors plus JSON-able attributes (:meth:`export_fitted` / :meth:`import_fitted`),
+    so a screening model stores it without pickle.
+    """
+
+    def __init__(
+        self,
+        cell: Literal["lstm", "gru"] = "lstm",
+        residual: bool = True,
+        hidden_size: int = 64,
+        num_layers: int = 2,
+        dropout: float = 0.2,
+        loss: Literal["bce", "ce"] = "bce",
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        max_epochs: int = 150,
+        batch_size: int = 16,
+        patience: int = 20,
+        val_fraction: float = 0.2,
+        split_seed: int = 0,
+        random_state: int = 0,
+        accelerator: str = "cpu",
+        deterministic: bool = True,
+    ) -> None:
+        self.cell = cell
+        self.residual = residual
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.dropout = dropout
+        self.loss = loss
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.patience = patience
+        self.val_fraction = val_fraction
+        self.split_seed = split_seed
+        self.random_state = random_state
+        self.accelerator = accelerator
+        self.deterministic = deterministic
+
+    def _network(self, input_size: int) -> ResidualRNNClassifier:
+        if self.loss not in LOSS_OUTPUTS:
+            raise ValueError(f"loss must be one of {tuple(LOSS_OUTPUTS)}, got {self.loss!r}")
+        return ResidualRNNClassifier(
+            input_size=input_size,
+            hidden_size=self.hidden_size,
+            num_layers=self.num_layers,
+            cell=self.cell,
+            residual=self.residual,
+            dropout=self.dropout,
+            num_outputs=LOSS_OUTPUTS[self.loss],
         )
-        trainer.fit(module, train_loader, val_loader)
-    best.restore(module)
-    return module.to("cpu").eval()
+
+    def fit(self, X: np.ndarray, y: np.ndarray, logger: Logger | None = None) -> ResidualRNNEstimator:
+        """Train on (X, y); ``logger`` (a Lightning logger) records the training and validation curves."""
+        X, y = _sequences(X, type(self).__name__), np.asarray(y)
+        if y.shape != (len(X),):
+            raise ValueError(f"{len(X)} sequences but labels of shape {y.shape}")
+        classes, labels = np.unique(y, return_inverse=True)
+        if len(classes) != 2:
+            raise ValueError(f"training rows must hold both classes, got {classes.tolist()}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        fit_idx, val_idx = validation_split(labels, np.arange(len(X)), self.val_fraction, self.split_seed)
+        L.seed_everything(self.random_state, verbose=False)
+        module = PDClassifierModule(self._network(X.shape[-1]), loss=self.loss, lr=self.lr,
+                                    weight_decay=self.weight_decay)
+        train_loader = DataLoader(
+            _as_tensors(X[fit_idx], labels[fit_idx]),
+            batch_size=self.batch_size,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(self.random_state),
+        )
+        callbacks: list[Callback] = []
+        val_loader = None
+        best = BestWeights("val/loss")
+        if len(val_idx):
+            val_loader = DataLoader(_as_tensors(X[val_idx], labels[val_idx]), batch_size=len(val_idx))
+            callbacks = [best, EarlyStopping(monitor="val/loss", mode="min", patience=self.patience)]
+        with _quiet_and_restored_torch_flags():
+            trainer = L.Trainer(
+                max_epochs=self.max_epochs,
+                accelerator=self.accelerator,
+                devices=1,
+                logger=logger if logger is not None else False,
+                callbacks=callbacks,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+                enable_checkpointing=False,
+                num_sanity_val_steps=0,
+                log_every_n_steps=1,
+                deterministic=self.deterministic,
+            )
+            trainer.fit(module, train_loader, val_loader)
+        best.restore(module)
+        self.network_ = module.net.to("cpu").eval()
+        self.classes_ = classes
+        self.n_features_in_ = X.shape[-1]
+        self.best_epoch_ = best.best_epoch
+        self.n_epochs_ = trainer.current_epoch
+        return self
+
+    @torch.no_grad()
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        check_is_fitted(self, "network_")
+        X = _sequences(X, type(self).__name__)
+        if X.shape[-1] != self.n_features_in_:
+            raise ValueError(f"expected {self.n_features_in_} features per step, got {X.shape[-1]}")
+        self.network_.eval()
+        logits = self.network_(torch.as_tensor(X, dtype=torch.float32))
+        positive = pd_probability(logits, self.loss).numpy().astype(np.float64)
+        return np.stack([1.0 - positive, positive], axis=1)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.classes_[(self.predict_proba(X)[:, 1] >= 0.5).astype(np.int64)]
+
+    def export_fitted(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The fitted state without pickle: the network's tensors and JSON-able attributes."""
+        check_is_fitted(self, "network_")
+        tensors = {key: value.detach().cpu().contiguous() for key, value in self.network_.state_dict().items()}
+        attributes = {"classes": self.classes_.tolist(), "n_features_in": int(self.n_features_in_),
+                      "best_epoch": self.best_epoch_, "n_epochs": int(self.n_epochs_)}
+        return tensors, attributes
+
+    def import_fitted(self, tensors: dict[str, torch.Tensor], attributes: dict[str, Any]) -> ResidualRNNEstimator:
+        """This (unfitted) estimator made fitted from :meth:`export_fitted`'s output; shapes must match its params."""
+        network = self._network(int(attributes["n_features_in"]))
+        network.load_state_dict(tensors)  # strict: a missing, extra or mis-shaped tensor raises
+        self.network_ = network.eval()
+        self.classes_ = np.asarray(attributes["classes"])
+        self.n_features_in_ = int(attributes["n_features_in"])
+        self.best_epoch_ = attributes.get("best_epoch")
+        self.n_epochs_ = attributes.get("n_epochs")
+        return self
 
 
-def fit_scaled_neural(
-    inputs: np.ndarray,
-    labels: np.ndarray,
-    train_idx: np.ndarray,
-    config: ClassifierConfig,
-    seed: int,
-    cv: CVConfig,
-    logger: Logger | None = None,
-) -> tuple[SequenceScaler, PDClassifierModule]:
-    """Carve the validation split from ``train_idx``, fit the scaler on the rest, train the network."""
-    fit_idx, val_idx = validation_split(labels, train_idx, cv.val_fraction, cv.split_seed)
-    scaler = SequenceScaler().fit(inputs[fit_idx])
-    module = fit_neural(scaler.transform(inputs), labels, fit_idx, val_idx, config, seed, cv, logger)
-    return scaler, module
+ClassifierFactory = Callable[[ClassifierConfig, int, CVConfig], BaseEstimator]
+"""``factory(config, seed, cv)`` -> an unfitted estimator on (N, T, F) sequences with ``fit(X, y, logger=None)``
+and ``predict_proba``; ``seed`` is the training seed, ``cv`` supplies the in-fold selection settings."""
 
 
-def fit_predict_fold(
-    data: CohortIntensities,
-    train_idx: np.ndarray,
-    test_idx: np.ndarray,
-    config: ClassifierConfig,
-    seed: int,
-    cv: CVConfig | None = None,
-    logger: Logger | None = None,
-) -> np.ndarray:
-    """Train a fresh scaler and model on ``train_idx`` and return P(PD) for ``test_idx``.
+def recurrent(cell: Literal["lstm", "gru"]) -> ClassifierFactory:
+    """A registry factory for the residual ``cell`` network, configured by :class:`ClassifierConfig`."""
 
-    The scaler is fitted on the rows the model is fitted on (for neural models, the training fold
-    minus its validation split), so the test fold never informs normalisation or model selection.
+    def build(config: ClassifierConfig, seed: int, cv: CVConfig) -> ResidualRNNEstimator:
+        return ResidualRNNEstimator(
+            cell=cell, residual=config.residual, hidden_size=config.hidden_size, num_layers=config.num_layers,
+            dropout=config.dropout, loss=config.loss, lr=config.lr, weight_decay=config.weight_decay,
+            max_epochs=config.max_epochs, batch_size=config.batch_size, patience=config.patience,
+            val_fraction=cv.val_fraction, split_seed=cv.split_seed, random_state=seed,
+            accelerator=cv.accelerator, deterministic=cv.deterministic,
+        )
+
+    return build
+
+
+def flat(make: Callable[[dict[str, Any], int], BaseEstimator]) -> ClassifierFactory:
+    """A registry factory for a scikit-learn classifier ``make(params, seed)`` on flattened sequences;
+    ``params`` are :attr:`ClassifierConfig.sklearn_params`."""
+
+    def build(config: ClassifierConfig, seed: int, cv: CVConfig) -> FlatClassifier:
+        return FlatClassifier(make(dict(config.sklearn_params), seed))
+
+    return build
+
+
+def _decision_tree(params: dict[str, Any], seed: int) -> DecisionTreeClassifier:
+    return DecisionTreeClassifier(**{"random_state": seed, **params})
+
+
+def _naive_bayes(params: dict[str, Any], seed: int) -> GaussianNB:  # the paper's "BC"
+    return GaussianNB(**params)
+
+
+def _random_forest(params: dict[str, Any], seed: int) -> RandomForestClassifier:
+    return RandomForestClassifier(**{"random_state": seed, "n_jobs": 1, **params})
+
+
+def _svm(params: dict[str, Any], seed: int) -> CalibratedClassifierCV:
+    # An RBF SVC with Platt scaling fitted out-of-sample; SVC(probability=True) is deprecated in sklearn 1.9.
+    # ``params`` go to the SVC.
+    return CalibratedClassifierCV(SVC(**{"random_state": seed, **params}), method="sigmoid", ensemble=False)
+
+
+CLASSIFIERS: dict[str, ClassifierFactory] = {
+    "lstm": recurrent("lstm"),
+    "gru": recurrent("gru"),
+    "dt": flat(_decision_tree),
+    "bc": flat(_naive_bayes),
+    "rf": flat(_random_forest),
+    "svm": flat(_svm),
+}
+"""Classifier kind -> factory. ``ClassifierConfig.kind`` must be one of these keys."""
+
+
+def build_pipeline(config: ClassifierConfig, seed: int, cv: CVConfig | None = None) -> Pipeline:
+    """The one way a stage-2 classifier is fitted: fold-local scaling of the sequences, then the estimator.
+
+    The scaler is fitted on every row given to ``fit`` (the training fold: for the residual networks it
+    includes the validation split they carve afterwards, never the test fold).
+    ``fit(X, y, classify__logger=logger)`` passes a Lightning logger to the estimator.
     """
-    cv = cv or CVConfig()
-    train_idx, test_idx = np.asarray(train_idx), np.asarray(test_idx)
-    if np.intersect1d(train_idx, test_idx).size:
-        raise FoldLeakageError("train_idx and test_idx share rows")
-    labels = data.labels
-    inputs = sequence_inputs(data.intensities, config.features)
-    if config.is_neural:
-        scaler, module = fit_scaled_neural(inputs, labels, train_idx, config, seed, cv, logger)
-        test_inputs = torch.as_tensor(scaler.transform(inputs[test_idx]), dtype=torch.float32)
-        return module.predict_proba(test_inputs).numpy().astype(np.float64)
-    flat = SequenceScaler().fit(inputs[train_idx]).transform(inputs).reshape(len(inputs), -1)
-    model = build_baseline(config.kind, seed, config.sklearn_params).fit(flat[train_idx], labels[train_idx])
-    if list(model.classes_) != [0, 1]:
-        raise ValueError(f"training fold must hold both classes, got {model.classes_}")
-    return model.predict_proba(flat[test_idx])[:, 1]
+    estimator = CLASSIFIERS[config.kind](config, seed, cv or CVConfig())
+    return Pipeline([("scale", SequenceScaler()), ("classify", estimator)])
 
 
-def classification_metrics(labels: np.ndarray, p_pd: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
-    """:data:`METRIC_NAMES` for one set of predictions; ROC AUC is NaN when only one class is present."""
-    labels = np.asarray(labels)
-    predicted = (np.asarray(p_pd) >= threshold).astype(np.int64)
-    metrics = {"accuracy": accuracy_score(labels, predicted)}
-    for average in ("binary", "weighted"):
-        metrics[f"precision_{average}"] = precision_score(labels, predicted, average=average, zero_division=0)
-        metrics[f"recall_{average}"] = recall_score(labels, predicted, average=average, zero_division=0)
-        metrics[f"f1_{average}"] = f1_score(labels, predicted, average=average, zero_division=0)
-    metrics["roc_auc"] = roc_auc_score(labels, p_pd) if len(np.unique(labels)) == 2 else math.nan
-    metrics["sensitivity"] = recall_score(labels, predicted, pos_label=1, zero_division=0)
-    metrics["specificity"] = recall_score(labels, predicted, pos_label=0, zero_division=0)
-    return {name: float(metrics[name]) for name in METRIC_NAMES}
+def saves_without_pickle(estimator: BaseEstimator) -> bool:
+    """Whether ``estimator`` can export its fitted state as tensors + JSON (see :meth:`ResidualRNNEstimator.export_fitted`)."""
+    return callable(getattr(estimator, "export_fitted", None)) and callable(getattr(estimator, "import_fitted", None))
 
 
-def _confusion(labels: np.ndarray, p_pd: np.ndarray, threshold: float) -> np.ndarray:
-    """2x2 counts, rows = true (HC, PD), columns = predicted (HC, PD)."""
-    return confusion_matrix(labels, (np.asarray(p_pd) >= threshold).astype(np.int64), labels=[0, 1])
-
-
-@dataclass
-class CVResult:
-    """Per-fold metrics (``folds``: one row per seed and fold), out-of-fold predictions and their summary."""
-
-    config: ClassifierConfig
-    cv: CVConfig
-    folds: pd.DataFrame
-    predictions: pd.DataFrame
-
-    @property
-    def mean(self) -> dict[str, float]:
-        """Mean over all (seed, fold) pairs."""
-        return {name: float(self.folds[name].mean()) for name in METRIC_NAMES}
-
-    @property
-    def std(self) -> dict[str, float]:
-        """Sample standard deviation over all (seed, fold) pairs."""
-        return {name: float(self.folds[name].std()) for name in METRIC_NAMES}
-
-    @property
-    def pooled(self) -> dict[str, float]:
-        """Metrics of all out-of-fold predictions at once, averaged over seeds."""
-        per_seed = [
-            classification_metrics(group["label"], group["p_pd"], self.cv.threshold)
-            for _, group in self.predictions.groupby("seed")
-        ]
-        return {name: float(np.mean([m[name] for m in per_seed])) for name in METRIC_NAMES}
-
-    @property
-    def confusion_matrix(self) -> np.ndarray:
-        """Counts summed over folds and seeds; rows = true (HC, PD), columns = predicted (HC, PD)."""
-        return self.folds[["tn", "fp", "fn", "tp"]].sum().to_numpy().reshape(2, 2)
-
-    def summary(self) -> dict[str, float]:
-        """``cv/<metric>_mean`` and ``cv/<metric>_std``: the keys a W&B sweep optimises."""
-        out = {f"cv/{name}_mean": value for name, value in self.mean.items()}
-        out.update({f"cv/{name}_std": value for name, value in self.std.items()})
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "config": asdict(self.config),
-            "cv": asdict(self.cv),
-            "mean": self.mean,
-            "std": self.std,
-            "pooled": self.pooled,
-            "confusion_matrix": {"rows_true": ["HC", "PD"], "cols_pred": ["HC", "PD"],
-                                 "counts": self.confusion_matrix.tolist()},
-            "folds": self.folds.to_dict(orient="records"),
-        }
-
-    def save(self, out_dir: str | Path) -> Path:
-        """Write ``predictions.csv``, ``folds.csv`` and ``metrics.json`` into ``out_dir``."""
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        self.predictions.to_csv(out_dir / "predictions.csv", index=False)
-        self.folds.to_csv(out_dir / "folds.csv", index=False)
-        (out_dir / "metrics.json").write_text(json.dumps(_json_safe(self.to_dict()), indent=2))
-        return out_dir
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN becomes null so metrics.json stays strict JSON."""
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return None if math.isnan(value) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
-
-
-def cross_validate(
-    data: CohortIntensities,
-    config: ClassifierConfig,
-    cv: CVConfig | None = None,
-    out_dir: str | Path | None = None,
-    logger_factory: LoggerFactory | None = None,
-    metrics_sink: MetricsSink | None = None,
-    folds: list[tuple[np.ndarray, np.ndarray]] | None = None,
-    plots: bool = True,
-) -> CVResult:
-    """K-fold subject-level CV: a fresh model per fold and training seed; folds are numbered from 1.
-
-    ``logger_factory(fold, seed)`` gives each neural training run a Lightning logger (e.g. a
-    ``WandbLogger``); after a fold that had one, an active W&B run is finished so folds do not merge.
-    ``metrics_sink`` (see :func:`wandb_metrics_sink`) receives ``fold{k}/<metric>`` after each fold
-    (``seed{s}/fold{k}/<metric>`` with several seeds) and :meth:`CVResult.summary` at the end.
-    ``folds`` overrides :func:`subject_folds` (the ablation passes one set to every row). With
-    ``out_dir``, writes predictions.csv, folds.csv, metrics.json and (``plots``) roc.png and
-    confusion_matrix.png.
-    """
-    cv = cv or CVConfig()
-    if folds is None:
-        folds = subject_folds(data.labels, data.subject_ids, cv.n_splits, cv.split_seed)
-    subject_ids = np.asarray(data.subject_ids)
-    fold_rows, prediction_frames = [], []
-    for seed in cv.seeds:
-        for fold, (train_idx, test_idx) in enumerate(folds, start=1):
-            logger = logger_factory(fold, seed) if (logger_factory and config.is_neural) else None
-            try:
-                p_pd = fit_predict_fold(data, train_idx, test_idx, config, seed, cv, logger)
-                labels = data.labels[test_idx]
-                metrics = classification_metrics(labels, p_pd, cv.threshold)
-                tn, fp, fn, tp = _confusion(labels, p_pd, cv.threshold).ravel()
-                fold_rows.append({"seed": seed, "fold": fold, "n_test": len(test_idx), **metrics,
-                                  "tn": tn, "fp": fp, "fn": fn, "tp": tp})
-                prediction_frames.append(pd.DataFrame({
-                    "subject_id": subject_ids[test_idx], "fold": fold, "seed": seed, "label": labels,
-                    "p_pd": p_pd, "predicted": (p_pd >= cv.threshold).astype(np.int64),
-                }))
-                prefix = f"fold{fold}/" if len(cv.seeds) == 1 else f"seed{seed}/fold{fold}/"
-                if metrics_sink is not None:
-                    metrics_sink({prefix + name: value for name, value in metrics.items()})
-                if logger is not None:
-                    logger.log_metrics({f"test/{name}": value for name, value in metrics.items()})
-                    logger.save()
-            finally:
-                if logger is not None:
-                    finish_wandb_run()
-    result = CVResult(config=config, cv=cv, folds=pd.DataFrame(fold_rows),
-                      predictions=pd.concat(prediction_frames, ignore_index=True))
-    if metrics_sink is not None:
-        metrics_sink(result.summary())
-    if out_dir is not None:
-        out_dir = result.save(out_dir)
-        if plots:
-            from dfer_pd.stage2.plots import plot_confusion_matrix, plot_roc_curves
-
-            plot_roc_curves(result.predictions, out_dir / "roc.png")
-            plot_confusion_matrix(result.confusion_matrix, out_dir / "confusion_matrix.png")
-    return result
-
-
-def wandb_metrics_sink() -> MetricsSink:
-    """A :data:`MetricsSink` that logs to the active W&B run and copies ``cv/...`` keys to its summary.
-
-    It never starts a run (so it never reaches the network by itself): with no active run the metrics
-    are dropped. For a sweep, keep one run open for the whole CV and let ``logger_factory`` return
-    None, so the fold keys and the ``cv/<metric>_mean`` summary land in the trial's run.
-    """
-
-    def sink(metrics: dict[str, float]) -> None:
-        import wandb
-
-        if wandb.run is None:
-            return
-        wandb.run.log(dict(metrics))
-        for key, value in metrics.items():
-            if key.startswith("cv/"):
-                wandb.run.summary[key] = value
-
-    return sink
+def pickle_free_kinds() -> tuple[str, ...]:
+    """The registry kinds whose fitted pipeline a screening model can save."""
+    return tuple(kind for kind, factory in CLASSIFIERS.items()
+                 if saves_without_pickle(factory(ClassifierConfig(kind=kind), 0, CVConfig())))

@@ -1,4 +1,8 @@
-"""Stage 2 as a LightningModule: wires ResidualRNNClassifier, its loss, AdamW and binary PD metrics."""
+"""Stage 2 as a LightningModule: trains an injected sequence network with its loss and AdamW.
+
+It only trains: prediction and the reported metrics belong to the estimator that wraps it
+(:class:`dfer_pd.stage2.classifiers.ResidualRNNEstimator`) and to :mod:`dfer_pd.stage2.metrics`.
+"""
 
 from __future__ import annotations
 
@@ -7,51 +11,33 @@ from typing import Literal
 import lightning as L
 import torch
 import torch.nn.functional as F
-from torchmetrics import MetricCollection
-from torchmetrics.classification import (
-    BinaryAccuracy,
-    BinaryAUROC,
-    BinaryF1Score,
-    BinaryPrecision,
-    BinaryRecall,
-    BinarySpecificity,
-)
+from torch import nn
 
-from dfer_pd.stage2.sequence_classifier import ResidualRNNClassifier
+from dfer_pd.stage2.metrics import classification_metrics
 
 LOSS_OUTPUTS: dict[str, int] = {"bce": 1, "ce": 2}
+"""Logits the network's head must give for each loss: one for BCE-with-logits, two for cross-entropy."""
 
 
-def pd_metrics(prefix: str) -> MetricCollection:
-    """PD-as-positive binary metrics on P(PD); a fresh collection per module, so state resets per fold."""
-    return MetricCollection(
-        {
-            "accuracy": BinaryAccuracy(),
-            "precision": BinaryPrecision(),
-            "recall": BinaryRecall(),
-            "specificity": BinarySpecificity(),
-            "f1": BinaryF1Score(),
-            "auroc": BinaryAUROC(),
-        },
-        prefix=prefix,
-    )
+def pd_probability(logits: torch.Tensor, loss: str) -> torch.Tensor:
+    """P(PD) from the logits of a network trained with ``loss`` ("bce": one logit, "ce": two)."""
+    if loss == "bce":
+        return torch.sigmoid(logits)
+    return torch.softmax(logits, dim=-1)[:, 1]
 
 
 class PDClassifierModule(L.LightningModule):
-    """PD vs HC from per-subject sequences (batch, 4 steps, features); batches are ``(inputs, labels)``.
+    """Trains ``network`` on per-subject sequences (batch, 4 steps, features); batches are ``(inputs, labels)``.
 
-    ``loss="bce"`` uses one logit and BCE-with-logits, ``loss="ce"`` two logits and cross-entropy;
-    either way :meth:`predict_proba` returns P(PD).
+    ``loss="bce"`` needs a network with one logit and uses BCE-with-logits, ``loss="ce"`` two logits and
+    cross-entropy. Logs ``train/loss`` and ``val/loss`` (what early stopping and best-weight selection
+    monitor); with a logger attached, also ``val/<metric>`` for every :data:`~dfer_pd.stage2.metrics.METRIC_NAMES`
+    from :func:`~dfer_pd.stage2.metrics.classification_metrics`, the function the CV reports.
     """
 
     def __init__(
         self,
-        input_size: int,
-        hidden_size: int = 64,
-        num_layers: int = 2,
-        cell: Literal["lstm", "gru"] = "lstm",
-        residual: bool = True,
-        dropout: float = 0.2,
+        network: nn.Module,
         loss: Literal["bce", "ce"] = "bce",
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
@@ -59,19 +45,12 @@ class PDClassifierModule(L.LightningModule):
         super().__init__()
         if loss not in LOSS_OUTPUTS:
             raise ValueError(f"loss must be one of {sorted(LOSS_OUTPUTS)}, got {loss!r}")
-        self.save_hyperparameters()
-        self.net = ResidualRNNClassifier(
-            input_size=input_size,
-            hidden_size=hidden_size,
-            num_layers=num_layers,
-            cell=cell,
-            residual=residual,
-            dropout=dropout,
-            num_outputs=LOSS_OUTPUTS[loss],
-        )
-        self.train_metrics = pd_metrics("train/")
-        self.val_metrics = pd_metrics("val/")
-        self.test_metrics = pd_metrics("test/")
+        outputs = getattr(network, "num_outputs", None)
+        if outputs != LOSS_OUTPUTS[loss]:
+            raise ValueError(f"loss {loss!r} needs a network with {LOSS_OUTPUTS[loss]} output(s), got {outputs}")
+        self.save_hyperparameters(ignore=["network"])
+        self.net = network
+        self._validation: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.net(inputs)
@@ -81,43 +60,28 @@ class PDClassifierModule(L.LightningModule):
             return F.binary_cross_entropy_with_logits(logits, labels.float())
         return F.cross_entropy(logits, labels.long())
 
-    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        """P(PD) from the network's logits."""
-        if self.hparams.loss == "bce":
-            return torch.sigmoid(logits)
-        return torch.softmax(logits, dim=-1)[:, 1]
-
-    @torch.no_grad()
-    def predict_proba(self, inputs: torch.Tensor) -> torch.Tensor:
-        """P(PD) for a batch of sequences, in eval mode."""
-        was_training = self.training
-        self.eval()
-        try:
-            return self.probabilities(self(inputs.to(self.device)))
-        finally:
-            self.train(was_training)
-
-    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], metrics: MetricCollection, stage: str) -> torch.Tensor:
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         inputs, labels = batch
-        logits = self(inputs)
-        loss = self.loss_fn(logits, labels)
-        metrics.update(self.probabilities(logits.detach()), labels.long())
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage == "val", batch_size=len(labels))
-        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=len(labels))
+        loss = self.loss_fn(self(inputs), labels)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(labels))
         return loss
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._step(batch, self.train_metrics, "train")
-
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._step(batch, self.val_metrics, "val")
+        inputs, labels = batch
+        logits = self(inputs)
+        self.log("val/loss", self.loss_fn(logits, labels), on_step=False, on_epoch=True, prog_bar=True,
+                 batch_size=len(labels))
+        if self.logger is not None:  # only a logged run pays for the per-epoch metrics
+            self._validation.append((pd_probability(logits, self.hparams.loss).cpu(), labels.cpu()))
 
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._step(batch, self.test_metrics, "test")
-
-    def predict_step(self, batch: tuple[torch.Tensor, ...] | torch.Tensor, batch_idx: int) -> torch.Tensor:
-        inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self.probabilities(self(inputs))
+    def on_validation_epoch_end(self) -> None:
+        if not self._validation:
+            return
+        p_pd = torch.cat([p for p, _ in self._validation]).double().numpy()
+        labels = torch.cat([y for _, y in self._validation]).numpy()
+        self._validation.clear()
+        metrics = classification_metrics(labels, p_pd)
+        self.log_dict({f"val/{name}": value for name, value in metrics.items()})
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)

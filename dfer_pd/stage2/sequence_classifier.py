@@ -37,6 +37,7 @@ class ResidualRNNClassifier(nn.Module):
         if num_outputs not in (1, 2):
             raise ValueError(f"num_outputs must be 1 (BCE) or 2 (cross-entropy), got {num_outputs}")
         self.residual = residual
+        self.num_outputs = num_outputs
         self.input_projection = nn.Linear(input_size, hidden_size)
         self.layers = nn.ModuleList(
             RNN_CELLS[cell](hidden_size, hidden_size, num_layers=1, batch_first=True) for _ in range(num_layers)

@@ -1,0 +1,102 @@
+"""The whole-cohort screening model: the fitted pipeline saved as safetensors + JSON, loaded bit-identical."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+from dfer_pd.stage2.classifiers import ClassifierConfig, build_pipeline
+from dfer_pd.stage2.features import sequence_inputs
+from dfer_pd.synthetic.intensities import synthetic_cohort
+from dfer_pd.stage2.screening_model import ScreeningModel, ScreeningModelError, fit_screening_model
+from dfer_pd.stage2.splits import CVConfig
+
+CLASSIFIER = ClassifierConfig(name="lstm", kind="lstm", features="processed", hidden_size=8, num_layers=2, max_epochs=30)
+
+
+@pytest.fixture(scope="module")
+def screening_folder(tmp_path_factory):
+    data = synthetic_cohort(n_pd=20, n_hc=20, seed=1)
+    model = fit_screening_model(data, CLASSIFIER, CVConfig(accelerator="cpu"))
+    folder = model.save(tmp_path_factory.mktemp("screening") / "model")
+    return folder, data, model
+
+
+def test_save_load_round_trip_is_exact_and_pickle_free(screening_folder):
+    folder, data, model = screening_folder
+    assert sorted(p.name for p in folder.iterdir()) == ["model.safetensors", "screening.json"]
+    loaded = ScreeningModel.load(folder)
+    np.testing.assert_array_equal(loaded.predict_proba(data.cosine), model.predict_proba(data.cosine))
+    p_pd = loaded.predict_proba(data.cosine)
+    assert ((p_pd >= 0.5) == data.labels.astype(bool)).mean() > 0.8  # it learned the group difference
+    meta = json.loads((folder / "screening.json").read_text())
+    assert meta["reference"]["PD"]["n"] == 20 and np.asarray(meta["reference"]["HC"]["log_intensity"]).shape == (5, 4, 4)
+
+
+def test_loaded_pipeline_is_bit_identical_to_the_fitted_one(screening_folder):
+    folder, data, model = screening_folder
+    loaded = ScreeningModel.load(folder)
+    assert [name for name, _ in loaded.pipeline.steps] == ["scale", "classify"]
+    assert loaded.pipeline.named_steps["classify"].get_params() == model.pipeline.named_steps["classify"].get_params()
+    rng = np.random.default_rng(0)
+    inputs = sequence_inputs(np.exp(rng.uniform(0, 60, size=(64, 4, 4))), "processed")  # beyond the cohort's range
+    inputs = np.concatenate([inputs, sequence_inputs(data.intensities, "processed")])
+    np.testing.assert_array_equal(loaded.pipeline.predict_proba(inputs), model.pipeline.predict_proba(inputs))
+    np.testing.assert_array_equal(loaded.pipeline.named_steps["scale"].transform(inputs),
+                                  model.pipeline.named_steps["scale"].transform(inputs))
+    assert loaded.predict_proba(data.cosine[3]) == model.predict_proba(data.cosine)[3]  # one subject's (4, 4)
+    # Weights in safetensors, scaler statistics and estimator parameters in JSON; nothing else.
+    meta = json.loads((folder / "screening.json").read_text())
+    assert meta["estimator"]["params"]["hidden_size"] == 8 and meta["estimator"]["fitted"]["classes"] == [0, 1]
+    assert len(meta["scaler"]["mean"]) == meta["input_size"] == 8
+    tensors = load_file(str(folder / "model.safetensors"))
+    assert set(tensors) == set(model.pipeline.named_steps["classify"].network_.state_dict())
+
+
+def test_model_trained_on_other_features_or_corrupt_is_refused(screening_folder, tmp_path):
+    folder, _, _ = screening_folder
+    other = shutil.copytree(folder, tmp_path / "other")
+    meta = json.loads((other / "screening.json").read_text())
+    meta["classifier"]["features"] = "raw"
+    (other / "screening.json").write_text(json.dumps(meta))
+    with pytest.raises(ScreeningModelError, match="raw"):
+        ScreeningModel.load(other)
+    corrupt = shutil.copytree(folder, tmp_path / "corrupt")
+    (corrupt / "model.safetensors").write_bytes(b"\x00" * 20)
+    with pytest.raises(ScreeningModelError, match="model.safetensors"):
+        ScreeningModel.load(corrupt)
+    with pytest.raises(ScreeningModelError, match="not a screening model folder"):
+        ScreeningModel.load(tmp_path)
+
+
+def test_old_unknown_or_mismatched_metadata_is_refused(screening_folder, tmp_path):
+    folder, _, _ = screening_folder
+
+    def edited(name, change):
+        copy = shutil.copytree(folder, tmp_path / name)
+        meta = json.loads((copy / "screening.json").read_text())
+        change(meta)
+        (copy / "screening.json").write_text(json.dumps(meta))
+        return copy
+
+    with pytest.raises(ScreeningModelError, match="v1: re-run `dfer-pd train-pd`"):
+        ScreeningModel.load(edited("v1", lambda meta: meta.update(version=1)))
+    with pytest.raises(ScreeningModelError, match="kind must be one of"):
+        ScreeningModel.load(edited("kind", lambda meta: meta["classifier"].update(kind="xgboost")))
+    with pytest.raises(ScreeningModelError, match="exec"):  # only the estimator's own parameters can be set
+        ScreeningModel.load(edited("param", lambda meta: meta["estimator"]["params"].update(exec="rm -rf /")))
+    with pytest.raises(ScreeningModelError, match="size mismatch"):
+        ScreeningModel.load(edited("width", lambda meta: meta["estimator"]["params"].update(hidden_size=16)))
+
+
+@pytest.mark.parametrize("kind", ["dt", "bc", "rf", "svm"])
+def test_baselines_are_refused_before_training(kind):
+    data = synthetic_cohort(n_pd=6, n_hc=6, seed=1)
+    classifier = ClassifierConfig(kind=kind)
+    with pytest.raises(ScreeningModelError, match=rf"'{kind}' classifier has no pickle-free format.*\['lstm', 'gru'\]"):
+        fit_screening_model(data, classifier, CVConfig(accelerator="cpu"))
+    fitted = build_pipeline(classifier, seed=0).fit(sequence_inputs(data.intensities, "processed"), data.labels)
+    with pytest.raises(ScreeningModelError, match="no pickle-free format"):
+        ScreeningModel(classifier, fitted, tau=data.tau).save("never-written")
