@@ -24,7 +24,7 @@ def test_train_pd_outputs_and_pseudonyms(tmp_path, capsys):
     for name in ("metrics.json", "folds.csv", "roc.png", "confusion_matrix.png", "intensity_boxplots.png"):
         assert (out / name).is_file(), name
     model = ScreeningModel.load(out / "screening_model")
-    assert model.classifier.kind == "lstm" and model.stage1 is None  # trained from a saved .npz
+    assert model.classifier.kind == "lstm" and model.contract is None  # trained from a synthetic .npz: no checkpoint
     assert "accuracy" in capsys.readouterr().out
 
 
