@@ -8,10 +8,12 @@ FOLD ?= 1
 DFEW_ROOT ?= data/DFEW
 COHORT ?= data/cohort/manifest.csv
 STAGE1_CKPT ?= runs/dfer_clip/fold$(FOLD)/checkpoints/best.ckpt
+SCREENING_MODEL ?= runs/pd_lstm/screening_model
+PORT ?= 7860
 PYTEST_ARGS ?= -m "not slow"
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install demo test test-all train-dfer train-pd ablation extract bench clean
+.PHONY: help venv install demo test test-all test-browser train-dfer train-pd ablation extract serve serve-demo bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -39,6 +41,9 @@ test: venv ## the default test suite (what CI runs)
 test-all: venv ## every test, slow ones included
 	WANDB_MODE=disabled $(PY) -m pytest
 
+test-browser: venv ## the web page in headless chromium (needs: apt-get install chromium); screenshot in runs/test-artifacts/
+	DFER_PD_REQUIRE_BROWSER=1 DFER_PD_TEST_ARTIFACTS=runs/test-artifacts WANDB_MODE=disabled $(PY) -m pytest -m browser -v
+
 train-dfer: venv ## stage 1 on DFEW: DFEW_ROOT=/path/DFEW make train-dfer FOLD=1
 	$(VENV)/bin/dfer-pd train-dfer --config experiments/dfer_clip.yaml \
 		--data.root $(DFEW_ROOT) --data.fold $(FOLD) --trainer.default_root_dir runs/dfer_clip/fold$(FOLD)
@@ -51,6 +56,13 @@ train-pd: venv ## stage 2: extraction through the cache, then 5-fold CV of the r
 
 ablation: venv ## the paper's Table 3 on the cached intensities
 	$(VENV)/bin/dfer-pd ablation --config experiments/pd_lstm.yaml --cohort.manifest $(COHORT) --extraction.checkpoint $(STAGE1_CKPT)
+
+serve: venv ## the local screening web page: make serve STAGE1_CKPT=... SCREENING_MODEL=... (http://127.0.0.1:7860)
+	$(VENV)/bin/dfer-pd serve --stage1 $(STAGE1_CKPT) --screening_model $(SCREENING_MODEL) --port $(PORT)
+
+serve-demo: venv ## the web page on the models `make demo` trained (runs/demo)
+	$(VENV)/bin/dfer-pd serve --stage1 runs/demo/stage1/checkpoints/best.ckpt \
+		--screening_model runs/demo/stage2/screening_model --out runs/demo/serve --port $(PORT)
 
 bench: venv ## loader and training-step benchmarks (not part of the tests)
 	$(PY) benchmarks/bench_dfer_loader.py

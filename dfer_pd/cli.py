@@ -1,66 +1,217 @@
-"""`dfer-pd`: one console script, one subcommand per job. Each subcommand lives in its own module."""
+"""`dfer-pd`: one command tree (jsonargparse subcommands); each command lives in ``dfer_pd/commands/<module>.py``.
+
+A command module gives ``build_parser(*args)`` (its options; imports nothing heavy) and
+``run(*args, cfg)`` (the work, importing torch and friends only then). Only the chosen command's
+parser is built, so ``dfer-pd --help`` and ``dfer-pd <command> --help`` answer at once; ``train-dfer``
+builds Lightning's parser, which needs Lightning itself, so its plain ``--help`` is cached
+(:mod:`dfer_pd.commands.help_cache`).
+
+User errors (a missing file, a bad manifest line, a corrupt checkpoint ...) end as one message on stderr
+and exit code 2; ``--debug`` anywhere on the line, or ``DFER_PD_DEBUG=1``, shows the traceback instead.
+Anything else is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
+import importlib
 import logging
+import os
+import re
 import sys
+from dataclasses import dataclass
 
-USAGE = """usage: dfer-pd <command> [options]   (dfer-pd <command> --help for its options)
+from dfer_pd import __version__
 
-commands:
-  synth dfew      write a synthetic DFEW-layout tree (frame folders + split files)
-  synth cohort    write a synthetic PD cohort (one mp4 per expression + manifest.csv)
-  train-dfer      stage 1: train the CLIP expression network on a DFEW fold (LightningCLI)
-  extract         score a cohort's videos with a stage-1 checkpoint into the intensity cache
-  train-pd        stage 2: extraction through the cache, then subject-level k-fold CV
-  ablation        the paper's Table 3 on the cached intensities
-  diagnose        one person's four expression videos -> p(PD) and a report (research aid, not a diagnosis)
-  demo            the whole pipeline on synthetic data with a tiny CLIP
-"""
+PROG = "dfer-pd"
 
 
-def _synth(argv: list[str]) -> None:
-    from jsonargparse import auto_cli
+@dataclass(frozen=True)
+class Command:
+    """One `dfer-pd` subcommand: the module holding ``build_parser``/``run`` and its line in `dfer-pd --help`."""
 
-    from dfer_pd.synthetic.cohort import make_pd_cohort
-    from dfer_pd.synthetic.dfew import make_dfew_tree
+    module: str
+    help: str
+    args: tuple[str, ...] = ()
+    cache_help: bool = False  # its parser needs heavy imports: keep `<command> --help` fast from a cache
 
-    if not argv or argv[0] not in {"dfew", "cohort"}:
-        raise SystemExit("usage: dfer-pd synth {dfew,cohort} ROOT [--option value ...]")
-    target = {"dfew": make_dfew_tree, "cohort": make_pd_cohort}[argv[0]]
-    path = auto_cli(target, args=argv[1:])
-    print(f"wrote {path}")
+
+COMMANDS: dict[str, Command] = {
+    "synth": Command("dfer_pd.commands.synth",
+                     "write synthetic data: a DFEW-layout tree (synth dfew) or a PD cohort (synth cohort)"),
+    "train-dfer": Command("dfer_pd.commands.train_dfer",
+                          "stage 1: train the CLIP expression network on a clip dataset's fold (LightningCLI)",
+                          cache_help=True),
+    "extract": Command("dfer_pd.commands.train_pd",
+                       "score a cohort's videos with a stage-1 checkpoint into the intensity cache", ("extract",)),
+    "train-pd": Command("dfer_pd.commands.train_pd",
+                        "stage 2: subject-level cross-validation, then the screening model for diagnose", ("train-pd",)),
+    "ablation": Command("dfer_pd.commands.train_pd", "the paper's Table 3 on the cohort's intensities", ("ablation",)),
+    "export": Command("dfer_pd.commands.export",
+                      "a stage-1 checkpoint as an ONNX graph (optionally int8) for screening on a laptop's CPU"),
+    "diagnose": Command("dfer_pd.commands.diagnose",
+                        "one person's four expression videos -> p(PD) and a report (research aid, not a diagnosis)"),
+    "serve": Command("dfer_pd.commands.serve",
+                     "a local web page for diagnose: upload or record the four videos (localhost only)"),
+    "configs": Command("dfer_pd.commands.configs", "list the shipped experiment configs, or print one"),
+    "demo": Command("dfer_pd.commands.demo", "the whole pipeline on synthetic data with a tiny CLIP (CPU, minutes)"),
+}
+
+DESCRIPTION = """Parkinson's disease screening from videos of facial expressions (research tool, not a diagnostic device).
+`dfer-pd <command> --help` shows a command's options; every command takes --config (a YAML path or a shipped
+config's name, see `dfer-pd configs`) and --print_config."""
+
+DEBUG_FLAG = "--debug"
+
+# The project's exceptions that mean "the input or the settings are wrong", as module -> class names.
+# They are looked up only in modules already imported (an error of a module never imported cannot
+# have been raised), so this table costs no import. Subclasses count (NoFaceError is a VideoReadError).
+USER_ERRORS: dict[str, tuple[str, ...]] = {
+    "dfer_pd.common.errors": ("UsageError",),
+    "dfer_pd.configs": ("ConfigNotFoundError",),
+    "dfer_pd.stage2.cohort": ("ManifestError",),
+    "dfer_pd.stage1.contract": ("CheckpointError", "ContractError"),
+    "dfer_pd.stage1.clip_assets": ("ClipCheckpointError",),
+    "dfer_pd.stage1.datasets.base": ("ClipLayoutError",),
+    "dfer_pd.stage2.screening_model": ("ScreeningModelError",),
+    "dfer_pd.stage2.features": ("CohortFileError",),
+    "dfer_pd.screening.diagnose": ("DiagnoseInputError",),
+    "dfer_pd.stage1.export": ("OnnxModelError", "OnnxUnavailableError"),
+    "dfer_pd.common.video": ("VideoReadError",),
+    "dfer_pd.stage1.extraction": ("UnusableVideosError",),
+    "dfer_pd.stage1.export": ("OnnxUnavailableError", "OnnxModelError"),
+    "dfer_pd.screening.landmarks": ("LandmarkModelError",),
+}
+# What to do, per error class (the message itself names the file, line or flag and the problem).
+HINTS: dict[str, str] = {
+    "OnnxModelError": "export the stage-1 checkpoint again: dfer-pd export --checkpoint <best.ckpt> [--int8 true]",
+    "OnnxUnavailableError": "install the optional extra: pip install 'dfer-pd[onnx]' (or use --runtime torch)",
+    "ManifestError": "fix the manifest (columns subject_id,label,expression,path[,sex,age]; label PD or HC; "
+                     "paths relative to the manifest's folder) and run the command again",
+    "CheckpointError": "give a stage-1 checkpoint written by `dfer-pd train-dfer` (<run>/checkpoints/best.ckpt); "
+                       "a corrupt file must be copied or trained again",
+    "ContractError": "score with the stage-1 checkpoint and settings the screening model was trained with "
+                     "(see its screening.json), or train the screening model again",
+    "ClipCheckpointError": "give a CLIP folder or hub name that holds config and weights (--model.network.clip_name_or_path)",
+    "ClipLayoutError": "point --data.root at the dataset in its official layout (see the dataset's config in experiments/datasets/)",
+    "ScreeningModelError": "give the screening_model folder written by `dfer-pd train-pd` (model.safetensors + screening.json)",
+    "CohortFileError": "give an intensities .npz written by `dfer-pd extract` or `train-pd`",
+    "DiagnoseInputError": "give --videos FOLDER with one video per expression, or --neutral/--happiness/--surprise/--anger PATH",
+    "VideoReadError": "check that the file is a complete, playable video (re-export or re-record it)",
+    "NoFaceError": "record the face frontally and well lit, or give --crop_faces false for videos that are already face crops",
+}
+# OS errors a user causes by naming a path that is not there or not readable.
+OS_USER_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+
+
+def user_error_types() -> tuple[type[BaseException], ...]:
+    """The user-error classes of the modules imported so far, plus the OS path errors."""
+    types: list[type[BaseException]] = list(OS_USER_ERRORS)
+    for module_name, names in USER_ERRORS.items():
+        module = sys.modules.get(module_name)
+        if module is not None:
+            types.extend(getattr(module, name) for name in names if hasattr(module, name))
+    return tuple(types)
+
+
+def describe_user_error(err: BaseException) -> str | None:
+    """One message for a user error (problem, then what to do), or None when ``err`` is not one (a bug)."""
+    if not isinstance(err, user_error_types()):
+        return None
+    message = str(err)
+    if isinstance(err, OSError) and err.filename and err.strerror:  # "[Errno 2] ...: 'x'" -> "x: No such file ..."
+        message = f"{err.filename}: {err.strerror}"
+    hint = next((HINTS[c.__name__] for c in type(err).__mro__ if c.__name__ in HINTS), None)
+    return f"{message}\n  what to do: {hint}" if hint else message
+
+
+def debug_requested(argv: list[str]) -> bool:
+    return DEBUG_FLAG in argv or os.environ.get("DFER_PD_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def selected_command(argv: list[str]) -> str | None:
+    """The subcommand named on the line: the first word that is not an option."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
+
+
+def build_parser(selected: str | None = None):
+    """The command tree. Only ``selected``'s own parser is built (the others are listed with their help line)."""
+    from jsonargparse import ArgumentParser
+
+    # Parse errors are raised, not printed with the full usage: main() prints them as one message.
+    parser = ArgumentParser(prog=PROG, description=DESCRIPTION, default_env=False, exit_on_error=False)
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}", help="print the version and exit")
+    parser.add_argument(DEBUG_FLAG, action="store_true",
+                        help="show the full traceback of an error (anywhere on the line; or set DFER_PD_DEBUG=1)")
+    subcommands = parser.add_subcommands(required=True, dest="command", title="commands",
+                                         description="`dfer-pd <command> --help` lists a command's options")
+    for name, command in COMMANDS.items():
+        if name != selected:
+            subcommands.add_subcommand(name, ArgumentParser(description=command.help), help=command.help)
+            continue
+        module = importlib.import_module(command.module)
+        sub = module.build_parser(*command.args)
+        sub.prog = f"{PROG} {name}"
+        subcommands.add_subcommand(name, sub, help=command.help)
+        if hasattr(module, "add_subcommands"):  # jsonargparse adds nested levels after their parent
+            module.add_subcommands(sub)
+    return parser
+
+
+def command_parser(name: str):
+    """The parser of one command, as the tree holds it (for its help text)."""
+    return build_parser(name)._subcommands_action._name_parser_map[name]
+
+
+def run_command(name: str, cfg):
+    command = COMMANDS[name]
+    return importlib.import_module(command.module).run(*command.args, cfg)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = debug_requested(argv)
+    argv = [word for word in argv if word != DEBUG_FLAG]
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if not argv or argv[0] in {"-h", "--help", "help"}:
-        print(USAGE)
+    # Lightning prints its own lines (its "lightning" logger has a handler): the root handler must not repeat them.
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(lambda record: not record.name.startswith("lightning"))
+    name = selected_command(argv)
+    if name is not None and COMMANDS[name].cache_help and _wants_plain_help(argv, name):
+        from dfer_pd.commands.help_cache import cached_help
+
+        print(cached_help(name, lambda: command_parser(name).format_help()), end="")
         return 0
-    command, rest = argv[0], argv[1:]
-    if command == "synth":
-        _synth(rest)
-    elif command == "train-dfer":
-        from dfer_pd.commands.train_dfer import main as train_dfer
+    from jsonargparse import ArgumentError
 
-        train_dfer(rest)
-    elif command in {"extract", "train-pd", "ablation"}:
-        from dfer_pd.commands.train_pd import main as train_pd
-
-        train_pd(command, rest)
-    elif command == "diagnose":
-        from dfer_pd.commands.diagnose import main as diagnose
-
-        diagnose(rest)
-    elif command == "demo":
-        from dfer_pd.commands.demo import main as demo
-
-        demo(rest)
-    else:
-        print(f"unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+    try:
+        parser = build_parser(name)
+        try:
+            cfg = parser.parse_args(argv)
+        except ArgumentError as err:
+            where = f"{PROG} {name}" if name else PROG
+            message = re.sub(rf"\b{re.escape(name)}\.([\w.]+)", r"--\1", str(err)) if name else str(err)
+            print(f"{where}: error: {message}\n  see `{where} --help` for the options", file=sys.stderr)
+            return 2
+        run_command(cfg.command, cfg[cfg.command])
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - sorted into user errors and bugs right here
+        message = None if debug else describe_user_error(err)
+        if message is None:
+            raise
+        print(f"{PROG} {name}: error: {message}" if name else f"{PROG}: error: {message}", file=sys.stderr)
         return 2
     return 0
+
+
+def _wants_plain_help(argv: list[str], name: str) -> bool:
+    """`dfer-pd <name> --help` exactly: no config files or options that would change the defaults shown."""
+    rest = argv[argv.index(name) + 1:]
+    return argv[: argv.index(name)] == [] and rest in (["--help"], ["-h"])
 
 
 if __name__ == "__main__":

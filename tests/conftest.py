@@ -52,3 +52,24 @@ def tiny_cohort(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_stage1_checkpoint(tmp_path_factory):
     return save_stage1_checkpoint(tmp_path_factory.mktemp("stage1") / "best.ckpt")
+
+
+@pytest.fixture(scope="session")
+def screening_setup(tiny_cohort, tiny_stage1_checkpoint, tmp_path_factory):
+    """A stage-1 checkpoint, a screening model trained on the tiny cohort scored with it, and one subject's
+    four videos: what `dfer-pd diagnose` and `dfer-pd serve` need (CLI error and browser tests)."""
+    from dfer_pd.stage1.contract import ScoringContract
+    from dfer_pd.stage1.extraction import extract_intensities
+    from dfer_pd.stage2.classifiers import ClassifierConfig
+    from dfer_pd.stage2.cohort import read_manifest
+    from dfer_pd.stage2.cohort_datamodule import PDCohortDataModule
+    from dfer_pd.stage2.screening_model import fit_screening_model
+    from dfer_pd.stage2.splits import CVConfig
+
+    contract = ScoringContract.from_checkpoint(tiny_stage1_checkpoint)
+    data, _ = extract_intensities(PDCohortDataModule(str(tiny_cohort), batch_size=4), tiny_stage1_checkpoint, contract,
+                                  tmp_path_factory.mktemp("screening_cache"), accelerator="cpu")
+    model = fit_screening_model(data, ClassifierConfig(kind="lstm", hidden_size=8, max_epochs=5), CVConfig(accelerator="cpu"))
+    folder = model.save(tmp_path_factory.mktemp("screening") / "model")
+    subject = read_manifest(tiny_cohort).subjects[0]
+    return tiny_stage1_checkpoint, folder, subject.videos

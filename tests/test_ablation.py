@@ -6,7 +6,7 @@ import pandas as pd
 
 from sklearn.linear_model import LogisticRegression
 
-from dfer_pd.stage2.ablation import TABLE3_ROWS, row_config, run_ablation, table3_row
+from dfer_pd.stage2.ablation import REFERENCE_ROW, TABLE3_ROWS, row_config, run_ablation, table3_row
 from dfer_pd.stage2.classifiers import CLASSIFIERS, ClassifierConfig, flat
 from dfer_pd.synthetic.intensities import synthetic_cohort
 from dfer_pd.stage2.splits import CVConfig
@@ -40,21 +40,28 @@ def test_row_config_takes_training_settings_from_the_base():
 
 def test_run_ablation_writes_both_tables(tmp_path):
     cohort = synthetic_cohort(12, 12, seed=5)
-    table = run_ablation(cohort, CVConfig(n_splits=3), tmp_path, base_config=TINY)
+    table = run_ablation(cohort, CVConfig(n_splits=3, repeats=2), tmp_path, base_config=TINY)
     assert len(table) == 16
     saved = pd.read_csv(tmp_path / "table3.csv")
-    assert len(saved) == 16
+    assert len(saved) == 16 and (saved["fits"] == 6).all()
     assert saved["paper_accuracy"].tolist() == [row.paper["accuracy"] for row in TABLE3_ROWS]
     assert saved["accuracy_mean"].between(0, 1).all() and (saved["seconds"] > 0).all()
-    for column in ("precision_weighted_mean", "f1_binary_mean", "roc_auc_mean", "accuracy_std"):
+    for column in ("precision_weighted_mean", "f1_binary_mean", "roc_auc_mean", "accuracy_std", "accuracy_ci_low",
+                   "oof_roc_auc_mean", "sensitivity_mean", "specificity_std", "accuracy_p_vs_reference"):
         assert column in saved.columns
+    assert (saved["accuracy_ci_low"] <= saved["accuracy_mean"]).all() and (saved["accuracy_mean"] <= saved["accuracy_ci_high"]).all()
+    reference = saved["name"] == REFERENCE_ROW
+    assert saved.loc[reference, "accuracy_p_vs_reference"].isna().all()
+    assert saved.loc[~reference, "accuracy_p_vs_reference"].between(0, 1).all()
     markdown = (tmp_path / "table3.md").read_text()
     rows = [line for line in markdown.splitlines() if line.startswith("| ") and "---" not in line]
-    assert rows[0].startswith("| Classification Network | Data Processing | Residual | Accuracy | Precision")
+    assert rows[0].startswith("| Classification Network | Data Processing | Residual | Accuracy | 95% CI | "
+                              "ROC AUC (out-of-fold) | Sensitivity | Specificity | Precision")
     assert len(rows) == 17  # header + 16
     assert "| LSTM | - | - |" in markdown and "0.931" in markdown and "weighted" in markdown
-    # Every row ran on the same folds.
-    folds = [pd.read_csv(tmp_path / "rows" / row.config.name / "predictions.csv").set_index("subject_id")["fold"]
+    assert rows[-1].count("reference") == 1 and "2 repeat(s) of 3-fold" in markdown and "Nadeau-Bengio" in markdown
+    # Every row ran on the same folds, repeat by repeat.
+    folds = [pd.read_csv(tmp_path / "rows" / row.config.name / "predictions.csv").set_index(["subject_id", "repeat"])["fold"]
              for row in TABLE3_ROWS]
     assert all(f.sort_index().equals(folds[0].sort_index()) for f in folds)
 

@@ -360,3 +360,54 @@ def test_face_flags_from_the_track_report(tmp_path):
     assert unknown["face_fraction"] is None and not unknown["few_faces"]
     with pytest.raises(ValueError, match=r"v\.mp4: frames must be"):
         video_quality("v.mp4", frames[0], duration_seconds=6.0)
+
+
+# --------------------------------------------------------------------------- decode integrity
+
+
+def faststart_cut(folder: Path, keep: float, num_frames: int = 60) -> Path:
+    """A partly copied phone file: the index (moov) at the front, only the first ``keep`` of the bytes."""
+    full = write_video(folder / "full_fast.mp4", num_frames, container_options={"movflags": "faststart"})
+    data = full.read_bytes()
+    assert data.find(b"moov") < data.find(b"mdat")
+    path = folder / f"cut_{int(keep * 100)}.mp4"
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path
+
+
+def test_truncated_video_is_flagged_with_its_decoded_share_and_refused_below_the_limit(tmp_path):
+    from dfer_pd.common.video import TruncatedVideoError, check_decoded_share, read_sampled_clip
+
+    path = faststart_cut(tmp_path, 0.7, 120)  # the first (key) frame holds much of the bytes
+    clip = read_sampled_clip(path, 16)
+    assert clip.truncated and clip.clip_length == 120
+    decoded = clip.decode.last_index + 1
+    assert clip.decoded_share == pytest.approx(decoded / 120) and 0.2 < clip.decoded_share < 0.7
+    assert clip.summary()["truncated"] is True
+    with pytest.raises(TruncatedVideoError, match=rf"cut_70\.mp4: truncated: only {clip.decoded_share:.0%} of its 120 frames"):
+        check_decoded_share(path, clip, 0.9)
+    check_decoded_share(path, clip, 0.2)  # the limit is configurable
+    whole = read_sampled_clip(tmp_path / "full_fast.mp4", 16)
+    assert not whole.truncated and whole.decoded_share == 1.0
+    check_decoded_share(tmp_path / "full_fast.mp4", whole, 1.0)
+    quality = video_quality(path, clip.frames, duration_seconds=6.0, decode=clip.summary(), min_decoded_share=0.9)
+    assert quality["truncated"] and quality["truncated_beyond_limit"] and "truncated" in quality["reasons"][0]
+    lenient = video_quality(path, clip.frames, duration_seconds=6.0, decode=clip.summary(), min_decoded_share=0.2)
+    assert lenient["truncated"] and not lenient["reasons"]
+
+
+def test_variable_frame_rate_video_is_sampled_by_time(tmp_path):
+    from dfer_pd.common.video import read_sampled_clip
+
+    # The first second at 30 fps (30 frames), then 3 s at 5 fps (15 frames), as phones do when the light drops.
+    pts_ms = [round(1000 * i / 30) for i in range(30)] + [1000 + 200 * i for i in range(15)]
+    path = write_video(tmp_path / "vfr.mp4", 45, pts_ms=pts_ms)
+    clip = read_sampled_clip(path, 16)
+    assert clip.sampled_by_time and frame_numbers(clip.frames) == clip.indices.tolist()
+    times = np.asarray(pts_ms)[clip.indices] / 1000
+    np.testing.assert_allclose(clip.times, times)
+    assert (times < 1.0).sum() == 4  # one second of four: 4 of 16 frames (by frame number it would be 11)
+    assert (sample_frame_indices(45, 16) < 30).sum() == 11
+    np.testing.assert_allclose(np.diff(times).max(), 0.4, atol=0.21)  # evenly spread in time
+    constant = read_sampled_clip(write_video(tmp_path / "cfr.mp4", 45), 16)
+    assert not constant.sampled_by_time and constant.indices.tolist() == sample_frame_indices(45, 16).tolist()

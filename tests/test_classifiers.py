@@ -34,6 +34,7 @@ from dfer_pd.stage2.splits import CVConfig, subject_folds, validation_split
 
 TINY = ClassifierConfig(hidden_size=4, num_layers=1, max_epochs=2, batch_size=32, patience=1)
 CV = CVConfig(accelerator="cpu")
+LIGHTNING = CVConfig(accelerator="cpu", engine="lightning")
 
 
 @pytest.fixture(scope="module")
@@ -116,12 +117,12 @@ def test_kinds_come_from_the_registry(monkeypatch, fold):
 def test_registry_builds_estimators_from_config_seed_and_cv():
     config = ClassifierConfig(kind="gru", residual=False, hidden_size=7, num_layers=3, dropout=0.1, loss="ce", lr=0.01,
                               weight_decay=0.0, max_epochs=9, batch_size=5, patience=2)
-    cv = CVConfig(split_seed=11, val_fraction=0.3, accelerator="cpu", deterministic=False)
+    cv = CVConfig(split_seed=11, val_fraction=0.3, accelerator="cpu", deterministic=False, engine="lightning", threads=2)
     params = build_pipeline(config, seed=4, cv=cv).named_steps["classify"].get_params()
     assert params == {"cell": "gru", "residual": False, "hidden_size": 7, "num_layers": 3, "dropout": 0.1, "loss": "ce",
                       "lr": 0.01, "weight_decay": 0.0, "max_epochs": 9, "batch_size": 5, "patience": 2,
                       "val_fraction": 0.3, "split_seed": 11, "random_state": 4, "accelerator": "cpu",
-                      "deterministic": False}
+                      "deterministic": False, "engine": "lightning", "num_threads": 2}
     tree = build_pipeline(ClassifierConfig(kind="dt", sklearn_params={"max_depth": 2}), seed=4).named_steps["classify"]
     assert tree.get_params()["estimator__max_depth"] == 2 and tree.get_params()["estimator__random_state"] == 4
     assert clone(tree).set_params(estimator__max_depth=3).estimator.max_depth == 3
@@ -193,10 +194,11 @@ def _direct_training(x, labels, config: ClassifierConfig, seed: int, cv: CVConfi
 @pytest.mark.filterwarnings("ignore:.*LeafSpec")  # Lightning's pytree shim on new torch
 @pytest.mark.parametrize("kind, loss", [("lstm", "bce"), ("gru", "ce")])
 def test_neural_pipeline_matches_the_direct_training_path(fold, kind, loss):
-    """Bit-identical to scaling the training fold and training the network by hand with the same seeds."""
+    """The Lightning engine is bit-identical to scaling the training fold and training the network by hand with the
+    same seeds (the batched engine matches it to rounding: test_ensemble.py)."""
     x_train, y_train, x_test, _ = fold
     config = dataclasses.replace(TINY, kind=kind, loss=loss, hidden_size=6, max_epochs=6, batch_size=8, patience=2)
-    pipeline = build_pipeline(config, seed=5, cv=CV).fit(x_train, y_train)
+    pipeline = build_pipeline(config, seed=5, cv=LIGHTNING).fit(x_train, y_train)
     scaler = SequenceScaler().fit(x_train)
     network = _direct_training(scaler.transform(x_train), y_train, config, seed=5, cv=CV)
     with torch.no_grad():
@@ -204,5 +206,5 @@ def test_neural_pipeline_matches_the_direct_training_path(fold, kind, loss):
     direct = (torch.sigmoid(logits) if loss == "bce" else torch.softmax(logits, -1)[:, 1]).numpy().astype(np.float64)
     np.testing.assert_array_equal(pipeline.predict_proba(x_test)[:, 1], direct)
     # Another training seed gives other weights.
-    other = build_pipeline(config, seed=6, cv=CV).fit(x_train, y_train)
+    other = build_pipeline(config, seed=6, cv=LIGHTNING).fit(x_train, y_train)
     assert not np.array_equal(other.predict_proba(x_test), pipeline.predict_proba(x_test))

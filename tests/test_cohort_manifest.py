@@ -128,8 +128,29 @@ def test_semicolon_separated_hint(tmp_path):
 
 def test_bad_label_names_line_and_value(tmp_path):
     rows = subject_rows("S01", "PD") + subject_rows("S02", "control")
-    with pytest.raises(ManifestError, match=r"manifest\.csv: line 6: label 'control' is not one of HC, PD"):
+    with pytest.raises(ManifestError, match=r"manifest\.csv: 4 problems:\n  line 6: label 'control' is not one of HC, PD\n"
+                                            r"  line 7: label 'control'"):
         read_manifest(write_manifest(tmp_path, rows))
+
+
+def test_every_problem_is_reported_not_just_the_first(tmp_path):
+    """Two missing files, a bad label, a bad age and a duplicate row: all five, with their lines, in one error."""
+    rows = (subject_rows("S01", "PD") + subject_rows("S02", "HC") + subject_rows("S03", "XX")
+            + ["S01,PD,anger,videos/S01_anger.mp4,F,67"])
+    rows[5] = rows[5].rsplit(",", 1)[0] + ",old"  # S02's second row: age 'old'
+    path = write_manifest(tmp_path, rows)
+    (tmp_path / "videos" / "S01_surprise.mp4").unlink()
+    (tmp_path / "videos" / "S02_anger.mp4").unlink()
+    with pytest.raises(ManifestError) as raised:
+        read_manifest(path)
+    problems = raised.value.problems
+    assert len(problems) == 4 + 2 + 1 + 1, problems  # S03's 4 label rows, 2 missing files, the age, the repeated row
+    text = str(raised.value)
+    assert text.startswith(f"{path}: {len(problems)} problems:")
+    for expected in ("line 4: video not found", "line 9: video not found", "line 10: label 'XX'", "line 13: label 'XX'",
+                     "line 7: age 'old' is not a number",
+                     "line 14: subject 'S01' has a second 'anger' video (the first is on line 5)"):
+        assert expected in text, expected
 
 
 def test_empty_expression(tmp_path):

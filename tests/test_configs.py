@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -112,7 +113,10 @@ def test_sweep_command_runs_offline(sweep_file, tmp_path):
     done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "accuracy" in done.stdout
-    assert (tmp_path / "runs" / "pd_lstm" / "predictions.csv").is_file()
+    trial = tmp_path / "runs" / "sweeps" / "pd_lstm"
+    assert (trial / "predictions.csv").is_file() and (trial / "config.json").is_file()
+    held_out = (trial / "holdout_subjects.csv").read_text().splitlines()[1:]
+    assert len(held_out) == 6 and not {line.split(",")[0] for line in held_out} & set(pd.read_csv(trial / "predictions.csv")["subject_id"])
     assert list(tmp_path.rglob("offline-run-*")), "the trial logged an offline W&B run"
 
 

@@ -1,5 +1,6 @@
-"""Subject-level CV: folds and leakage guards, metrics, fold-local fitting, learning a real effect, chance on no
-effect, outputs, loggers. The estimators themselves are tested in test_classifiers.py."""
+"""Subject-level CV: folds and leakage guards, repeats, metrics, fold-local fitting, learning a real effect, chance on
+no effect, the permutation test, outputs, loggers. The estimators themselves are tested in test_classifiers.py and
+test_ensemble.py."""
 
 from __future__ import annotations
 
@@ -13,7 +14,14 @@ from lightning.pytorch.loggers import CSVLogger
 
 from dfer_pd.common.loggers import finish_wandb_run
 from dfer_pd.stage2.classifiers import CLASSIFIERS, ClassifierConfig
-from dfer_pd.stage2.crossval import cross_validate, fit_predict_fold, wandb_metrics_sink
+from dfer_pd.stage2.crossval import (
+    cross_validate,
+    fit_predict_fold,
+    permutation_test,
+    repeated_folds,
+    training_seed,
+    wandb_metrics_sink,
+)
 from dfer_pd.synthetic.intensities import synthetic_cohort
 from dfer_pd.stage2.metrics import METRIC_NAMES, classification_metrics
 from dfer_pd.stage2.plots import plot_intensity_boxplots, tsne_plot
@@ -127,40 +135,44 @@ def test_predictions_cover_each_subject_once_per_seed(effect_cohort, tmp_path):
     assert len(result.folds) == 10
 
 
-def test_loggers_per_fold_and_metrics_sink(effect_cohort, tmp_path):
+@pytest.mark.parametrize("engine", ["batched", "lightning"])
+def test_loggers_per_fit_and_metrics_sink(effect_cohort, tmp_path, engine):
     calls, received = [], []
 
-    def factory(fold, seed):
-        calls.append((fold, seed))
-        return CSVLogger(tmp_path, name=f"fold{fold}", version=f"seed{seed}")
+    def factory(repeat, fold, seed):
+        calls.append((repeat, fold, seed))
+        return CSVLogger(tmp_path / engine, name=f"fold{fold}", version=f"seed{seed}")
 
     config = dataclasses.replace(TINY_LSTM, loss="ce")
-    result = cross_validate(effect_cohort, config, CVConfig(n_splits=3), logger_factory=factory,
+    result = cross_validate(effect_cohort, config, CVConfig(n_splits=3, engine=engine), logger_factory=factory,
                             metrics_sink=received.append)
-    assert calls == [(1, 0), (2, 0), (3, 0)]
-    logged = pd.read_csv(tmp_path / "fold2" / "seed0" / "metrics.csv")
-    assert {"train/loss", "val/loss", "val/roc_auc", "val/f1_weighted", "test/accuracy"} <= set(logged.columns)
-    assert [sorted(m)[0] for m in received[:3]] == ["fold1/accuracy", "fold2/accuracy", "fold3/accuracy"]
+    assert calls == [(0, 1, 0), (0, 2, 0), (0, 3, 0)]
+    logged = pd.read_csv(tmp_path / engine / "fold2" / "seed0" / "metrics.csv")
+    assert {"train/loss", "val/loss", "test/accuracy", "test/roc_auc"} <= set(logged.columns)
+    if engine == "lightning":  # the Lightning module also logs every metric on the validation split
+        assert {"val/roc_auc", "val/f1_weighted"} <= set(logged.columns)
+    else:  # the batched engine replays its per-epoch curves
+        assert "val/accuracy" in logged.columns and logged["val/loss"].notna().sum() == len(result.histories) // 3
+    assert sorted(k for k in received[0] if k.endswith("/accuracy")) == ["fold1/accuracy", "fold2/accuracy", "fold3/accuracy"]
     assert received[-1]["cv/accuracy_mean"] == pytest.approx(result.mean["accuracy"])
-    assert "cv/f1_weighted_std" in received[-1]
+    assert "cv/f1_weighted_std" in received[-1] and "cv/accuracy_ci_low" in received[-1]
 
 
-def test_wandb_runs_are_finished_between_folds(effect_cohort, monkeypatch):
+def test_wandb_runs_are_finished_between_fits(effect_cohort, monkeypatch):
     wandb = pytest.importorskip("wandb")
     from lightning.pytorch.loggers import WandbLogger
 
     monkeypatch.setenv("WANDB_MODE", "disabled")
-    active = []
-    sink = wandb_metrics_sink()
+    open_before = []
 
-    def recording_sink(metrics):
-        active.append(wandb.run is not None)
-        sink(metrics)
+    def factory(repeat, fold, seed):
+        open_before.append(wandb.run is not None)
+        logger = WandbLogger(project="dfer-pd-test", name=f"fold{fold}")
+        logger.experiment  # start the run now, as a logger that logs does
+        return logger
 
-    cross_validate(effect_cohort, TINY_LSTM, CVConfig(n_splits=2),
-                   logger_factory=lambda fold, seed: WandbLogger(project="dfer-pd-test", name=f"fold{fold}"),
-                   metrics_sink=recording_sink)
-    assert active == [True, True, False] and wandb.run is None  # each fold's run closed, nothing left open
+    cross_validate(effect_cohort, TINY_LSTM, CVConfig(n_splits=2), logger_factory=factory)
+    assert open_before == [False, False] and wandb.run is None  # each fit's run closed before the next
     assert finish_wandb_run() is False
 
     run = wandb.init(project="dfer-pd-test")  # sweep style: one run for the whole CV
@@ -172,6 +184,49 @@ def test_wandb_runs_are_finished_between_folds(effect_cohort, monkeypatch):
         assert finish_wandb_run() is True
 
 
+def test_repeats_use_different_splits_and_are_summarised_over_repeats(effect_cohort, tmp_path):
+    cv = CVConfig(n_splits=5, repeats=3, split_seed=7)
+    splits = repeated_folds(effect_cohort, cv)
+    assert len(splits) == 3
+    for folds in splits:  # each repeat is a partition of the subjects into 5 test folds
+        assert sorted(np.concatenate([test for _, test in folds])) == list(range(len(effect_cohort)))
+    tests = [[frozenset(test) for _, test in folds] for folds in splits]
+    assert len({frozenset(t) for t in tests}) == 3, "every repeat must draw other folds"
+    assert [training_seed(0, r) for r in range(3)] == [0, 1000, 2000]
+    result = cross_validate(effect_cohort, ClassifierConfig(kind="bc"), cv, out_dir=tmp_path, plots=False)
+    assert len(result.folds) == 15 and sorted(result.folds["repeat"].unique()) == [0, 1, 2]
+    saved = pd.read_csv(tmp_path / "predictions.csv")
+    for repeat, group in saved.groupby("repeat"):
+        assert sorted(group["subject_id"]) == sorted(effect_cohort.subject_ids)
+        by_fold = group.set_index("subject_id")["fold"]
+        expected = {effect_cohort.subject_ids[i]: k for k, (_, test) in enumerate(splits[repeat], 1) for i in test}
+        assert by_fold.to_dict() == expected  # the folds repeated_folds gives, repeat by repeat
+    repeats = pd.read_csv(tmp_path / "repeats.csv")
+    assert len(repeats) == 3 and {"accuracy", "oof_roc_auc", "sensitivity", "specificity"} <= set(repeats.columns)
+    assert result.std_over == "repeats"
+    assert result.std["accuracy"] == pytest.approx(repeats["accuracy"].std())
+    assert result.mean["accuracy"] == pytest.approx(repeats["accuracy"].mean())
+    low, high = result.interval["accuracy"]
+    assert 0 <= low < result.mean["accuracy"] < high <= 1
+    summary = result.summary()
+    assert summary["cv/repeats"] == 3 and summary["cv/oof_roc_auc_mean"] == pytest.approx(repeats["oof_roc_auc"].mean())
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["std_over"] == "repeats" and len(metrics["per_repeat"]) == 3
+
+
+def test_permutation_test_null_and_strong_effect():
+    """The chosen model (a small residual LSTM) against 100 label permutations (smallest possible p: 1/101): chance on a null cohort, p < 0.01
+    on a strong effect."""
+    config = ClassifierConfig(hidden_size=4, num_layers=1, max_epochs=15, patience=5, lr=1e-2)
+    cv = CVConfig(n_splits=3)
+    null = permutation_test(synthetic_cohort(20, 20, pd_diagonal=0.30, seed=4), config, cv, n_permutations=100)
+    strong = permutation_test(synthetic_cohort(20, 20, seed=3), config, cv, n_permutations=100)
+    assert null.p_values["accuracy"] > 0.05 and null.p_values["roc_auc"] > 0.05
+    assert strong.p_values["accuracy"] < 0.01 and strong.p_values["roc_auc"] < 0.01
+    assert strong.observed["accuracy"] > 0.9 and abs(strong.null["accuracy"].mean() - 0.5) < 0.1
+    assert len(strong.null["roc_auc"]) == 100 and strong.to_dict()["n_permutations"] == 100
+
+
 def test_figure_files(tmp_path):
     cohort = synthetic_cohort(6, 6, feature_dim=5, seed=0)
     boxes = plot_intensity_boxplots(cohort.intensities, cohort.labels, tmp_path / "fig4.png")
@@ -180,3 +235,26 @@ def test_figure_files(tmp_path):
     assert all(path.stat().st_size > 0 for path in (boxes, tsne, tiny))
     with pytest.raises(ValueError, match=r"\(N, 4, 4\)"):
         plot_intensity_boxplots(cohort.cosine[:, :3], cohort.labels, tmp_path / "bad.png")
+
+
+def test_repeated_cv_is_deterministic_per_seed(effect_cohort):
+    """Two runs of the batched CV with the same seeds give identical predictions; another training seed does not."""
+    cv = CVConfig(n_splits=3, repeats=2)
+    first = cross_validate(effect_cohort, TINY_LSTM, cv).predictions
+    second = cross_validate(effect_cohort, TINY_LSTM, cv).predictions
+    pd.testing.assert_frame_equal(first, second)
+    other = cross_validate(effect_cohort, TINY_LSTM, CVConfig(n_splits=3, repeats=2, seeds=[5])).predictions
+    assert not np.allclose(first["p_pd"], other["p_pd"])
+
+
+def test_learning_curves_are_kept_and_charted_for_wandb(effect_cohort, tmp_path):
+    pytest.importorskip("wandb")
+    from dfer_pd.stage2.crossval import wandb_learning_curves
+
+    result = cross_validate(effect_cohort, TINY_LSTM, CVConfig(n_splits=2, repeats=2), out_dir=tmp_path, plots=False)
+    curves = pd.read_csv(tmp_path / "curves.csv")
+    assert {"repeat", "seed", "fold", "epoch", "train/loss", "val/loss", "val/accuracy"} <= set(curves.columns)
+    assert len(curves.groupby(["repeat", "fold"])) == 4 and curves["train/loss"].notna().all()
+    charts = wandb_learning_curves("lstm", result.histories)
+    assert set(charts) == {"curves/lstm/train/loss", "curves/lstm/val/loss"}
+    assert wandb_learning_curves("dt", None) == {}

@@ -8,6 +8,7 @@ import torch
 
 from conftest import save_stage1_checkpoint
 from dfer_pd.common.files import atomic_save_npz
+from dfer_pd.common.video import read_clip
 from dfer_pd.stage1.cache import IntensityCache, IntensityCacheWriter
 from dfer_pd.stage1.contract import CheckpointError, ContractError, ScoringContract, load_stage1
 from dfer_pd.stage1.extraction import extract_intensities
@@ -68,8 +69,8 @@ def test_changed_checkpoint_or_video_is_rescored(tiny_cohort, tmp_path, count_fo
     assert count_forward["videos"] == 40
     # One video's bytes change: only that video is scored again.
     video = next(cohort.glob("S001/*.mp4"))
-    frames = np.random.default_rng(0).integers(0, 255, (8, 32, 32, 3), dtype=np.uint8)
-    encode_mp4(video, frames, fps=5)
+    frames = read_clip(video, 8)[0][:, :, ::-1]  # the same face, mirrored: other bytes, still a usable video
+    encode_mp4(video, np.ascontiguousarray(frames), fps=5)
     _, report = extract(manifest, ckpt, tmp_path / "cache")
     assert report.scored == 1 and count_forward["videos"] == 41
     # A different checkpoint (other weights) re-scores everything.

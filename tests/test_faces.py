@@ -1,6 +1,7 @@
 """Face detection and cropping of raw videos: a real face (scikit-image's astronaut) moved and scaled
 through an mp4 must be found and cropped in every frame; no face, two faces and a face leaving the
-picture must give a clear error, the larger face, and padded, interpolated crops."""
+picture must give a clear error, the larger face, and padded, interpolated crops; aligned crops put
+the eyes level at a fixed distance, also for a head tilted 50 degrees; a photo's five faces are counted."""
 
 import pickle
 from pathlib import Path
@@ -12,7 +13,10 @@ from skimage import data
 
 from dfer_pd.screening.faces import (
     DETECTORS,
+    DlibHogFaceDetector,
     FaceCropCache,
+    FaceCropSettings,
+    FallbackDetector,
     HaarFaceDetector,
     NoFaceError,
     build_detector,
@@ -22,6 +26,7 @@ from dfer_pd.screening.faces import (
     square_boxes,
     track_face,
 )
+from dfer_pd.screening.landmarks import DlibLandmarker, eye_geometry
 from dfer_pd.synthetic.encode import encode_mp4
 from dfer_pd.common.video import VideoReadError, read_frames
 
@@ -76,7 +81,7 @@ def moving_face(tmp_path_factory):
 
 def test_real_face_found_and_cropped_in_every_frame(moving_face):
     path, true_faces = moving_face
-    crops, report = read_face_clip(path, num_frames=12, size=112, margin=1.25)
+    crops, report = read_face_clip(path, num_frames=12, size=112, margin=1.25, detector="haar", align=False)
     assert crops.shape == (12, 112, 112, 3) and crops.dtype == np.uint8
     assert report.frame_indices.tolist() == list(range(12))
     assert report.detected.all() and report.face_fraction == 1.0 and report.num_faces_max == 1
@@ -137,7 +142,7 @@ def test_face_leaving_the_frame_is_padded_and_interpolated(tmp_path):
     placements = [(200 + 20 * i, 40, 0.8) for i in range(12)]
     placements[4] = None
     path, true_faces = scene_video(tmp_path / "leaving.mp4", 240, 480, placements)
-    crops, report = read_face_clip(path, num_frames=12, size=64, pad_mode="constant")
+    crops, report = read_face_clip(path, num_frames=12, size=64, pad_mode="constant", detector="haar", align=False)
     assert crops.shape == (12, 64, 64, 3)
     missing = np.flatnonzero(~report.detected)
     assert 4 in missing and {10, 11} <= set(missing.tolist()) and report.face_fraction >= 0.5
@@ -264,7 +269,81 @@ def test_haar_finds_the_astronaut_at_4k_quickly():
 def test_dlib_hog_detector_finds_the_astronaut():
     boxes = build_detector("dlib").detect(ASTRONAUT)
     face = PATCH_FACE + [120, 20, 120, 20]
-    assert any(np.linalg.norm(centres(boxes[[i]])[0] - centres(face[None])[0]) < 15 for i in range(len(boxes)))
+    assert boxes.shape == (1, 5) and boxes[0, 4] == 0  # upright, and her suit is no second face
+    assert np.linalg.norm(centres(boxes[:, :4])[0] - centres(face[None])[0]) < 15
+
+
+def turned(image: np.ndarray, degrees: float) -> np.ndarray:
+    height, width = image.shape[:2]
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), degrees, 1.0)
+    return cv2.warpAffine(image, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE)
+
+
+def assert_aligned(crops: np.ndarray, eye_distance: float = 0.3, eye_line: float = 0.4) -> None:
+    """The landmarks found again in each crop put the eyes level, at the set distance and height."""
+    size = crops.shape[1]
+    for crop in crops:
+        boxes = DlibHogFaceDetector(upsample=1).detect(crop)
+        assert len(boxes) == 1 and boxes[0, 4] == 0
+        x, y, distance, angle = eye_geometry(DlibLandmarker().predict(crop, boxes[0, :4]))
+        assert abs(angle) < 4 and abs(distance / (eye_distance * size) - 1) < 0.1, (angle, distance)
+        assert abs(x - size / 2) < 0.04 * size and abs(y - eye_line * size) < 0.04 * size, (x, y)
+
+
+def test_aligned_crops_put_the_eyes_level_at_a_fixed_distance(moving_face):
+    path, true_faces = moving_face
+    crops, report = read_face_clip(path, num_frames=6, size=112)
+    assert report.aligned and report.landmarks.shape == (6, 68, 2) and report.face_fraction == 1.0
+    assert_aligned(crops)
+    # The landmarks are the astronaut's: her eyes inside the upper half of the true face box.
+    eyes = eye_geometry(report.landmarks)
+    faces = true_faces[report.frame_indices]
+    assert ((eyes[:, 0] > faces[:, 0]) & (eyes[:, 0] < faces[:, 2])).all()
+    assert ((eyes[:, 1] > faces[:, 1]) & (eyes[:, 1] < (faces[:, 1] + faces[:, 3]) / 2)).all()
+    looser, _ = read_face_clip(path, num_frames=6, size=160, eye_distance=0.25, eye_line=0.42)
+    assert_aligned(looser, 0.25, 0.42)
+
+
+@pytest.mark.parametrize("degrees", [50, -50])
+def test_tilted_head_found_by_turning_the_frame_and_aligned_upright(tmp_path, degrees):
+    frame = np.full((360, 480, 3), 120, np.uint8)
+    paste_patch(frame, 130, 60, 1.2)
+    frame = turned(frame, degrees)
+    upright_only = DlibHogFaceDetector(retry_upsample=0, roll_search=())
+    assert len(upright_only.detect(frame)) == 0  # beyond what the upright search tolerates
+    boxes = DlibHogFaceDetector().detect(frame)
+    # Found in the frame turned back by 30 degrees: the fifth column says so.
+    assert len(boxes) >= 1 and set(boxes[:, 4]) == {-30.0 if degrees > 0 else 30.0}
+    path = encode_mp4(tmp_path / "tilted.mp4", np.stack([frame] * 4), fps=10)
+    crops, report = read_face_clip(path, num_frames=4, size=96)
+    assert report.face_fraction == 1.0
+    assert_aligned(crops)
+    assert abs(eye_geometry(report.landmarks)[:, 3].mean() + degrees) < 12  # the eyes in the frame are tilted
+
+
+def test_photo_with_five_faces_counts_five(tmp_path):
+    photo = np.full((400, 640, 3), 110, np.uint8)
+    for x, y in [(0, 0), (215, 10), (430, 0), (100, 215), (330, 220)]:
+        paste_patch(photo, x, y, 0.9)
+    path = tmp_path / "group.png"
+    cv2.imwrite(str(path), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+    crops, report = read_face_clip(path, num_frames=4, size=32)  # a photo read as a one-frame video
+    assert report.frame_indices.tolist() == [0, 0, 0, 0] and report.num_faces_max == 5
+    single = tmp_path / "single.png"
+    cv2.imwrite(str(single), cv2.cvtColor(photo[:, :190], cv2.COLOR_RGB2BGR))
+    assert read_face_clip(single, num_frames=4, size=32)[1].num_faces_max == 1
+
+
+def test_settings_build_the_detector_with_threshold_and_fallback():
+    settings = FaceCropSettings(crop_faces=True, detector_threshold=0.5, fallback_detector="haar")
+    detector = settings.build_detector()
+    assert isinstance(detector, FallbackDetector) and detector.primary.threshold == 0.5
+    assert isinstance(detector.fallback, HaarFaceDetector)
+    assert isinstance(FaceCropSettings().build_detector(), DlibHogFaceDetector)  # the default: dlib, no fallback
+    options = FaceCropSettings(align=False, margin=1.5).tracking_options()
+    assert options["align"] is False and options["margin"] == 1.5
+    with pytest.raises(ValueError, match="eye_distance"):
+        FaceCropSettings(eye_distance=1.5)
 
 
 def test_crop_cache_reuses_crops_until_settings_change(moving_face, tmp_path):

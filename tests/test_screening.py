@@ -86,3 +86,114 @@ def test_diagnose_four_videos_writes_report(tiny_cohort, tiny_stage1_checkpoint,
     assert set(happiness["vs_cohort"]["features"]) == {"hv", "mean", "std", "z", "pd", "range", "d_min", "d_max"}
     assert set(happiness["vs_cohort"]["log_intensity"]["anger"]) == {"HC", "PD"}
     assert files["png"].stat().st_size > 0 and "not a diagnosis" in files["html"].read_text()
+
+
+def test_report_shows_the_models_cv_figures_and_reliability(tiny_cohort, tiny_stage1_checkpoint, scored_cohort,
+                                                              tmp_path):
+    import dataclasses
+
+    import pandas as pd
+
+    from dfer_pd.stage2.screening_model import calibration_from_cv
+
+    _, folder, model = scored_cohort
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 200)
+    predictions = pd.DataFrame({"subject_id": [f"S{i}" for i in range(200)], "label": labels,
+                                "p_pd": np.clip(labels * 0.6 + rng.uniform(0, 0.4, 200), 0, 1)})
+    calibrator, report = calibration_from_cv(predictions, "platt")
+    summary = {"cv/accuracy_mean": 0.81, "cv/accuracy_ci_low": 0.7, "cv/accuracy_ci_high": 0.9, "cv/roc_auc_mean": 0.88,
+               "cv/roc_auc_ci_low": 0.8, "cv/roc_auc_ci_high": 0.95, "cv/repeats": 10, "cv/n_splits": 5}
+    calibrated = dataclasses.replace(model, calibration=calibrator, calibration_report=report, cv_summary=summary)
+    result = diagnose(read_manifest(tiny_cohort).subjects[0].videos, tiny_stage1_checkpoint, calibrated)
+    files = write_report(result, calibrated, tmp_path / "report")
+    saved = json.loads(files["json"].read_text())
+    assert saved["model_performance"].startswith("cross-validated accuracy 0.810 (95% CI 0.700-0.900), ROC AUC 0.880")
+    assert saved["calibration"]["method"] == "platt" and saved["calibration"]["brier_calibrated"] == report["brier_calibrated"]
+    page = files["html"].read_text()
+    assert "10 x 5-fold CV" in page and "Brier score" in page and (tmp_path / "report" / "reliability.png").stat().st_size
+
+
+# --------------------------------------------------------------------------- honest verdicts
+
+
+def colour_bars(frames: int = 8, size: int = 32) -> np.ndarray:
+    bars = np.zeros((frames, size, size, 3), np.uint8)
+    for i, colour in enumerate([(192, 192, 192), (192, 192, 0), (0, 192, 192), (0, 192, 0)]):
+        bars[:, :, i * size // 4:(i + 1) * size // 4] = colour
+    bars[..., 2] += np.arange(frames, dtype=np.uint8)[:, None, None] * 3  # a little change: not a still image
+    return bars
+
+
+def test_diagnose_is_inconclusive_naming_every_unusable_video(tiny_cohort, tiny_stage1_checkpoint, scored_cohort,
+                                                             tmp_path):
+    from dfer_pd.common.video import read_clip
+    from dfer_pd.synthetic.encode import encode_mp4
+
+    _, folder, model = scored_cohort
+    subject = read_manifest(tiny_cohort).subjects[0]
+    videos = dict(subject.videos)
+    videos["surprise"] = encode_mp4(tmp_path / "bars.mp4", colour_bars(), fps=5)  # no face at all
+    first = read_clip(subject.videos["anger"], 1)[0]
+    videos["anger"] = encode_mp4(tmp_path / "photo.mp4", np.repeat(first, 8, axis=0), fps=5)  # a photo as a video
+    # A partly copied phone file: its index at the front, only the first 70% of the bytes.
+    frames = read_clip(subject.videos["happiness"], 8)[0]
+    noisy = np.clip(np.repeat(frames, 15, axis=0) + np.random.default_rng(0).integers(-6, 7, (120, 32, 32, 3)), 0, 255)
+    whole = encode_mp4(tmp_path / "whole.mp4", noisy.astype(np.uint8), fps=5, faststart=True)
+    videos["happiness"] = tmp_path / "cut.mp4"
+    videos["happiness"].write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.7)])
+
+    result = diagnose(videos, tiny_stage1_checkpoint, folder)
+    assert result.verdict == "INCONCLUSIVE" and result.inconclusive and not result.positive
+    assert result.p_pd is None and result.cosine is None  # no verdict, and no number that looks like one
+    reasons = "\n".join(result.reasons)
+    assert "surprise video (bars.mp4): no face found" in reasons
+    assert "anger video (photo.mp4): a still image" in reasons
+    assert "happiness video (cut.mp4): truncated: only" in reasons
+    assert not any(r.startswith("neutral") for r in result.reasons)
+    assert result.headline().startswith("screening INCONCLUSIVE") and "not a diagnosis" in result.headline()
+    files = write_report(result, model, tmp_path / "report")
+    report = json.loads(files["json"].read_text())
+    assert report["verdict"] == "INCONCLUSIVE" and report["reasons"] == result.reasons and report["p_pd"] is None
+    assert "still_image" in report["flags"]["anger"] and "truncated" in report["flags"]["happiness"]
+    page = files["html"].read_text()
+    assert page.index("INCONCLUSIVE") < page.index("<table") and "a still image" in page[:page.index("<table")]
+    assert files["png"].stat().st_size > 0
+    # A lenient truncation limit accepts the cut file (the rest still fail).
+    lenient = diagnose(videos, tiny_stage1_checkpoint, folder, min_decoded_share=0.05)
+    assert not any("truncated" in r for r in lenient.reasons) and len(lenient.reasons) == 2
+
+
+def test_asked_expression_not_recognised_above_the_stored_threshold_is_inconclusive(
+        tiny_cohort, tiny_stage1_checkpoint, scored_cohort):
+    import dataclasses
+
+    from dfer_pd.stage2.screening_model import RECOGNITION_PERCENTILE, asked_probabilities
+
+    data, folder, model = scored_cohort
+    stored = ScreeningModel.load(folder).recognition_threshold
+    assert stored == pytest.approx(np.percentile(asked_probabilities(data.cosine, data.tau), RECOGNITION_PERCENTILE))
+    subject = read_manifest(tiny_cohort).subjects[0]
+    strict = dataclasses.replace(model, recognition_threshold=0.999)  # nothing is recognised that surely
+    result = diagnose(subject.videos, tiny_stage1_checkpoint, strict)
+    assert result.verdict == "INCONCLUSIVE" and result.p_pd is None and result.cosine is not None
+    assert len(result.reasons) == 4 and all("stage 1 does not recognise" in r for r in result.reasons)
+    assert all("expression_not_recognised" in q["flags"] for q in result.quality.values())
+    assert diagnose(subject.videos, tiny_stage1_checkpoint, dataclasses.replace(model, recognition_threshold=0.0)).verdict \
+        in ("POSITIVE", "NEGATIVE")
+
+
+def test_report_boxes_and_medians_share_their_group_colour():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dfer_pd.screening.report import GROUP_COLOURS, _boxes
+
+    figure, ax = plt.subplots()
+    quantiles = np.array([[0, 1], [1, 2], [2, 3], [3, 4], [4, 5]], dtype=float)
+    _boxes(ax, quantiles, np.array([0, 3]), GROUP_COLOURS["HC"])
+    medians = [line for line in ax.lines if list(line.get_ydata()) in ([2.0, 2.0], [3.0, 3.0])]
+    assert len(medians) == 2 and all(matplotlib.colors.to_hex(m.get_color()) == GROUP_COLOURS["HC"].lower() for m in medians)
+    plt.close(figure)

@@ -100,3 +100,40 @@ def test_baselines_are_refused_before_training(kind):
     fitted = build_pipeline(classifier, seed=0).fit(sequence_inputs(data.intensities, "processed"), data.labels)
     with pytest.raises(ScreeningModelError, match="no pickle-free format"):
         ScreeningModel(classifier, fitted, tau=data.tau).save("never-written")
+
+
+def test_calibration_is_saved_as_numbers_and_applied_after_loading(tmp_path):
+    """Out-of-fold predictions made overconfident on purpose: the calibrator learnt from them lowers the
+    (cross-fitted) Brier score, travels in screening.json and maps p(PD) and the threshold after loading."""
+    import pandas as pd
+
+    from dfer_pd.stage2.screening_model import calibration_from_cv
+    from dfer_pd.stage2.statistics import Calibrator
+
+    rng = np.random.default_rng(1)
+    risk = rng.uniform(0.05, 0.95, size=600)
+    labels = (rng.uniform(size=600) < risk).astype(int)
+    overconfident = 1 / (1 + np.exp(-4 * np.log(risk / (1 - risk))))
+    predictions = pd.DataFrame({"subject_id": [f"S{i % 200}" for i in range(600)], "label": labels, "p_pd": overconfident})
+    calibrator, report = calibration_from_cv(predictions, "platt")
+    assert report["brier_calibrated"] < report["brier_raw"] - 0.02 and report["n_subjects"] == 200
+    data = synthetic_cohort(n_pd=12, n_hc=12, seed=1)
+    model = fit_screening_model(data, CLASSIFIER, CVConfig(accelerator="cpu"), calibration=calibrator,
+                                calibration_report=report)
+    assert model.threshold == pytest.approx(calibrator(0.5))
+    folder = model.save(tmp_path / "model")
+    meta = json.loads((folder / "screening.json").read_text())
+    assert meta["calibration"]["method"] == "platt" and set(meta["calibration"]["params"]) == {"a", "b"}
+    loaded = ScreeningModel.load(folder)
+    np.testing.assert_array_equal(loaded.predict_proba(data.cosine), model.predict_proba(data.cosine))
+    np.testing.assert_allclose(loaded.predict_proba(data.cosine), calibrator(loaded.predict_proba(data.cosine, calibrated=False)))
+    positive_raw = loaded.predict_proba(data.cosine, calibrated=False) >= 0.5
+    np.testing.assert_array_equal(loaded.predict_proba(data.cosine) >= loaded.threshold, positive_raw)  # same decisions
+    # A file from before calibration existed loads as uncalibrated.
+    del meta["calibration"], meta["calibration_report"]
+    (folder / "screening.json").write_text(json.dumps(meta))
+    assert ScreeningModel.load(folder).calibration == Calibrator("none")
+    meta["calibration"] = {"method": "platt", "params": {}}
+    (folder / "screening.json").write_text(json.dumps(meta))
+    with pytest.raises(ScreeningModelError, match="not a platt, isotonic or none calibration"):
+        ScreeningModel.load(folder)

@@ -241,3 +241,27 @@ def test_bad_arguments_raise_clear_errors(tmp_path):
         make_pd_cohort(tmp_path, num_subjects=2, expressions=("joy",))
     with pytest.raises(ValueError, match="odd.mp4"):
         encode_mp4(tmp_path / "odd.mp4", np.zeros((2, 15, 16, 3), np.uint8), fps=5)
+
+
+def test_phone_recordings_move_the_face_in_a_larger_frame_where_the_default_detector_finds_it(tmp_path):
+    from dfer_pd.common.video import read_clip
+    from dfer_pd.screening.faces import FaceCropSettings, read_face_clip
+    from dfer_pd.stage2.cohort import read_manifest
+
+    manifest = make_pd_cohort(tmp_path, num_subjects=4, fps=5, seconds=2.0, seed=7, recording="phone")
+    info = json.loads((tmp_path / "synthetic_info.json").read_text())
+    assert info["recording"] == "phone" and info["frame_size"] == [180, 240]
+    fractions, travel = [], []
+    options = FaceCropSettings(crop_faces=True).tracking_options()
+    for subject in read_manifest(manifest).subjects:
+        for path in subject.videos.values():
+            frames, _ = read_clip(path, 10)
+            assert frames.shape == (10, 240, 180, 3)  # portrait, like a phone held upright
+            crops, report = read_face_clip(path, num_frames=10, size=64, **options)
+            fractions.append(report.face_fraction)
+            centres = (report.face_boxes[:, :2] + report.face_boxes[:, 2:]) / 2
+            travel.append(np.ptp(centres, axis=0).max())
+            face_side = np.median(report.face_boxes[:, 2] - report.face_boxes[:, 0])
+            assert 60 < face_side < 130  # the face is part of the picture, not all of it
+    assert np.mean(fractions) > 0.9 and min(fractions) >= 0.5  # dlib, the default, finds the faces
+    assert np.median(travel) > 3  # and they move, so tracking and alignment have work to do

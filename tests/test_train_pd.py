@@ -1,11 +1,16 @@
-"""`dfer-pd train-pd` from saved intensities: CV outputs, the screening model, pseudonymised ids."""
+"""`dfer-pd train-pd` from saved intensities: repeated-CV outputs, the permutation test, the calibrated screening
+model, pseudonymised ids, the held-out evaluation."""
 
+import json
+
+import numpy as np
 import pandas as pd
 import pytest
 
 from dfer_pd.synthetic.intensities import synthetic_cohort
 from dfer_pd.stage2.screening_model import ScreeningModel
-from dfer_pd.commands.train_pd import main as train_pd
+from dfer_pd.commands.train_pd import build_parser, main as train_pd
+from dfer_pd.stage2.settings import CVConfig
 
 
 def test_train_pd_outputs_and_pseudonyms(tmp_path, capsys):
@@ -14,18 +19,28 @@ def test_train_pd_outputs_and_pseudonyms(tmp_path, capsys):
     out = tmp_path / "run"
     summary = train_pd("train-pd", ["--intensities", str(npz), "--out_dir", str(out), "--cohort.pseudonymise_ids", "true",
                                     "--classifier.hidden_size", "8", "--classifier.max_epochs", "10", "--cv.accelerator", "cpu",
-                                    "--wandb.mode", "disabled"])
+                                    "--cv.repeats", "2", "--stats.permutations", "20", "--wandb.mode", "disabled"])
     assert 0.0 <= summary["cv/accuracy_mean"] <= 1.0 and "cv/f1_weighted_std" in summary
+    assert summary["cv/repeats"] == 2 and summary["cv/accuracy_ci_low"] <= summary["cv/accuracy_mean"]
+    assert 1 / 21 <= summary["cv/permutation_p_accuracy"] <= 1 and "cv/brier_calibrated" in summary
     predictions = pd.read_csv(out / "predictions.csv")
     key = pd.read_csv(out / "pseudonyms.csv")
     assert sorted(key["subject_id"]) == sorted(data.subject_ids)
     assert set(predictions["subject_id"]) == set(key["pseudonym"])
     assert not set(predictions["subject_id"]) & set(data.subject_ids), "no real subject id in the outputs"
-    for name in ("metrics.json", "folds.csv", "roc.png", "confusion_matrix.png", "intensity_boxplots.png"):
+    for name in ("metrics.json", "folds.csv", "repeats.csv", "curves.csv", "roc.png", "confusion_matrix.png",
+                 "intensity_boxplots.png", "calibration.json", "reliability.png", "permutation_test.json",
+                 "permutation_test.png"):
         assert (out / name).is_file(), name
+    assert sorted(predictions["repeat"].unique()) == [0, 1]
     model = ScreeningModel.load(out / "screening_model")
     assert model.classifier.kind == "lstm" and model.contract is None  # trained from a synthetic .npz: no checkpoint
-    assert "accuracy" in capsys.readouterr().out
+    assert model.calibration.method == "platt" and model.calibration_report["n_predictions"] == 2 * len(data)
+    raw, calibrated = model.predict_proba(data.cosine, calibrated=False), model.predict_proba(data.cosine)
+    np.testing.assert_allclose(calibrated, model.calibration(raw))
+    assert model.cv_summary["cv/accuracy_ci_high"] >= model.cv_summary["cv/accuracy_mean"]
+    printed = capsys.readouterr().out
+    assert "accuracy" in printed and "permutation test (20 label permutations" in printed and "95% CI" in printed
 
 
 def test_train_pd_with_a_baseline_says_why_no_screening_model(tmp_path, capsys):
@@ -33,10 +48,43 @@ def test_train_pd_with_a_baseline_says_why_no_screening_model(tmp_path, capsys):
     out = tmp_path / "run"
     summary = train_pd("train-pd", ["--intensities", str(npz), "--out_dir", str(out), "--classifier.kind", "rf",
                                     "--classifier.sklearn_params", '{"n_estimators": 5}', "--plots", "false",
-                                    "--wandb.mode", "disabled"])
+                                    "--cv.repeats", "2", "--stats.permutations", "0", "--wandb.mode", "disabled"])
     assert 0.0 <= summary["cv/accuracy_mean"] <= 1.0 and (out / "predictions.csv").is_file()
     assert not (out / "screening_model").exists()
     assert "no screening model saved: a screening model is saved without pickle" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match=r"^error: kind must be one of \('lstm', 'gru', 'dt', 'bc', 'rf', 'svm'\)"):
+    from dfer_pd.common.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"^--classifier: kind must be one of \('lstm', 'gru', 'dt', 'bc', 'rf', 'svm'\)"):
         train_pd("train-pd", ["--intensities", str(npz), "--out_dir", str(tmp_path / "bad"), "--classifier.kind", "xgb"])
     assert not (tmp_path / "bad").exists()  # refused before anything ran
+
+
+def test_commands_repeat_the_cv_ten_times_unless_told():
+    assert CVConfig().repeats == 1  # the library's default: one k-fold CV
+    for command in ("train-pd", "ablation"):
+        assert build_parser(command).parse_args([]).cv.repeats == 10
+        assert build_parser(command).parse_args(["--cv.repeats", "3"]).cv.repeats == 3
+    assert build_parser("train-pd").parse_args(["--wandb.learning_curves", "true"]).wandb.learning_curves is True
+
+
+def test_held_out_subjects_are_never_seen_until_the_single_evaluation(tmp_path, capsys):
+    data = synthetic_cohort(n_pd=16, n_hc=16, seed=2)
+    npz = data.save(tmp_path / "intensities.npz")
+    out = tmp_path / "run"
+    train_pd("train-pd", ["--intensities", str(npz), "--out_dir", str(out), "--classifier.hidden_size", "8",
+                          "--classifier.max_epochs", "10", "--cv.repeats", "1", "--stats.permutations", "0",
+                          "--holdout.fraction", "0.25", "--holdout.evaluate", "true", "--plots", "false",
+                          "--wandb.mode", "disabled"])
+    held_out = set(pd.read_csv(out / "holdout_subjects.csv")["subject_id"])
+    assert len(held_out) == 8 and not held_out & set(pd.read_csv(out / "predictions.csv")["subject_id"])
+    report = json.loads((out / "holdout.json").read_text())
+    assert report["n_held_out"] == 8 and report["n_development"] == 24 and set(report["held_out_subjects"]) == held_out
+    low, high = report["intervals"]["accuracy"]
+    assert 0 <= low <= report["metrics"]["accuracy"] <= high <= 1
+    model = ScreeningModel.load(out / "screening_model")
+    assert model.reference["PD"]["n"] + model.reference["HC"]["n"] == 24  # trained without the held-out subjects
+    assert "held-out evaluation, once (8 subjects)" in capsys.readouterr().out
+    from dfer_pd.common.errors import UsageError
+
+    with pytest.raises(UsageError, match="--holdout: evaluate needs a held-out share"):
+        train_pd("train-pd", ["--intensities", str(npz), "--out_dir", str(tmp_path / "bad"), "--holdout.evaluate", "true"])

@@ -5,21 +5,23 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from jsonargparse import ArgumentParser
+from jsonargparse import ArgumentParser, Namespace
 
-EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
+from dfer_pd.configs import ConfigFile, resolve_config
 
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="dfer-pd demo", description=__doc__)
-    parser.add_argument("--out", type=str, default="runs/demo", help="folder for data, checkpoints, tables and plots")
-    parser.add_argument("--dfew_clips", type=int, default=960)
-    parser.add_argument("--subjects", type=int, default=100)
+    parser.add_argument("--config", action=ConfigFile, help="a YAML file with any of the options below")
+    parser.add_argument("--out", type=str, default="runs/demo",
+                        help="folder for data, checkpoints, tables, plots, reports and the W&B runs")
+    parser.add_argument("--dfew_clips", type=int, default=960, help="synthetic DFEW clips for stage 1")
+    parser.add_argument("--subjects", type=int, default=100, help="subjects in the synthetic PD/HC cohort")
     parser.add_argument("--effect_size", type=float, default=1.5, help="hypomimia strength of the synthetic PD group (0 = none)")
-    parser.add_argument("--stage1_epochs", type=int | None, default=None, help="override experiments/dfer_demo.yaml")
-    parser.add_argument("--stage2_epochs", type=int | None, default=None, help="override experiments/pd_demo.yaml")
+    parser.add_argument("--stage1_epochs", type=int | None, default=None, help="override the dfer_demo config's max_epochs")
+    parser.add_argument("--stage2_epochs", type=int | None, default=None, help="override the pd_demo config's classifier.max_epochs")
     parser.add_argument("--ablation", type=bool, default=True, help="also run Table 3")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic data and of stage 1")
     return parser
 
 
@@ -42,27 +44,38 @@ def diagnose_examples(manifest: Path, stage1_checkpoint: str, out: Path) -> dict
 
 
 def main(args: list[str] | None = None) -> dict:
+    """`dfer-pd demo ARGS` from Python (tests)."""
+    return run(build_parser().parse_args(args))
+
+
+def run(cfg: Namespace) -> dict:
+    import os
+
     from dfer_pd.synthetic.cohort import make_pd_cohort
     from dfer_pd.synthetic.dfew import make_dfew_tree
     from dfer_pd.commands.train_dfer import main as train_dfer
     from dfer_pd.commands.train_pd import main as stage2
 
-    cfg = build_parser().parse_args(args)
     out = Path(cfg.out)
+    # Every W&B run of the demo (stage 1, train-pd, ablation) in one folder, unless the user chose one.
+    wandb_dir = os.environ.get("WANDB_DIR") or str(out)
     started = time.perf_counter()
     dfew_root = out / "data" / "dfew"
     cohort_root = out / "data" / "cohort"
     print(f"[1/6] synthetic DFEW tree ({cfg.dfew_clips} clips) and cohort ({cfg.subjects} subjects) under {out / 'data'}")
     make_dfew_tree(dfew_root, num_clips=cfg.dfew_clips, seed=cfg.seed)
     # 5 s per expression, as the paper's protocol asks (shorter videos are flagged by diagnose).
-    manifest = make_pd_cohort(cohort_root, num_subjects=cfg.subjects, effect_size=cfg.effect_size, seconds=5.0, seed=cfg.seed)
+    # Phone-like recordings (the face moving in a portrait frame with background), so extraction runs face
+    # detection, tracking, landmarks and alignment as on real cohorts; 6 fps keeps rendering and landmarks cheap.
+    manifest = make_pd_cohort(cohort_root, num_subjects=cfg.subjects, effect_size=cfg.effect_size, seconds=5.0,
+                              fps=6, seed=cfg.seed, recording="phone")
 
     print("[2/6] stage 1: tiny CLIP expression network on the synthetic DFEW fold 1")
     stage1_args = [
-        "--config", str(EXPERIMENTS / "dfer_demo.yaml"),
+        "--config", str(resolve_config("dfer_demo")),
         "--data.root", str(dfew_root),
         "--trainer.default_root_dir", str(out / "stage1"),
-        "--trainer.logger.init_args.save_dir", str(out),
+        "--trainer.logger.init_args.save_dir", wandb_dir,
         f"--seed_everything={cfg.seed}",
     ]
     if cfg.stage1_epochs is not None:
@@ -70,30 +83,43 @@ def main(args: list[str] | None = None) -> dict:
     stage1 = train_dfer(stage1_args)
 
     stage2_args = [
-        "--config", str(EXPERIMENTS / "pd_demo.yaml"),
+        "--config", str(resolve_config("pd_demo")),
         "--cohort.manifest", str(manifest),
         "--extraction.checkpoint", stage1["best_checkpoint"],
         "--extraction.cache_dir", str(out / "intensity_cache"),
         "--out_dir", str(out / "stage2"),
+        "--wandb.dir", wandb_dir,
     ]
     if cfg.stage2_epochs is not None:
         stage2_args.append(f"--classifier.max_epochs={cfg.stage2_epochs}")
+    seconds = {"synthetic data and stage 1": time.perf_counter() - started}
     print("[3/6] extraction of the cohort's intensities through the cache")
+    mark = time.perf_counter()
     stage2("extract", stage2_args)
-    print("[4/6] stage 2: residual LSTM, 5-fold subject-level cross-validation")
+    seconds["extraction"] = time.perf_counter() - mark
+    print("[4/6] stage 2: residual LSTM, repeated 5-fold subject-level cross-validation, permutation test, calibration")
+    mark = time.perf_counter()
     summary = stage2("train-pd", stage2_args)
+    seconds["train-pd"] = time.perf_counter() - mark
     if cfg.ablation:
         print("[5/6] Table 3 ablation on the same folds")
+        mark = time.perf_counter()
         stage2("ablation", [*stage2_args, "--intensities", str(out / "stage2" / "intensities.npz")])
+        seconds["ablation"] = time.perf_counter() - mark
     print("[6/6] dfer-pd diagnose on one synthetic PD and one synthetic HC subject")
     headlines = diagnose_examples(manifest, stage1["best_checkpoint"], out)
     minutes = (time.perf_counter() - started) / 60
     print(f"\ndemo finished in {minutes:.1f} min")
     print(f"  stage 1 test fold: WAR {stage1.get('test/war', float('nan')):.3f}  UAR {stage1.get('test/uar', float('nan')):.3f}  ({out / 'stage1'})")
-    print(f"  stage 2 accuracy:  {summary['cv/accuracy_mean']:.3f} ± {summary['cv/accuracy_std']:.3f}  ({out / 'stage2'})")
+    print(f"  stage 2 accuracy:  {summary['cv/accuracy_mean']:.3f} ± {summary['cv/accuracy_std']:.3f} "
+          f"(95% CI {summary['cv/accuracy_ci_low']:.3f}-{summary['cv/accuracy_ci_high']:.3f}), ROC AUC "
+          f"{summary['cv/roc_auc_mean']:.3f}, {int(summary['cv/repeats'])} x 5-fold CV"
+          + (f", permutation p = {summary['cv/permutation_p_accuracy']:.3g}" if "cv/permutation_p_accuracy" in summary else "")
+          + f"  ({out / 'stage2'})")
+    print("  time: " + ", ".join(f"{name} {value:.0f} s" for name, value in seconds.items()))
     print(f"  plots:  {out / 'stage2'}/*.png    Table 3: {out / 'stage2' / 'ablation' / 'table3.md'}")
     for group, headline in headlines.items():
         print(f"  diagnose, synthetic {group} subject: {headline}")
     print(f"  reports: {out / 'diagnose'}/*/report.html")
-    print(f"  W&B (offline unless WANDB_MODE=online): {out / 'wandb'} and {out / 'stage2' / 'wandb'}")
+    print(f"  W&B runs (offline unless WANDB_MODE=online; group 'demo'): {Path(wandb_dir) / 'wandb'}")
     return {"stage1": stage1, "stage2": summary}

@@ -7,42 +7,69 @@ stage-1 checkpoint, frames, face cropping, precision). A research screening aid,
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from jsonargparse import ArgumentParser
+from jsonargparse import ArgumentParser, Namespace
 
 from dfer_pd.common.constants import EXPRESSIONS
+from dfer_pd.configs import ConfigFile
 
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="dfer-pd diagnose", description=__doc__)
-    parser.add_argument("--videos", type=str | None, default=None, help="folder with one video per expression, named after it")
+    parser.add_argument("--config", action=ConfigFile, help="a YAML file with any of the options below")
+    parser.add_argument("--videos", type=str | None, default=None,
+                        help="folder with one video per expression, named after it (happy.mp4, S01_anger.mov ...)")
     for expression in EXPRESSIONS:
-        parser.add_argument(f"--{expression}", type=str | None, default=None, help=f"path of the {expression} video")
-    parser.add_argument("--stage1", type=str, required=True, help="stage-1 checkpoint the cohort was scored with")
-    parser.add_argument("--screening_model", type=str, required=True, help="folder saved by `dfer-pd train-pd`")
+        parser.add_argument(f"--{expression}", type=str | None, default=None,
+                            help=f"path of the {expression} video (instead of, or overriding, --videos)")
+    parser.add_argument("--stage1", type=str, required=True,
+                        help="stage-1 checkpoint (.ckpt) the screening model's cohort was scored with, or its ONNX "
+                             "export (.onnx from `dfer-pd export`: then neither the .ckpt nor the CLIP folder is needed)")
+    parser.add_argument("--screening_model", type=str, required=True,
+                        help="screening_model folder saved by `dfer-pd train-pd` (model.safetensors + screening.json)")
     parser.add_argument("--crop_faces", type=bool | None, default=None,
                         help="check only: the screening model's contract decides; a different value is refused")
     parser.add_argument("--face_detector", type=str | None, default=None, help="check only, as --crop_faces")
     parser.add_argument("--precision", type=str | None, default=None, help="check only, as --crop_faces")
-    parser.add_argument("--device", type=str, default="cpu")
-    parser.add_argument("--out", type=str, default="runs/diagnose")
+    parser.add_argument("--runtime", type=Literal["torch", "onnx", "onnx-int8"] | None, default=None,
+                        help="who runs stage 1: torch, or its ONNX export on the CPU (onnx, onnx-int8; made by "
+                             "`dfer-pd export`, found beside the .ckpt); default: the export's own when --stage1 is "
+                             "a .onnx file, else the screening model's")
+    parser.add_argument("--device", type=str, default="cpu", help="torch device for stage 1: cpu, cuda, cuda:1 ...")
+    parser.add_argument("--min_decoded_share", type=float, default=0.9,
+                        help="a truncated video of which less than this share decodes makes the answer INCONCLUSIVE")
+    parser.add_argument("--out", type=str, default="runs/diagnose", help="folder for report.json, report.html and report.png")
     return parser
 
 
-def main(args: list[str] | None = None) -> dict:
+def run(cfg: Namespace) -> dict:
+    from dfer_pd.common.errors import require_dir, require_file
+
+    require_file(cfg.stage1, "--stage1", "the stage-1 checkpoint (.ckpt) the screening model's cohort was scored with,"
+                                         " or its ONNX export (.onnx, from `dfer-pd export`)")
+    require_dir(cfg.screening_model, "--screening_model",
+                "the screening_model folder saved by `dfer-pd train-pd` (model.safetensors + screening.json)")
     from dfer_pd.screening.diagnose import diagnose, find_expression_videos
     from dfer_pd.screening.report import write_report
     from dfer_pd.stage2.screening_model import ScreeningModel
 
-    cfg = build_parser().parse_args(args)
     videos = find_expression_videos(cfg.videos, **{e: cfg.get(e) for e in EXPRESSIONS})
     model = ScreeningModel.load(cfg.screening_model)
     result = diagnose(videos, cfg.stage1, model, device=cfg.device, crop_faces=cfg.crop_faces,
-                      face_detector=cfg.face_detector, precision=cfg.precision)
+                      face_detector=cfg.face_detector, precision=cfg.precision, runtime=cfg.runtime,
+                      min_decoded_share=cfg.min_decoded_share)
     files = write_report(result, model, cfg.out)
     print(result.headline())
+    print(f"  model: {model.performance()}")
     print(f"  scored as: {result.contract.describe()}")
     for expression, q in result.quality.items():
         print(f"  {expression:10s} {Path(videos[expression]).name}: {', '.join(q['flags']) or 'ok'}")
     print(f"report: {files['html']} ({files['json'].name}, {files['png'].name}); {result.seconds:.1f} s")
-    return {"p_pd": result.p_pd, "positive": result.positive, "files": files, "headline": result.headline()}
+    return {"p_pd": result.p_pd, "positive": result.positive, "verdict": result.verdict, "reasons": result.reasons,
+            "files": files, "headline": result.headline()}
+
+
+def main(args: list[str] | None = None) -> dict:
+    """`dfer-pd diagnose ARGS` from Python (tests, the demo, the web page)."""
+    return run(build_parser().parse_args(args))

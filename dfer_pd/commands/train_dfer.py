@@ -1,22 +1,57 @@
-"""`dfer-pd train-dfer`: LightningCLI over DferClipModule + a clip dataset (`data.class_path`); fit, then test the selected checkpoint."""
+"""`dfer-pd train-dfer`: LightningCLI over DferClipModule + a clip dataset (`data.class_path`); fit, then test the selected checkpoint.
+
+Resume an interrupted run with `--ckpt_path <run>/checkpoints/last.ckpt` (same config): training, the
+optimizer state and the W&B run all continue where they stopped.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from pathlib import Path
 
+import lightning.pytorch as pl
+from jsonargparse import Namespace
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from dfer_pd.common.loggers import (
+    WandbRunIdInCheckpoint,
+    finish_wandb_run,
+    log_resolved_config,
+    run_id_from_checkpoint,
+)
+from dfer_pd.configs import ConfigFile
 from dfer_pd.stage1.datasets.base import ClipDataModule
-from dfer_pd.common.loggers import finish_wandb_run
 from dfer_pd.stage1.module import DferClipModule
 
 log = logging.getLogger(__name__)
 
+WANDB_LOGGERS = ("WandbLogger", "PrivateWandbLogger")
+
+
+class _ParserBuilt(Exception):
+    """Carries the parser out of LightningCLI's constructor when only the parser is wanted (`--help`, the command tree)."""
+
+    def __init__(self, parser: LightningArgumentParser) -> None:
+        super().__init__("parser built")
+        self.parser = parser
+
+
+_BUILD_ONLY = object()
+
 
 class DferCLI(LightningCLI):
+    def init_parser(self, **kwargs) -> LightningArgumentParser:
+        """Lightning's parser, with a `--config` that also takes a shipped config's name (`dfer_clip`)."""
+        kwargs.setdefault("dump_header", [f"lightning.pytorch=={pl.__version__}"])
+        parser = self.parser_class(**kwargs)
+        parser.add_argument("-c", "--config", action=ConfigFile,
+                            help="YAML config(s), layered in order: a path or a shipped config's name "
+                                 "(dfer_clip, dfer_demo, datasets/dfew7 ...; `dfer-pd configs` lists them)")
+        return parser
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # One source of truth for values the data must share with the model.
         # The dataset is any ClipDataModule subclass, chosen by `data.class_path` (experiments/datasets/*.yaml).
@@ -26,9 +61,58 @@ class DferCLI(LightningCLI):
         # The network classifies into the dataset's classes, by name and in order (labels index class_names).
         parser.link_arguments("data.class_names", "model.network.class_names", apply_on="instantiate")
         parser.add_argument("--skip_test", type=bool, default=False, help="fit only; do not evaluate the test fold")
-        parser.add_argument("--ckpt_path", type=str | None, default=None, help="resume fitting from this checkpoint (e.g. last.ckpt)")
+        parser.add_argument("--ckpt_path", type=str | None, default=None,
+                            help="resume fitting from this checkpoint (e.g. <run>/checkpoints/last.ckpt); "
+                                 "the W&B run it was saved under continues")
         parser.add_argument("--test_ckpt", type=str | None, default=None,
                             help="no fitting: evaluate this checkpoint on the fold's test set (e.g. on one device after DDP)")
+
+    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        if args is _BUILD_ONLY:
+            raise _ParserBuilt(parser)
+        if isinstance(args, Namespace):  # already parsed by the `dfer-pd` command tree with this same parser
+            self.config = args
+            return
+        super().parse_arguments(parser, args)
+
+    def before_instantiate_classes(self) -> None:
+        """W&B files beside the run (unless the user chose a folder); a resumed run continues its W&B run id."""
+        trainer = self.config.trainer
+        loggers = trainer.get("logger")
+        for logger in loggers if isinstance(loggers, list) else [loggers]:
+            if not isinstance(logger, Namespace) or str(logger.get("class_path", "")).rsplit(".", 1)[-1] not in WANDB_LOGGERS:
+                continue
+            init = logger.init_args
+            if init.get("save_dir") in (None, ".") and not init.get("dir") and not os.environ.get("WANDB_DIR"):
+                init.save_dir = str(trainer.get("default_root_dir") or os.getcwd())
+            ckpt_path = self.config.get("ckpt_path")
+            if ckpt_path and not init.get("id") and not init.get("version") and Path(ckpt_path).is_file():
+                run_id = run_id_from_checkpoint(ckpt_path)
+                if run_id:
+                    init.id = run_id
+                    log.info("resuming W&B run %s (stored in %s)", run_id, ckpt_path)
+
+
+def cli_kwargs() -> dict:
+    return dict(
+        model_class=DferClipModule,
+        datamodule_class=ClipDataModule,
+        subclass_mode_data=True,
+        run=False,
+        seed_everything_default=0,
+        save_config_callback=None,  # saved below, beside the checkpoints, whatever the logger
+        trainer_defaults={"callbacks": [WandbRunIdInCheckpoint()]},
+        parser_kwargs={"description": __doc__},
+    )
+
+
+def build_parser() -> LightningArgumentParser:
+    """The LightningCLI parser of train-dfer, without parsing anything (for the `dfer-pd` command tree)."""
+    try:
+        DferCLI(**cli_kwargs(), args=_BUILD_ONLY)
+    except _ParserBuilt as built:
+        return built.parser
+    raise RuntimeError("LightningCLI did not reach parse_arguments")
 
 
 def best_checkpoint_callback(trainer) -> ModelCheckpoint:
@@ -38,20 +122,22 @@ def best_checkpoint_callback(trainer) -> ModelCheckpoint:
     return callbacks[0]
 
 
-def main(args: list[str] | None = None) -> dict:
+def run(cfg: Namespace) -> dict:
     """Fit with model selection on the validation split, then evaluate the test fold once with the best checkpoint."""
+    return _fit_and_test(cfg)
+
+
+def main(args: list[str] | None = None) -> dict:
+    """`dfer-pd train-dfer ARGS` from Python (tests, the demo)."""
+    return _fit_and_test(args)
+
+
+def _fit_and_test(args) -> dict:
+    import yaml
+
     # `dfer-pd train-dfer ...` passes its own arguments; LightningCLI would warn about sys.argv holding more.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-    cli = DferCLI(
-        DferClipModule,
-        ClipDataModule,
-        subclass_mode_data=True,
-        run=False,
-        args=args,
-        seed_everything_default=0,
-        save_config_callback=None,  # saved below, beside the checkpoints, whatever the logger
-        parser_kwargs={"description": __doc__},
-    )
+    cli = DferCLI(**cli_kwargs(), args=args)
     trainer = cli.trainer
     checkpoint = best_checkpoint_callback(trainer)
     run_dir = Path(trainer.default_root_dir)
@@ -60,10 +146,14 @@ def main(args: list[str] | None = None) -> dict:
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         cli.parser.save(cli.config, run_dir / "config.yaml", overwrite=True, skip_check=True)
+    resolved = yaml.safe_load(cli.parser.dump(cli.config, skip_check=True))
+    resolved.pop("config", None)
+    log_resolved_config(trainer.loggers, resolved)
     if cli.config.get("test_ckpt"):
         (results,) = trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.test_ckpt)
         if trainer.is_global_zero:
             print(f"test fold: WAR {results['test/war']:.3f}  UAR {results['test/uar']:.3f} ({cli.config.test_ckpt})")
+        finish_wandb_run()
         return results
     trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.get("ckpt_path"))
     results = {"best_checkpoint": checkpoint.best_model_path, "best_val_uar": float(checkpoint.best_model_score or 0.0)}

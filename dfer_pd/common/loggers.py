@@ -1,11 +1,22 @@
-"""W&B logging that stays on this machine unless the user turns it online."""
+"""W&B logging that stays on this machine unless the user turns it online, one run per command, in one place.
+
+Where runs go: the folder the user set (``--wandb.dir``, the logger's ``save_dir``, or ``$WANDB_DIR``),
+else the command's own output folder; under ``wandb agent`` each sweep trial writes to its own folder.
+A resumed ``train-dfer`` continues its W&B run: the run id is stored in every checkpoint.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
+from typing import Any
 
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
+
+# The checkpoint key that carries the W&B run id, so resuming from that checkpoint continues that run.
+RUN_ID_KEY = "wandb_run_id"
 
 
 def resolve_wandb_mode(mode: str | None = None) -> str:
@@ -21,14 +32,61 @@ def resolve_wandb_mode(mode: str | None = None) -> str:
     return mode
 
 
+def wandb_dir(explicit: str | Path | None, output_dir: str | Path) -> str:
+    """The folder for a command's W&B files: the user's choice (``explicit``, else $WANDB_DIR), else its output folder."""
+    chosen = explicit or os.environ.get("WANDB_DIR") or output_dir
+    Path(chosen).mkdir(parents=True, exist_ok=True)
+    return str(chosen)
+
+
+def sweep_trial_dir(out_dir: str | Path) -> Path:
+    """``out_dir/sweep-<id>/trial-<run id>`` when a `wandb agent` started this process, else ``out_dir``.
+
+    The agent sets WANDB_SWEEP_ID and WANDB_RUN_ID for each trial; without this every trial of a sweep
+    would overwrite the previous one's predictions, metrics and screening model.
+    """
+    sweep, run = os.environ.get("WANDB_SWEEP_ID"), os.environ.get("WANDB_RUN_ID")
+    if sweep and run:
+        return Path(out_dir) / f"sweep-{sweep}" / f"trial-{run}"
+    return Path(out_dir)
+
+
 class PrivateWandbLogger(WandbLogger):
     """WandbLogger whose default mode is offline (set `mode: online` or WANDB_MODE=online to upload).
 
-    Face images are never logged by the project unless a command's `log_images` flag asks for it.
+    ``save_dir`` left unset means: $WANDB_DIR if set, else the trainer's ``default_root_dir`` (``train-dfer``
+    fills it in), so a run's W&B files sit beside its checkpoints. Face images are never logged by the
+    project unless a command's `log_images` flag asks for it.
     """
 
-    def __init__(self, *args, mode: str | None = None, **kwargs) -> None:
-        super().__init__(*args, mode=resolve_wandb_mode(mode), **kwargs)
+    def __init__(self, *args, mode: str | None = None, save_dir: str | None = None, **kwargs) -> None:
+        super().__init__(*args, mode=resolve_wandb_mode(mode), save_dir=save_dir, **kwargs)
+
+
+class WandbRunIdInCheckpoint(Callback):
+    """Stores the W&B run id in every checkpoint, so `--ckpt_path` resumes the same W&B run (not a second one)."""
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                checkpoint[RUN_ID_KEY] = logger.version
+                return
+
+
+def run_id_from_checkpoint(path: str | Path) -> str | None:
+    """The W&B run id a checkpoint was saved under (None for checkpoints from before it was stored)."""
+    import torch
+
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    value = checkpoint.get(RUN_ID_KEY) if isinstance(checkpoint, dict) else None
+    return str(value) if value else None
+
+
+def log_resolved_config(loggers, config: dict[str, Any]) -> None:
+    """The command's full resolved configuration (trainer included) into each W&B run's config."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            logger.log_hyperparams(config)  # rank zero only; nested keys kept
 
 
 def finish_wandb_run() -> bool:

@@ -10,6 +10,10 @@ segments of ``clip_length // num_frames`` frames and never draws the last
 
 Clips shorter than ``num_frames`` take every frame once and repeat the last one.
 Indices are always non-decreasing and lie in ``[0, clip_length)``.
+
+Variable-frame-rate videos are cut into equal stretches of *time* instead
+(:func:`sample_indices_by_time`): the frame shown at each chosen time is taken. For evenly spaced
+frames this picks the same frames as the frame-number samplers.
 """
 
 from __future__ import annotations
@@ -85,3 +89,38 @@ def sample_frame_indices(
     if mode == "eval":
         return segment_centre_indices(clip_length, num_frames)
     raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
+
+
+def sample_indices_by_time(
+    frame_times: np.ndarray,
+    end_time: float,
+    num_frames: int,
+    mode: SamplingMode = "eval",
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """Frame indices for a clip whose frames are shown at ``frame_times`` (seconds, sorted) until ``end_time``.
+
+    ``[frame_times[0], end_time)`` is cut into ``num_frames`` equal stretches; ``"eval"`` takes the
+    frame on screen at the centre of each, ``"train"`` at a random time inside it. A clip with no
+    more frames than ``num_frames`` takes every frame once and repeats the last one, as the
+    frame-number samplers do.
+    """
+    times = np.asarray(frame_times, dtype=np.float64)
+    if times.ndim != 1 or len(times) == 0 or np.any(np.diff(times) < 0):
+        raise ValueError("frame_times must be a non-empty, sorted 1-D array")
+    _check_sizes(len(times), num_frames)
+    if not end_time > times[-1]:
+        raise ValueError(f"end_time ({end_time}) must lie after the last frame time ({times[-1]})")
+    if len(times) <= num_frames:
+        return _pad_short_clip(len(times), num_frames)
+    k = np.arange(num_frames, dtype=np.float64)
+    if mode == "train":
+        if not isinstance(rng, np.random.Generator):
+            raise ValueError("mode='train' needs rng (a seeded numpy.random.Generator)")
+        offsets = rng.random(num_frames)
+    elif mode == "eval":
+        offsets = np.full(num_frames, 0.5)
+    else:
+        raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
+    chosen = times[0] + (k + offsets) * (end_time - times[0]) / num_frames
+    return np.clip(np.searchsorted(times, chosen, side="right") - 1, 0, len(times) - 1).astype(np.int64)

@@ -15,8 +15,15 @@ repeated, or a seek lands past its target, it decodes from the start instead.
 A clip that decodes fewer frames than its container claims (a truncated file, a container that
 over-reports) does not fail: requested indices past the last decoded frame get that last
 frame, and :class:`DecodeReport` says so. Decoding stops at the first corrupt packet once at
-least one frame has decoded, for the same reason. Frames come back as RGB ``uint8`` arrays
-turned upright according to the stream's rotation metadata (phone recordings).
+least one frame has decoded, for the same reason. :func:`read_sampled_clip` turns that into
+:attr:`ClipRead.truncated` with the share of the clip that decoded, and
+:func:`check_decoded_share` refuses a clip below a chosen share: a phone file copied only in part
+loses the end of the expression, which looks exactly like hypomimia.
+
+Clips are sampled by frame number when their frames are evenly spaced in time, and by time when
+they are not (variable-frame-rate phone recordings, where frames bunch up in bright scenes).
+Frames come back as RGB ``uint8`` arrays turned upright according to the stream's rotation
+metadata (phone recordings).
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ import av
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from dfer_pd.common.sampling import SamplingMode, sample_frame_indices
+from dfer_pd.common.sampling import SamplingMode, sample_frame_indices, sample_indices_by_time
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png")
 # Containers looked for by name (DFEW originals, cohort folders); anything FFmpeg reads still opens.
@@ -39,11 +46,21 @@ VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".mov", ".avi", ".webm", ".mkv", ".m4
 # start costs less than a seek (the keyframe before the target is usually frame 0 anyway).
 DEFAULT_SEEK_THRESHOLD = 64
 
+# A clip is refused (cohorts, diagnose) when less than this share of its frames decodes.
+DEFAULT_MIN_DECODED_SHARE = 0.9
+# Frame durations further than this share from their median make a video variable-frame-rate
+# (29.97 fps in a millisecond time base alternates 33 and 34 ms: 3%, still constant).
+VFR_TOLERANCE = 0.1
+
 _LAST_INTEGER = re.compile(r"(\d+)(?!.*\d)")
 
 
 class VideoReadError(ValueError):
     """A clip that cannot be read; the message names the file and the problem."""
+
+
+class TruncatedVideoError(VideoReadError):
+    """Less of a clip decodes than the chosen share; the message names the file and the share."""
 
 
 @dataclass(frozen=True)
@@ -234,6 +251,19 @@ class _FrameTable:
 
     pts: np.ndarray
     keyframes: np.ndarray
+    time_base: float = 0.0  # seconds per pts unit (0 when unknown)
+
+    def seconds(self) -> np.ndarray:
+        """Display times of the frames in seconds from the first one."""
+        return (self.pts - self.pts[0]) * self.time_base
+
+    def variable_rate(self) -> bool:
+        """Whether frame durations differ by more than :data:`VFR_TOLERANCE` of their median."""
+        if len(self.pts) < 3 or self.time_base <= 0:
+            return False
+        durations = np.diff(self.pts).astype(np.float64)
+        median = float(np.median(durations))
+        return bool(median > 0 and np.abs(durations - median).max() > VFR_TOLERANCE * median)
 
     def keyframe_before(self, index: int) -> int:
         """Position of the last keyframe at or before frame ``index`` (0 when none is known)."""
@@ -261,6 +291,7 @@ def _frame_table(path: Path) -> _FrameTable | None:
     try:
         with _open_video(path) as container:
             stream = _video_stream(path, container)
+            time_base = float(stream.time_base) if stream.time_base else 0.0
             for packet in container.demux(stream):
                 if packet.size == 0:
                     continue  # flush packet
@@ -275,7 +306,7 @@ def _frame_table(path: Path) -> _FrameTable | None:
     if len(table) == 0 or np.any(np.diff(table) == 0):
         return None
     keyframes = np.unique(np.searchsorted(table, np.asarray(keyframe_pts, dtype=np.int64)))
-    return _FrameTable(table, keyframes)
+    return _FrameTable(table, keyframes, time_base)
 
 
 def _plan_runs(wanted: np.ndarray, table: _FrameTable, seek_threshold: int) -> list[tuple[bool, np.ndarray]]:
@@ -328,11 +359,14 @@ def _indexed_frames(
 
 
 def _decode_video(
-    path: Path, indices: np.ndarray, threads: bool, seek_threshold: int | None
+    path: Path, indices: np.ndarray, threads: bool, seek_threshold: int | None, table: _FrameTable | None = None
 ) -> tuple[np.ndarray, DecodeReport]:
     """Decode the frames ``indices``; with a ``seek_threshold``, skip long stretches by seeking."""
     wanted = np.unique(indices)  # sorted
-    table = _frame_table(path) if seek_threshold is not None else None
+    if seek_threshold is None:
+        table = None
+    elif table is None:
+        table = _frame_table(path)
     runs = _plan_runs(wanted, table, seek_threshold) if table is not None else [(False, wanted)]
     run_ends = np.cumsum([len(run) for _, run in runs])  # position in `wanted` after each run
     seeks = sum(seek for seek, _ in runs)
@@ -388,6 +422,7 @@ def read_video_frames(
     indices: Sequence[int] | np.ndarray,
     threads: bool = False,
     seek_threshold: int = DEFAULT_SEEK_THRESHOLD,
+    _table: _FrameTable | None = None,
 ) -> tuple[np.ndarray, DecodeReport]:
     """Frames ``indices`` of a video file as ``(len(indices), H, W, 3)`` RGB uint8, and a report.
 
@@ -403,7 +438,7 @@ def read_video_frames(
     wanted = np.unique(indices)
     if wanted[0] >= seek_threshold or np.diff(wanted, prepend=wanted[0]).max() >= seek_threshold:
         try:
-            return _decode_video(path, indices, threads, seek_threshold)
+            return _decode_video(path, indices, threads, seek_threshold, _table)
         except _SeekMissed:
             pass
     return _decode_video(path, indices, threads, None)
@@ -425,6 +460,87 @@ def read_frames(
     return read_video_frames(path, indices, threads=threads)[0]
 
 
+@dataclass(frozen=True)
+class ClipRead:
+    """A clip's sampled frames and what reading them found.
+
+    ``clip_length`` is the number of frames the container (or folder) holds by its own account;
+    ``decode`` the video decoder's report (None for frame folders); ``sampled_by_time`` is true for
+    variable-frame-rate videos, whose frames were chosen by display time; ``times`` are the sampled
+    frames' display times in seconds from the first frame (None when the file gives no timestamps).
+    """
+
+    frames: np.ndarray
+    indices: np.ndarray
+    clip_length: int
+    decode: DecodeReport | None = None
+    sampled_by_time: bool = False
+    times: np.ndarray | None = None  # display times (s) of the sampled frames, when the video says
+
+    @property
+    def truncated(self) -> bool:
+        """Sampled frames lay past the last frame that decodes (and were given that frame)."""
+        return self.decode is not None and self.decode.clamped
+
+    @property
+    def decoded_share(self) -> float:
+        """Share of the clip, by frame count, that decodes: 1.0 unless :attr:`truncated`."""
+        if not self.truncated:
+            return 1.0
+        return min(1.0, (self.decode.last_index + 1) / max(self.clip_length, 1))
+
+    def summary(self) -> dict:
+        """The findings as JSON-ready values."""
+        return {"truncated": self.truncated, "decoded_share": round(self.decoded_share, 4),
+                "clip_length": int(self.clip_length), "sampled_by_time": self.sampled_by_time}
+
+
+def check_decoded_share(path: str | Path, clip: ClipRead, min_decoded_share: float = DEFAULT_MIN_DECODED_SHARE) -> None:
+    """Refuse a truncated clip of which less than ``min_decoded_share`` decodes (:class:`TruncatedVideoError`)."""
+    if not 0.0 <= min_decoded_share <= 1.0:
+        raise ValueError(f"min_decoded_share must be in [0, 1], got {min_decoded_share}")
+    if clip.truncated and clip.decoded_share < min_decoded_share:
+        raise TruncatedVideoError(
+            f"{path}: truncated: only {clip.decoded_share:.0%} of its {clip.clip_length} frames decode "
+            f"(frames 0-{clip.decode.last_index}; need at least {min_decoded_share:.0%}); the rest of the file is "
+            "missing or corrupt, e.g. a partly copied phone video"
+        )
+
+
+def read_sampled_clip(
+    path: str | Path,
+    num_frames: int,
+    mode: SamplingMode = "eval",
+    rng: np.random.Generator | None = None,
+    threads: bool = False,
+) -> ClipRead:
+    """Sample ``num_frames`` frames with the segment samplers and read them, reporting truncation.
+
+    Constant-frame-rate videos and frame folders are sampled by frame number; a video whose frame
+    durations vary (:data:`VFR_TOLERANCE`) is sampled by display time, so each stretch of time
+    gets one frame however densely the phone recorded it.
+    """
+    path = _existing_path(path)
+    clip_length = count_frames(path)
+    if path.is_dir():
+        indices = sample_frame_indices(clip_length, num_frames, mode=mode, rng=rng)
+        return ClipRead(_read_folder_frames(path, indices), indices, clip_length)
+    table = _frame_table(path)
+    by_time = table is not None and len(table.pts) == clip_length and table.variable_rate()
+    if by_time:
+        times = table.seconds()
+        end = times[-1] + float(np.median(np.diff(times)))
+        indices = sample_indices_by_time(times, end, num_frames, mode=mode, rng=rng)
+    else:
+        # A table shorter than the index (a cut file) keeps frame numbers, so the cut shows as truncation.
+        indices = sample_frame_indices(clip_length, num_frames, mode=mode, rng=rng)
+    frames, report = read_video_frames(path, indices, threads=threads, _table=table)
+    times = None
+    if table is not None and len(table.pts) == clip_length and table.time_base > 0:
+        times = table.seconds()[indices]
+    return ClipRead(frames, indices, clip_length, report, by_time, times)
+
+
 def read_clip(
     path: str | Path,
     num_frames: int,
@@ -432,6 +548,6 @@ def read_clip(
     rng: np.random.Generator | None = None,
     threads: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Sample ``num_frames`` indices with the segment samplers and read them: (frames, indices)."""
-    indices = sample_frame_indices(count_frames(path), num_frames, mode=mode, rng=rng)
-    return read_frames(path, indices, threads=threads), indices
+    """Sample ``num_frames`` frames and read them: (frames, indices) of :func:`read_sampled_clip`."""
+    clip = read_sampled_clip(path, num_frames, mode=mode, rng=rng, threads=threads)
+    return clip.frames, clip.indices

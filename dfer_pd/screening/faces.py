@@ -1,20 +1,25 @@
-"""Find the person's face in a raw (phone) video and cut a square, face-centred clip out of it.
+"""Find the person's face in a raw (phone) video and cut an aligned, face-centred clip out of it.
 
 DFEW's frames are already face-aligned crops; a patient's phone video is not. The path here is:
 sample the ``M`` frames the model will see (only those are decoded), detect faces on them, link
 the boxes into tracks by overlap and nearness, keep the main face (the track with the largest sum
 of box sides, so large *and* persistent beats a brief false positive or a smaller second person), fill frames
 without a detection by interpolating over frame indices, smooth the box with a short moving
-median, and crop a square of ``margin`` times the face box side around it, padded where it leaves
-the picture, resized to the model's input size.
+median, find the 68 facial landmarks inside it (:mod:`dfer_pd.screening.landmarks`), and cut a crop
+aligned on the eyes (level, a fixed distance apart), as DFEW's ``clip_224x224`` faces were cut. With
+``align=False`` the crop is a square of ``margin`` times the face box side instead.
 
-Detectors are pluggable (:class:`FaceDetector`): OpenCV's Haar cascade is the default because its
-weights ship inside ``opencv-python-headless`` and it runs offline on the CPU; dlib's HOG detector
-is registered when ``dlib`` is importable.
+Detectors are pluggable (:class:`FaceDetector`). The default is dlib's HOG detector (``dlib-bin``),
+which finds frontal and three-quarter faces; a frame where it finds none is searched again at
+twice the resolution and turned by +-30 degrees (tilted heads), and then by the light fallback,
+OpenCV's frontal Haar cascade (its weights ship inside ``opencv-python-headless``). Nothing is
+downloaded at run time.
 """
 
 from __future__ import annotations
 
+import json
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Literal, Protocol, Sequence, runtime_checkable
@@ -25,7 +30,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from dfer_pd.common.files import atomic_save_npz, content_key, file_digest
 from dfer_pd.common.sampling import SamplingMode
-from dfer_pd.common.video import VideoReadError, read_clip
+from dfer_pd.common.video import VideoReadError, read_sampled_clip
+from dfer_pd.screening.quality import face_measures
+from dfer_pd.screening.landmarks import DlibLandmarker, aligned_crop, alignment_matrix, apply_affine, eye_geometry
 
 # A face continues a track when it overlaps the track's last box this much, or when it has a
 # similar size and lies within two face sides of it: 16 frames sampled from a 10 s phone video
@@ -46,14 +53,37 @@ class NoFaceError(VideoReadError):
 class FaceCropSettings:
     """Whether and how a raw video's face is found and cropped before stage 1 scores it.
 
-    Off for videos that are already face crops (DFEW's, the synthetic cohort's); on for phone or
-    camera recordings. Part of the scoring contract: scores made with other settings differ.
-    ``detector``, ``margin``, ``min_face_fraction``, ``detect_every`` and ``smooth_window`` are
-    :func:`track_face`'s options.
+    Off for videos that are already face crops (DFEW's); on for phone or camera recordings. Part of
+    the scoring contract: scores made with other settings differ.
+
+    ``detector`` (``dlib`` HOG or ``haar``) with its score ``detector_threshold`` (dlib's, 0 = its
+    default; higher finds fewer, surer faces) and ``fallback_detector`` (tried on frames where the
+    first finds nothing; None = no fallback). ``align``: crops aligned on the landmarks' eyes, level
+    and ``eye_distance`` of the crop side apart, their midpoint at ``eye_line`` of its height;
+    otherwise a square of ``margin`` face-box sides. ``min_face_fraction``, ``detect_every`` and
+    ``smooth_window`` are :func:`track_face`'s.
+
+    Args:
+        crop_faces: find, track and crop the face before scoring (true for phone or camera videos).
+        detector: face detector: dlib (HOG) or haar.
+        detector_threshold: dlib's detection score threshold (0 = its default; higher finds fewer, surer faces).
+        fallback_detector: detector tried on frames where the first finds nothing (none = no fallback).
+        align: align crops on the landmarks' eyes (level, a fixed eye distance), as DFEW's faces are.
+        eye_distance: eye distance as a share of the crop side, when aligning.
+        eye_line: height of the eyes' midpoint as a share of the crop side, when aligning.
+        margin: crop side over face-box side when not aligning; 1.25 frames the whole head.
+        min_face_fraction: fewest share of examined frames that must show the face, else the video is refused.
+        detect_every: run the detector on every k-th distinct sampled frame (and the last); 1 = all.
+        smooth_window: moving-median length over the face boxes of distinct frames (1 = no smoothing).
     """
 
     crop_faces: bool = False
-    detector: str = "haar"
+    detector: str = "dlib"
+    detector_threshold: float = 0.0
+    fallback_detector: str | None = None
+    align: bool = True
+    eye_distance: float = 0.3
+    eye_line: float = 0.4
     margin: float = 1.25
     min_face_fraction: float = 0.5
     detect_every: int = 1
@@ -66,11 +96,19 @@ class FaceCropSettings:
             raise ValueError(f"min_face_fraction must be in (0, 1], got {self.min_face_fraction}")
         if self.detect_every < 1 or self.smooth_window < 1:
             raise ValueError("detect_every and smooth_window must be at least 1")
+        if not 0 < self.eye_distance < 1 or not 0 < self.eye_line < 1:
+            raise ValueError(f"eye_distance and eye_line are shares of the crop side in (0, 1), "
+                             f"got {self.eye_distance} and {self.eye_line}")
+
+    def build_detector(self) -> FaceDetector:
+        """The detector these settings describe (with its fallback)."""
+        return build_detector(self.detector, fallback=self.fallback_detector, threshold=self.detector_threshold)
 
     def tracking_options(self) -> dict:
         """Keyword arguments of :func:`read_face_clip` / :func:`track_face`."""
-        return {"detector": self.detector, "margin": self.margin, "min_face_fraction": self.min_face_fraction,
-                "detect_every": self.detect_every, "smooth_window": self.smooth_window}
+        return {"detector": self.build_detector(), "margin": self.margin, "min_face_fraction": self.min_face_fraction,
+                "detect_every": self.detect_every, "smooth_window": self.smooth_window, "align": self.align,
+                "eye_distance": self.eye_distance, "eye_line": self.eye_line}
 
 
 @runtime_checkable
@@ -78,7 +116,11 @@ class FaceDetector(Protocol):
     """Anything that finds faces in one RGB ``uint8`` image ``(H, W, 3)``."""
 
     def detect(self, rgb: np.ndarray) -> np.ndarray:
-        """Face boxes ``(K, 4)`` as float ``x0, y0, x1, y1`` in pixels of ``rgb`` (K may be 0)."""
+        """Face boxes ``(K, 4)`` as float ``x0, y0, x1, y1`` in pixels of ``rgb`` (K may be 0).
+
+        A fifth column, when present, is the counter-clockwise rotation in degrees that turns the
+        face upright (a tilted head found in a turned copy of the image).
+        """
         ...
 
 
@@ -139,13 +181,18 @@ class HaarFaceDetector:
 
 @dataclass
 class DlibHogFaceDetector:
-    """dlib's built-in HOG + linear SVM frontal face detector (needs ``dlib``, e.g. ``dlib-bin``).
+    """dlib's HOG + linear SVM face detector (``dlib-bin``): frontal and three-quarter faces, five sub-detectors.
 
-    ``upsample`` doubles the image that many times before searching, finding smaller faces at
-    a higher cost; frames are first shrunk to at most ``max_side`` pixels.
+    Frames are shrunk to at most ``max_side`` pixels first. When nothing scores above
+    ``threshold`` there, the frame is searched again doubled ``retry_upsample`` times (faces down to
+    ~40 pixels), then turned by each of ``roll_search`` degrees (heads tilted beyond the ~15 degrees
+    the upright search tolerates). Boxes come with a fifth column: the rotation that makes the face upright.
     """
 
+    threshold: float = 0.0
     upsample: int = 0
+    retry_upsample: int = 1
+    roll_search: tuple[float, ...] = (30.0, -30.0)
     max_side: int = 640
     _detector: object | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -154,15 +201,61 @@ class DlibHogFaceDetector:
         state["_detector"] = None
         return state
 
+    def _search(self, gray: np.ndarray, upsample: int) -> np.ndarray:
+        if self._detector is None:
+            self._detector = _dlib_frontal_detector()
+        found, _, _ = self._detector.run(gray, upsample, self.threshold)
+        return np.array([[r.left(), r.top(), r.right(), r.bottom()] for r in found], dtype=np.float64).reshape(-1, 4)
+
     def detect(self, rgb: np.ndarray) -> np.ndarray:
+        gray, scale = _downscale_gray(rgb, self.max_side)
+        boxes = self._search(gray, self.upsample)
+        if len(boxes) == 0 and self.retry_upsample > self.upsample:
+            boxes = self._search(gray, self.retry_upsample)
+        if len(boxes):
+            return np.concatenate([boxes * scale, np.zeros((len(boxes), 1))], axis=1)
+        height, width = gray.shape
+        centre = np.array([width / 2, height / 2])
+        for angle in self.roll_search:
+            # Turn the picture on a canvas large enough to keep all of it, search, map the centres back.
+            matrix = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), float(angle), 1.0)
+            cos, sin = abs(matrix[0, 0]), abs(matrix[0, 1])
+            size = (int(np.ceil(width * cos + height * sin)), int(np.ceil(width * sin + height * cos)))
+            matrix[:, 2] += np.array(size) / 2 - centre
+            turned = cv2.warpAffine(gray, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            found = self._search(turned, self.upsample)
+            if len(found):
+                back = cv2.invertAffineTransform(matrix)
+                centres = apply_affine(back, (found[:, :2] + found[:, 2:]) / 2)
+                half = (found[:, 2:] - found[:, :2]) / 2
+                boxes = np.concatenate([centres - half, centres + half], axis=1) * scale
+                return np.concatenate([boxes, np.full((len(boxes), 1), float(angle))], axis=1)
+        return np.zeros((0, 5))
+
+
+_THREAD_LOCAL = threading.local()
+
+
+def _dlib_frontal_detector():
+    """dlib's frontal face detector, built once per thread (building one takes ~0.5 s)."""
+    detector = getattr(_THREAD_LOCAL, "dlib_frontal", None)
+    if detector is None:
         import dlib
 
-        if self._detector is None:
-            self._detector = dlib.get_frontal_face_detector()
-        gray, scale = _downscale_gray(rgb, self.max_side)
-        found = self._detector(gray, self.upsample)
-        boxes = np.array([[r.left(), r.top(), r.right(), r.bottom()] for r in found], dtype=np.float64)
-        return boxes.reshape(-1, 4) * scale
+        detector = _THREAD_LOCAL.dlib_frontal = dlib.get_frontal_face_detector()
+    return detector
+
+
+@dataclass
+class FallbackDetector:
+    """``primary``'s faces, or ``fallback``'s on frames where ``primary`` finds none."""
+
+    primary: FaceDetector
+    fallback: FaceDetector
+
+    def detect(self, rgb: np.ndarray) -> np.ndarray:
+        boxes = self.primary.detect(rgb)
+        return boxes if len(boxes) else self.fallback.detect(rgb)
 
 
 def _dlib_available() -> bool:
@@ -173,21 +266,41 @@ def _dlib_available() -> bool:
     return True
 
 
-DETECTORS: dict[str, Callable[[], FaceDetector]] = {"haar": HaarFaceDetector}
+DETECTORS: dict[str, Callable[..., FaceDetector]] = {"haar": HaarFaceDetector}
 if _dlib_available():
     DETECTORS["dlib"] = DlibHogFaceDetector
 
 
-def build_detector(detector: str | FaceDetector = "haar") -> FaceDetector:
-    """A detector from its registry name (``DETECTORS``), or the given detector unchanged."""
+def build_detector(
+    detector: str | FaceDetector = "dlib", fallback: str | FaceDetector | None = None, threshold: float | None = None
+) -> FaceDetector:
+    """A detector from its registry name (``DETECTORS``), or the given detector unchanged, with an optional fallback.
+
+    ``threshold`` is dlib's detection score threshold (ignored by Haar, whose sureness is ``min_neighbors``).
+    """
     if not isinstance(detector, str):
         if not isinstance(detector, FaceDetector):
             raise TypeError(f"a face detector needs a detect(rgb) method, got {type(detector).__name__}")
-        return detector
-    if detector not in DETECTORS:
+        built = detector
+    elif detector not in DETECTORS:
         hint = " (install dlib-bin for 'dlib')" if detector == "dlib" else ""
         raise ValueError(f"unknown face detector {detector!r}; available: {sorted(DETECTORS)}{hint}")
-    return DETECTORS[detector]()
+    elif detector == "dlib" and threshold is not None:
+        built = DETECTORS[detector](threshold=threshold)
+    else:
+        built = DETECTORS[detector]()
+    if fallback is None or fallback == detector:
+        return built
+    return FallbackDetector(built, build_detector(fallback))
+
+
+def detect_boxes(detector: FaceDetector, rgb: np.ndarray) -> np.ndarray:
+    """``detector``'s faces in one image as ``(K, 5)``: box and upright rotation (0 when the detector gives none)."""
+    boxes = np.asarray(detector.detect(rgb), dtype=np.float64)
+    boxes = boxes.reshape(-1, boxes.shape[-1] if boxes.size else 4)
+    if boxes.shape[1] == 4:
+        boxes = np.concatenate([boxes, np.zeros((len(boxes), 1))], axis=1)
+    return boxes
 
 
 # --------------------------------------------------------------------------- tracking
@@ -289,10 +402,16 @@ class FaceTrackReport:
 
     ``frame_indices`` are the video frames the crops come from; ``examined`` marks frames the
     detector ran on, ``detected`` those where it found the main face. ``face_boxes`` are the
-    smoothed (and, where not detected, interpolated) face boxes and ``crop_boxes`` the square
-    regions cut out, both ``x0, y0, x1, y1`` in frame pixels. ``face_fraction`` is the share of
-    examined frames with the main face; ``num_faces_max`` the most faces seen in one frame, counting
-    only faces found in at least two frames (a one-frame false positive is not a second person).
+    smoothed (and, where not detected, interpolated) face boxes and ``crop_boxes`` the regions cut
+    out (the bounding square of an aligned crop), both ``x0, y0, x1, y1`` in frame pixels;
+    ``upright`` the rotation (degrees, counter-clockwise) that makes the face upright. ``landmarks``
+    ``(T, 68, 2)`` are the facial landmarks in frame pixels (None when not computed).
+    ``face_fraction`` is the share of examined frames with the main face; ``num_faces_max`` the most
+    faces seen in one frame, counting only faces found in at least two frames and a quarter of
+    them (a one-frame false positive is not a second person; in a still photo every face counts).
+    ``decode`` is the video reader's finding (:meth:`dfer_pd.common.video.ClipRead.summary`);
+    ``measures`` the brightness, blur and motion of the face region in the source frames
+    (:func:`dfer_pd.screening.quality.face_measures`).
     """
 
     frame_indices: np.ndarray
@@ -303,6 +422,11 @@ class FaceTrackReport:
     face_fraction: float
     num_faces_max: int
     frame_size: tuple[int, int]
+    upright: np.ndarray | None = None
+    landmarks: np.ndarray | None = None
+    aligned: bool = False
+    decode: dict | None = None
+    measures: dict | None = None
 
     @property
     def boxes(self) -> np.ndarray:
@@ -317,6 +441,7 @@ class FaceTrackReport:
             "frames_with_face": int(self.detected.sum()),
             "num_faces_max": self.num_faces_max,
             "frame_size": list(self.frame_size),
+            "aligned": self.aligned,
         }
 
 
@@ -330,49 +455,60 @@ def _interpolate_columns(times: np.ndarray, known_times: np.ndarray, known: np.n
     return np.stack([np.interp(times, known_times, known[:, c]) for c in range(known.shape[1])], axis=1)
 
 
-def track_face(
+def persistent_face_count(tracks: list[dict[int, np.ndarray]], num_examined: int, positions: int) -> int:
+    """Most faces in one frame among tracks seen in at least two examined frames and a quarter of them.
+
+    With a single distinct frame (a photo) one sighting is enough: every face in it counts.
+    """
+    needed = max(min(2, num_examined), int(np.ceil(PERSISTENT_FACE_FRACTION * num_examined)))
+    persistent = [t for t in tracks if len(t) >= needed]
+    if not persistent:
+        return 1 if tracks else 0
+    return max(sum(p in t for t in persistent) for p in range(positions))
+
+
+@dataclass
+class FaceFollow:
+    """The main face through a clip's distinct frames (see :func:`follow_face`)."""
+
+    times: np.ndarray  # distinct frame numbers, sorted
+    first_of: np.ndarray  # position in the given frames of each distinct frame
+    position_of: np.ndarray  # distinct position of each given frame
+    face_boxes: np.ndarray  # (P, 4) smoothed
+    upright: np.ndarray  # (P,)
+    examined: np.ndarray  # (P,) bool
+    detected: np.ndarray  # (P,) bool
+    face_fraction: float
+    num_faces_max: int
+    landmarks: np.ndarray | None  # (P, 68, 2)
+
+
+def follow_face(
     frames: np.ndarray,
     frame_indices: np.ndarray | None = None,
-    detector: str | FaceDetector = "haar",
-    size: int = 224,
-    margin: float = 1.25,
+    detector: str | FaceDetector = "dlib",
     min_face_fraction: float = 0.5,
     detect_every: int = 1,
     smooth_window: int = 3,
-    pad_mode: PadMode = "edge",
+    landmarks: bool = True,
+    landmarker: DlibLandmarker | None = None,
     source: str | Path = "clip",
-) -> tuple[np.ndarray, FaceTrackReport]:
-    """Follow the main face through sampled ``frames`` ``(T, H, W, 3)`` and crop it: ``(T, size, size, 3)``.
+) -> FaceFollow:
+    """Detect, link, interpolate and smooth the main face over ``frames`` ``(T, H, W, 3)``; optionally its landmarks.
 
-    Args:
-        frames: RGB uint8 frames, in time order.
-        frame_indices: their frame numbers in the video (for interpolation over time); 0..T-1 if None.
-            Repeated numbers (short clips) are detected once.
-        detector: a registry name (``DETECTORS``) or a :class:`FaceDetector`.
-        size: side of the returned crops (the model's input size).
-        margin: crop side over face box side; 1.25 frames the whole head with a little
-            background, like DFEW's face-aligned crops around a Haar-sized box.
-        min_face_fraction: fewest share of examined frames that must show the face.
-        detect_every: run the detector on every k-th distinct frame (and the last); 1 = all.
-        smooth_window: moving-median length over distinct frames (1 = no smoothing).
-        pad_mode: how crops are padded where they leave the picture (``edge`` or ``constant`` zeros).
-        source: the file name for error messages.
-
-    Raises:
-        NoFaceError: when the main face is in fewer than ``min_face_fraction`` of examined frames.
+    Repeated frame numbers (short clips) are looked at once. Raises :class:`NoFaceError` when the
+    main face is in fewer than ``min_face_fraction`` of the examined frames.
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
         raise ValueError(f"{source}: frames must be (T, H, W, 3), got shape {frames.shape}")
-    if margin <= 0 or size < 1:
-        raise ValueError(f"{source}: margin must be > 0 and size >= 1, got {margin} and {size}")
     indices = np.arange(len(frames)) if frame_indices is None else np.asarray(frame_indices)
     times, first_of, position_of = np.unique(indices, return_index=True, return_inverse=True)
     detector = build_detector(detector)
 
     examined = _examined_positions(len(times), detect_every)
     detections = [
-        detector.detect(frames[first_of[p]]) if p in examined else np.zeros((0, 4)) for p in range(len(times))
+        detect_boxes(detector, frames[first_of[p]]) if p in examined else np.zeros((0, 5)) for p in range(len(times))
     ]
     tracks = link_tracks(detections)
     main = max(tracks, key=_track_score) if tracks else {}
@@ -383,28 +519,88 @@ def track_face(
             f"{source}: face found in {len(found)} of {len(examined)} sampled frames "
             f"(need at least {min_face_fraction:.0%})"
         )
-
-    persistent = [t for t in tracks if len(t) >= max(2, PERSISTENT_FACE_FRACTION * len(examined))] or [main]
-    num_faces_max = max(sum(p in t for t in persistent) for p in range(len(times)))
-    # Interpolate centre and side (not corners) so the box keeps its shape between detections.
+    num_faces_max = persistent_face_count(tracks, len(examined), len(times))
+    # Interpolate centre, side and tilt (not corners) so the box keeps its shape between detections.
     known = np.stack([main[p] for p in found])
-    geometry = np.concatenate([(known[:, :2] + known[:, 2:]) / 2, known[:, 2:] - known[:, :2]], axis=1)
-    geometry = _interpolate_columns(times, times[found], geometry)
-    geometry = moving_median(geometry, smooth_window)
-    face_boxes = np.concatenate([geometry[:, :2] - geometry[:, 2:] / 2, geometry[:, :2] + geometry[:, 2:] / 2], axis=1)
-    crop_boxes = square_boxes(face_boxes, margin)
+    geometry = np.concatenate([(known[:, :2] + known[:, 2:4]) / 2, known[:, 2:4] - known[:, :2], known[:, 4:5]], axis=1)
+    geometry = moving_median(_interpolate_columns(times, times[found], geometry), smooth_window)
+    face_boxes = np.concatenate([geometry[:, :2] - geometry[:, 2:4] / 2, geometry[:, :2] + geometry[:, 2:4] / 2], axis=1)
+    points = None
+    if landmarks:
+        landmarker = landmarker or DlibLandmarker()
+        points = np.stack([landmarker.predict(frames[first_of[p]], face_boxes[p], geometry[p, 4]) for p in range(len(times))])
+    return FaceFollow(times, first_of, position_of, face_boxes, geometry[:, 4], np.isin(np.arange(len(times)), examined),
+                      np.isin(np.arange(len(times)), found), float(fraction), int(num_faces_max), points)
 
-    crops = np.stack([crop_square(frame, crop_boxes[p], size, pad_mode) for frame, p in zip(frames, position_of)])
-    detected = np.isin(np.arange(len(times)), found)
+
+def track_face(
+    frames: np.ndarray,
+    frame_indices: np.ndarray | None = None,
+    detector: str | FaceDetector = "dlib",
+    size: int = 224,
+    margin: float = 1.25,
+    min_face_fraction: float = 0.5,
+    detect_every: int = 1,
+    smooth_window: int = 3,
+    pad_mode: PadMode = "edge",
+    source: str | Path = "clip",
+    align: bool = True,
+    eye_distance: float = 0.3,
+    eye_line: float = 0.4,
+    landmarker: DlibLandmarker | None = None,
+) -> tuple[np.ndarray, FaceTrackReport]:
+    """Follow the main face through sampled ``frames`` ``(T, H, W, 3)`` and crop it: ``(T, size, size, 3)``.
+
+    Args:
+        frames: RGB uint8 frames, in time order.
+        frame_indices: their frame numbers in the video (for interpolation over time); 0..T-1 if None.
+            Repeated numbers (short clips) are detected once.
+        detector: a registry name (``DETECTORS``) or a :class:`FaceDetector`.
+        size: side of the returned crops (the model's input size).
+        margin: without ``align``, crop side over face box side; 1.25 frames the whole head with a
+            little background around a Haar-sized box.
+        min_face_fraction: fewest share of examined frames that must show the face.
+        detect_every: run the detector on every k-th distinct frame (and the last); 1 = all.
+        smooth_window: moving-median length over distinct frames (1 = no smoothing), for the box and
+            for the eye geometry of aligned crops.
+        pad_mode: how crops are padded where they leave the picture (``edge`` or ``constant`` zeros).
+        source: the file name for error messages.
+        align: crop aligned on the landmarks' eyes (level, ``eye_distance`` of the side apart, their
+            midpoint at ``eye_line`` of the height) instead of a square around the box.
+        landmarker: the landmark model (dlib's 68 points by default).
+
+    Raises:
+        NoFaceError: when the main face is in fewer than ``min_face_fraction`` of examined frames.
+    """
+    if margin <= 0 or size < 1:
+        raise ValueError(f"{source}: margin must be > 0 and size >= 1, got {margin} and {size}")
+    follow = follow_face(frames, frame_indices, detector, min_face_fraction, detect_every, smooth_window,
+                         landmarks=align, landmarker=landmarker, source=source)
+    frames = np.asarray(frames)
+    position_of = follow.position_of
+    if align:
+        geometry = moving_median(eye_geometry(follow.landmarks), smooth_window)
+        matrices = [alignment_matrix(g, size, eye_distance, eye_line) for g in geometry]
+        crops = np.stack([aligned_crop(frame, matrices[p], size, pad_mode) for frame, p in zip(frames, position_of)])
+        corners = np.array([[0, 0], [size, 0], [size, size], [0, size]], dtype=np.float64)
+        outlines = np.stack([apply_affine(cv2.invertAffineTransform(m), corners) for m in matrices])
+        crop_boxes = np.concatenate([outlines.min(axis=1), outlines.max(axis=1)], axis=1)
+    else:
+        crop_boxes = square_boxes(follow.face_boxes, margin)
+        crops = np.stack([crop_square(frame, crop_boxes[p], size, pad_mode) for frame, p in zip(frames, position_of)])
     report = FaceTrackReport(
-        frame_indices=indices,
-        face_boxes=face_boxes[position_of],
+        frame_indices=np.arange(len(frames)) if frame_indices is None else np.asarray(frame_indices),
+        face_boxes=follow.face_boxes[position_of],
         crop_boxes=crop_boxes[position_of],
-        examined=np.isin(np.arange(len(times)), examined)[position_of],
-        detected=detected[position_of],
-        face_fraction=float(fraction),
-        num_faces_max=int(num_faces_max),
+        examined=follow.examined[position_of],
+        detected=follow.detected[position_of],
+        face_fraction=follow.face_fraction,
+        num_faces_max=follow.num_faces_max,
         frame_size=(int(frames.shape[1]), int(frames.shape[2])),
+        upright=follow.upright[position_of],
+        landmarks=None if follow.landmarks is None else follow.landmarks[position_of],
+        aligned=bool(align),
+        measures=face_measures(frames[follow.first_of], follow.face_boxes),
     )
     return crops, report
 
@@ -417,7 +613,7 @@ def read_face_clip(
     num_frames: int,
     mode: SamplingMode = "eval",
     rng: np.random.Generator | None = None,
-    detector: str | FaceDetector = "haar",
+    detector: str | FaceDetector = "dlib",
     size: int = 224,
     margin: float = 1.25,
     min_face_fraction: float = 0.5,
@@ -427,18 +623,21 @@ def read_face_clip(
 ) -> tuple[np.ndarray, FaceTrackReport]:
     """Sample ``num_frames`` frames of a raw video (decoding only those), find the face, crop it.
 
-    Returns ``(num_frames, size, size, 3)`` uint8 crops and the :class:`FaceTrackReport`.
-    ``cache`` (eval sampling only) stores the crops by video content and settings. Raises
-    :class:`VideoReadError` for unreadable videos and :class:`NoFaceError` when too few frames
-    show a face. ``track_options`` go to :func:`track_face`.
+    Returns ``(num_frames, size, size, 3)`` uint8 crops and the :class:`FaceTrackReport` (whose
+    ``decode`` says whether the video was truncated, and ``measures`` how bright, sharp and moving
+    the face is in the source frames). ``cache`` (eval sampling only) stores the crops by video content and settings. Raises :class:`VideoReadError`
+    for unreadable videos and :class:`NoFaceError` when too few frames show a face.
+    ``track_options`` go to :func:`track_face`.
     """
     settings = dict(num_frames=num_frames, size=size, margin=margin, min_face_fraction=min_face_fraction,
                     **track_options)
 
     def compute() -> tuple[np.ndarray, FaceTrackReport]:
-        frames, indices = read_clip(path, num_frames=num_frames, mode=mode, rng=rng, threads=threads)
-        return track_face(frames, indices, detector=detector, size=size, margin=margin,
-                          min_face_fraction=min_face_fraction, source=path, **track_options)
+        clip = read_sampled_clip(path, num_frames=num_frames, mode=mode, rng=rng, threads=threads)
+        crops, report = track_face(clip.frames, clip.indices, detector=detector, size=size, margin=margin,
+                                   min_face_fraction=min_face_fraction, source=path, **track_options)
+        report.decode = clip.summary()
+        return crops, report
 
     if cache is None:
         return compute()
@@ -450,11 +649,11 @@ def read_face_clip(
 class FaceCropCache:
     """Face crops on disk: ``<root>/<settings key>/<video sha256>.npz``, written atomically.
 
-    A video's crops depend on its bytes and on the crop settings (frames, size, margin, detector
+    A video's crops depend on its bytes and on the crop settings (frames, size, alignment, detector
     and its parameters), so both make the key: edit either and the crops are recomputed.
     """
 
-    VERSION = 1
+    VERSION = 2
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -468,16 +667,22 @@ class FaceCropCache:
     ) -> tuple[np.ndarray, FaceTrackReport]:
         file = self.path(video, settings)
         if file.exists():
-            with np.load(file) as stored:
+            with np.load(file, allow_pickle=False) as stored:
                 arrays = {name: stored[name] for name in stored.files}
             crops = arrays.pop("crops")
             report = FaceTrackReport(
                 **{name: arrays[name] for name in ("frame_indices", "face_boxes", "crop_boxes", "examined", "detected")},
                 face_fraction=float(arrays["face_fraction"]), num_faces_max=int(arrays["num_faces_max"]),
                 frame_size=tuple(int(v) for v in arrays["frame_size"]),
+                upright=arrays.get("upright"), landmarks=arrays.get("landmarks"), aligned=bool(arrays["aligned"]),
+                decode=json.loads(str(arrays["decode"])) if "decode" in arrays else None,
+                measures=json.loads(str(arrays["measures"])) if "measures" in arrays else None,
             )
             return crops, report
         crops, report = compute()
-        fields = asdict(report)
+        fields = {name: value for name, value in asdict(report).items() if value is not None}
+        for name in ("decode", "measures"):
+            if name in fields:
+                fields[name] = json.dumps(fields[name], sort_keys=True)
         atomic_save_npz(file, crops=crops, **{name: np.asarray(value) for name, value in fields.items()})
         return crops, report

@@ -1,41 +1,76 @@
-"""Per-video quality flags for the screening report: is this video fit to be scored?
+"""Is this video fit to be scored? Quality measures, flags, and the reasons that make a video unusable.
 
-A screening result is only as good as the videos behind it, so the report lists, per video, the
-share of sampled frames showing the face, brightness, sharpness and duration, and flags the ones
-outside the range the model was built for. The flags warn; they do not stop scoring.
+A screening result is only as good as the videos behind it. Per video the report lists the share of
+sampled frames showing the face, brightness, sharpness, motion, duration and decode integrity, and
+flags the ones outside the range the model was built for. Some findings make a video *unusable*
+(:func:`unusable_reasons`): no face, a file truncated beyond the accepted share, a still image (an
+expression needs motion). ``diagnose`` then answers INCONCLUSIVE, and cohort extraction lists the
+video (or skips its subject with ``--cohort.skip_unusable true``); the other flags only warn.
+
+Brightness, blur and motion are measured on the face region of the *source* frames (reduced to at
+most :data:`MEASURE_SIDE` pixels, never enlarged), not on the model's small input crops: a crop
+blown up from a small face looks blurred whatever the camera recorded.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import av
 import cv2
 import numpy as np
 
-from dfer_pd.screening.faces import FaceTrackReport
-from dfer_pd.common.video import VideoReadError, _existing_path, _open_video, _video_stream, count_frames
+from dfer_pd.common.video import (
+    DEFAULT_MIN_DECODED_SHARE, VideoReadError, _existing_path, _open_video, _video_stream, count_frames,
+)
 
-# Mean luma (0..255, Rec. 601) under which facial detail sinks into sensor noise and
+if TYPE_CHECKING:
+    from dfer_pd.screening.faces import FaceCropSettings, FaceTrackReport
+    from dfer_pd.stage1.contract import ScoringContract
+    from dfer_pd.stage1.scoring import PreparedClip
+
+# Mean luma (0..255, Rec. 601) of the face under which facial detail sinks into sensor noise and
 # compression: the intensity network saw lit faces (DFEW films, PD-FEV used a lamp).
 TOO_DARK_BRIGHTNESS = 40.0
 # Mean luma above which skin and highlights clip to white and expression folds vanish.
 TOO_BRIGHT_BRIGHTNESS = 220.0
-# Variance of the Laplacian, measured after scaling each frame to a 224-pixel shorter side (the
-# model's input), below which a frame counts as blurred. A sharp 224-px face crop of
-# scikit-image's astronaut scores about 330, the same blurred with a Gaussian of sigma 1 about 44
-# and of sigma 2 about 9: the threshold flags blur beyond sigma ~1.5, which smooths away the
-# wrinkles and folds that separate expression intensities.
-BLURRY_LAPLACIAN_VARIANCE = 15.0
+# Face regions larger than this are reduced to it (area averaging) before blur and motion are
+# measured; smaller ones are measured as recorded.
+MEASURE_SIDE = 256
+# Variance of the Laplacian of the face region below which it counts as blurred. Measured with
+# `python benchmarks/bench_quality.py` on real faces shipped by installed packages (scikit-image's
+# astronaut, matplotlib's Grace Hopper, faces 87-215 px wide): sharp 850-2400; Gaussian blur of
+# sigma 1 px 91-171, sigma 2 px 18-35, sigma 3 px 8-16. 40 flags blur of sigma 2 and more, which
+# smooths away the folds that separate expression intensities, and keeps sharp and slightly soft faces.
+BLURRY_LAPLACIAN_VARIANCE = 40.0
+# Largest mean absolute luma change (0..255) between the sampled frames, below which the video is a
+# still image (`benchmarks/bench_quality.py`): an mp4 of one repeated photo measures 0.001, the photo
+# with added sensor noise (std 1) 0.02, the photo moved by one pixel 11; a live face moves (blinks,
+# breathing, the head).
+STILL_IMAGE_MOTION = 0.25
 # The paper's protocol asks for each expression held for more than five seconds.
 MIN_DURATION_SECONDS = 5.0
 # Share of sampled frames with the face under which the intensities rest on interpolated crops.
-# Videos below read_face_clip's min_face_fraction (0.5) are rejected outright; between the two
-# they are scored but flagged.
+# Videos below the face path's min_face_fraction (0.5) are unusable; between the two they are
+# scored but flagged.
 FEW_FACES_FRACTION = 0.8
+# Face crops given as videos (no cropping) are enlarged to at least this side before the check
+# that they show a face: the detector looks for faces of 80 pixels and more.
+CHECK_SIDE = 160
+# dlib score threshold of that check: a video given as a face crop only has to show *a* face, and
+# enlarged 32-pixel crops score lower than faces filmed at that size. On the 109 non-face images of
+# `benchmarks/bench_faces.py` it fires on 4 (at 0: none); colour bars and blank frames stay faceless.
+CROP_CHECK_THRESHOLD = -0.5
 
-QUALITY_SIDE = 224
+# Flags that make a video unusable, with the reason shown to the user.
+UNUSABLE_FLAGS: dict[str, str] = {
+    "no_face": "no face found",
+    "truncated_beyond_limit": "truncated",
+    "still_image": "a still image, not a video (an expression needs motion)",
+}
 
 
 def video_duration(path: str | Path) -> float:
@@ -62,29 +97,69 @@ def video_duration(path: str | Path) -> float:
     return count_frames(path) / float(rate)
 
 
-def _luma(frames: np.ndarray) -> list[np.ndarray]:
-    return [cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY) for frame in frames]
+# --------------------------------------------------------------------------- measures
 
 
-def mean_brightness(frames: np.ndarray) -> float:
-    """Mean Rec. 601 luma of RGB uint8 frames ``(T, H, W, 3)``, 0..255."""
-    return float(np.mean([gray.mean() for gray in _luma(frames)]))
+def _luma(frame: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
 
 
-def blur_score(frames: np.ndarray) -> float:
-    """Median over frames of the variance of the Laplacian at a 224-pixel shorter side (low = blurred).
-
-    Scaling to the model's input size first judges sharpness as the model will see it: a small
-    face blown up to 224 pixels scores as blurred. The median ignores a few frames smeared by
-    motion.
-    """
-    scores = []
-    for gray in _luma(frames):
-        scale = QUALITY_SIDE / min(gray.shape)
+def region(gray: np.ndarray, box: np.ndarray | None, max_side: int = MEASURE_SIDE) -> np.ndarray:
+    """The part of ``gray`` inside ``box`` (``x0, y0, x1, y1``, clipped to the picture; None = all),
+    reduced with area averaging to at most ``max_side`` pixels, never enlarged."""
+    if box is not None:
+        height, width = gray.shape
+        x0, y0 = max(int(round(box[0])), 0), max(int(round(box[1])), 0)
+        x1, y1 = min(int(round(box[2])), width), min(int(round(box[3])), height)
+        if x1 - x0 >= 2 and y1 - y0 >= 2:
+            gray = gray[y0:y1, x0:x1]
+    scale = max_side / max(gray.shape)
+    if scale < 1:
         size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
-        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-        scores.append(cv2.Laplacian(cv2.resize(gray, size, interpolation=interpolation), cv2.CV_64F).var())
+        gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+    return gray
+
+
+def mean_brightness(frames: np.ndarray, boxes: np.ndarray | None = None) -> float:
+    """Mean Rec. 601 luma (0..255) of RGB uint8 frames ``(T, H, W, 3)``, inside ``boxes`` ``(T, 4)`` if given."""
+    return float(np.mean([region(_luma(f), None if boxes is None else boxes[t]).mean() for t, f in enumerate(frames)]))
+
+
+def blur_score(frames: np.ndarray, boxes: np.ndarray | None = None) -> float:
+    """Median over frames of the variance of the Laplacian of the (face) region; low = blurred.
+
+    The region is measured at source resolution, reduced to at most :data:`MEASURE_SIDE` pixels so
+    that a large sharp face is not judged by its smooth skin at full size. The median ignores a few
+    frames smeared by motion.
+    """
+    scores = [cv2.Laplacian(region(_luma(f), None if boxes is None else boxes[t]), cv2.CV_64F).var()
+              for t, f in enumerate(frames)]
     return float(np.median(scores))
+
+
+def frame_motion(frames: np.ndarray, box: np.ndarray | None = None) -> float:
+    """Largest mean absolute luma difference between the first frame and any other, inside one fixed ``box``.
+
+    0 for a single frame. A photo encoded as a video scores ~0; a live face does not.
+    """
+    grays = [region(_luma(f), box).astype(np.float32) for f in frames]
+    if len(grays) < 2:
+        return 0.0
+    return float(max(np.abs(g - grays[0]).mean() for g in grays[1:]))
+
+
+def face_measures(frames: np.ndarray, face_boxes: np.ndarray | None = None) -> dict[str, float]:
+    """Brightness, blur and motion of the face region of source frames ``(T, H, W, 3)`` (the whole frame without boxes)."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
+        raise ValueError(f"frames must be a non-empty uint8 array (T, H, W, 3), got {frames.dtype} {frames.shape}")
+    boxes = None if face_boxes is None else np.asarray(face_boxes, dtype=np.float64)[:, :4]
+    fixed = None if boxes is None else np.median(boxes, axis=0)
+    return {"brightness": mean_brightness(frames, boxes), "blur": blur_score(frames, boxes),
+            "motion": frame_motion(frames, fixed)}
+
+
+# --------------------------------------------------------------------------- flags
 
 
 def video_quality(
@@ -92,43 +167,143 @@ def video_quality(
     frames: np.ndarray,
     face_report: FaceTrackReport | None = None,
     duration_seconds: float | None = None,
+    decode: dict | None = None,
+    min_decoded_share: float = DEFAULT_MIN_DECODED_SHARE,
 ) -> dict:
-    """Quality measures and flags of one video, for the diagnose report.
+    """Quality measures and flags of one video, for the diagnose report and the cohort check.
 
     Args:
         path: the video (its duration is read from the container unless given).
-        frames: its sampled RGB uint8 frames ``(T, H, W, 3)``; face crops give the fairest
-            brightness and blur (the background does not count).
-        face_report: the face tracker's report; without it the face measures are None and
-            ``few_faces`` is False.
+        frames: its sampled RGB uint8 frames ``(T, H, W, 3)``: the face crops, or the frames of a video
+            that is already a face crop. Used for the measures when ``face_report`` carries none.
+        face_report: the face tracker's report; its ``measures`` (taken on the face region of the
+            source frames) are preferred; without a report the face measures are None.
         duration_seconds: the video's length, when already known (frame folders have none).
+        decode: the reader's findings (``truncated``, ``decoded_share``), else ``face_report.decode``.
+        min_decoded_share: a truncated video decoding less than this share is unusable.
 
-    Returns a JSON-ready dict: ``face_fraction``, ``brightness``, ``blur``, ``duration_seconds``
-    and the flags ``too_dark``, ``too_bright``, ``blurry``, ``too_short``, ``few_faces``,
-    ``multiple_faces``, plus ``flags``: the names of the raised ones.
+    Returns a JSON-ready dict: ``face_fraction``, ``num_faces_max``, ``brightness``, ``blur``,
+    ``motion``, ``duration_seconds``, ``decoded_share``; the flags ``too_dark``, ``too_bright``,
+    ``blurry``, ``too_short``, ``few_faces``, ``multiple_faces``, ``truncated``,
+    ``truncated_beyond_limit``, ``still_image``; ``flags`` (the raised ones) and ``reasons`` (what
+    makes the video unusable, empty when usable).
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
         raise ValueError(f"{path}: frames must be a non-empty uint8 array (T, H, W, 3), got {frames.dtype} {frames.shape}")
     if duration_seconds is None and not Path(path).is_dir():
         duration_seconds = video_duration(path)
-    brightness = mean_brightness(frames)
-    blur = blur_score(frames)
+    measures = getattr(face_report, "measures", None) or face_measures(frames)
+    decode = decode or getattr(face_report, "decode", None) or {}
+    share = float(decode.get("decoded_share", 1.0))
+    truncated = bool(decode.get("truncated", False))
     face_fraction = None if face_report is None else float(face_report.face_fraction)
+    clip_length = decode.get("clip_length")
     quality = {
         "path": str(path),
         "face_fraction": face_fraction,
         "num_faces_max": None if face_report is None else int(face_report.num_faces_max),
-        "brightness": brightness,
-        "blur": blur,
+        "brightness": measures["brightness"],
+        "blur": measures["blur"],
+        "motion": measures["motion"],
         "duration_seconds": duration_seconds,
-        "too_dark": brightness < TOO_DARK_BRIGHTNESS,
-        "too_bright": brightness > TOO_BRIGHT_BRIGHTNESS,
-        "blurry": blur < BLURRY_LAPLACIAN_VARIANCE,
+        "decoded_share": share,
+        "too_dark": measures["brightness"] < TOO_DARK_BRIGHTNESS,
+        "too_bright": measures["brightness"] > TOO_BRIGHT_BRIGHTNESS,
+        "blurry": measures["blur"] < BLURRY_LAPLACIAN_VARIANCE,
         "too_short": duration_seconds is not None and not math.isnan(duration_seconds)
         and duration_seconds < MIN_DURATION_SECONDS,
         "few_faces": face_fraction is not None and face_fraction < FEW_FACES_FRACTION,
         "multiple_faces": face_report is not None and face_report.num_faces_max > 1,
+        "truncated": truncated,
+        "truncated_beyond_limit": truncated and share < min_decoded_share,
+        "still_image": clip_length == 1 or measures["motion"] < STILL_IMAGE_MOTION,
     }
     quality["flags"] = [name for name, value in quality.items() if value is True]
+    quality["reasons"] = unusable_reasons(quality, min_decoded_share)
     return quality
+
+
+def unusable_reasons(quality: dict, min_decoded_share: float = DEFAULT_MIN_DECODED_SHARE) -> list[str]:
+    """The findings of :func:`video_quality` that make a video unusable, as sentences."""
+    reasons = []
+    for flag, reason in UNUSABLE_FLAGS.items():
+        if quality.get(flag):
+            if flag == "truncated_beyond_limit":
+                reason = (f"truncated: only {quality['decoded_share']:.0%} of its frames decode "
+                          f"(at least {min_decoded_share:.0%} needed)")
+            reasons.append(reason)
+    return reasons
+
+
+# --------------------------------------------------------------------------- the check before scoring
+
+
+@dataclass
+class VideoCheck:
+    """One video checked before scoring: usable or not, why, its quality, and the prepared clip (when readable)."""
+
+    path: Path
+    reasons: list[str] = field(default_factory=list)
+    quality: dict | None = None
+    clip: PreparedClip | None = None
+
+    @property
+    def usable(self) -> bool:
+        return not self.reasons
+
+
+def _face_in_crops(frames: np.ndarray, settings: FaceCropSettings, source: str | Path) -> None:
+    """Raise NoFaceError unless videos given as face crops show a face (enlarged so the detector can see it)."""
+    from dfer_pd.screening.faces import build_detector, follow_face
+
+    scale = CHECK_SIDE / min(frames.shape[1:3])
+    if scale > 1:
+        size = (round(frames.shape[2] * scale), round(frames.shape[1] * scale))
+        frames = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_LINEAR) for f in frames])
+    detector = (build_detector("dlib", settings.fallback_detector, min(settings.detector_threshold, CROP_CHECK_THRESHOLD))
+                if settings.detector == "dlib" else settings.build_detector())
+    follow_face(frames, None, detector, settings.min_face_fraction, settings.detect_every,
+                settings.smooth_window, landmarks=False, source=source)
+
+
+def check_video(
+    path: str | Path,
+    contract: ScoringContract,
+    face_cache=None,
+    min_decoded_share: float = DEFAULT_MIN_DECODED_SHARE,
+    duration_seconds: float | None = None,
+) -> VideoCheck:
+    """Read ``path`` exactly as scoring will (the contract's :func:`~dfer_pd.stage1.scoring.prepare_clip`) and judge it.
+
+    Unreadable files, no face (also in videos given as face crops), truncation below
+    ``min_decoded_share`` and still images make it unusable, each with its reason; the prepared clip
+    is kept so that scoring need not read the video again.
+    """
+    from dfer_pd.screening.faces import NoFaceError
+    from dfer_pd.stage1.scoring import prepare_clip
+
+    path = Path(path)
+    try:
+        clip = prepare_clip(path, contract, face_cache)
+    except NoFaceError as error:
+        return VideoCheck(path, [f"no face found ({_after_path(error, path)})"])
+    except VideoReadError as error:
+        return VideoCheck(path, [_after_path(error, path)])
+    quality = video_quality(path, clip.frames, clip.face_report, duration_seconds, clip.decode, min_decoded_share)
+    reasons = list(quality["reasons"])
+    if not contract.face.crop_faces:
+        try:
+            _face_in_crops(clip.frames, contract.face, path)
+        except NoFaceError as error:
+            reasons.insert(0, f"no face found ({_after_path(error, path)})")
+            quality["flags"].append("no_face")
+    quality["reasons"] = reasons
+    return VideoCheck(path, reasons, quality, clip)
+
+
+def _after_path(error: Exception, path: Path) -> str:
+    """The error's message without the leading ``<path>: `` (the caller names the file)."""
+    message = str(error)
+    prefix = f"{path}: "
+    return message[len(prefix):] if message.startswith(prefix) else message

@@ -1,4 +1,9 @@
-"""The screening report: report.json, report.html and report.png place one person against the cohort."""
+"""The screening report: report.json, report.html and report.png place one person against the cohort.
+
+Each starts with the verdict (POSITIVE, NEGATIVE or INCONCLUSIVE), the reasons of an INCONCLUSIVE one
+and every video's quality flags; then the person's intensities (and landmark kinematics, when the
+screening model has the cohort's) against the training cohort's HC and PD distributions.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,16 @@ from pathlib import Path
 import numpy as np
 
 from dfer_pd.common.constants import COHORT_LABELS, EXPRESSIONS
-from dfer_pd.common.files import atomic_write_json
+from dfer_pd.common.files import atomic_write, atomic_write_json
 from dfer_pd.screening.diagnose import DISCLAIMER, Diagnosis
 from dfer_pd.stage1.modeling_dfer_clip import intensities_from_cosine, log_intensities_from_cosine
 from dfer_pd.stage2.features import FEATURE_NAMES, expression_features
+from dfer_pd.stage2.kinematics import KINEMATIC_FEATURES, KINEMATIC_MEASURES
 from dfer_pd.stage2.screening_model import ScreeningModel
+
+# One colour per group, used for its boxes and their medians alike; the person is black.
+GROUP_COLOURS = {"HC": "#4C72B0", "PD": "#DD8452"}
+VERDICT_COLOURS = {"POSITIVE": "#8a1c1c", "NEGATIVE": "#1f5f2c", "INCONCLUSIVE": "#7a5b00"}
 
 
 def _position(value: float, quantiles: list[float]) -> str:
@@ -23,18 +33,20 @@ def _position(value: float, quantiles: list[float]) -> str:
 
 
 def report_dict(result: Diagnosis, model: ScreeningModel) -> dict:
-    log_intensity = log_intensities_from_cosine(result.cosine, result.tau)
-    features = expression_features(intensities_from_cosine(result.cosine, result.tau))
+    scored = result.cosine is not None
+    log_intensity = log_intensities_from_cosine(result.cosine, result.tau) if scored else None
+    features = expression_features(intensities_from_cosine(result.cosine, result.tau)) if scored else None
+    reference = model.reference or {}
     per_video = {}
     for j, expression in enumerate(EXPRESSIONS):
-        entry = {
-            "video": str(result.videos[expression]),
-            "log_intensity": dict(zip(EXPRESSIONS, log_intensity[j].round(4).tolist())),
-            "features": dict(zip(FEATURE_NAMES, features[j].tolist())),
-            "quality": result.quality[expression],
-        }
-        if model.reference:
-            ref = {g: (np.asarray(model.reference[g]["log_intensity"]), np.asarray(model.reference[g]["features"]))
+        entry = {"video": str(result.videos[expression]), "quality": result.quality[expression]}
+        if scored:
+            entry["log_intensity"] = dict(zip(EXPRESSIONS, log_intensity[j].round(4).tolist()))
+            entry["features"] = dict(zip(FEATURE_NAMES, features[j].tolist()))
+        if result.kinematics is not None:
+            entry["kinematics"] = dict(zip(KINEMATIC_FEATURES, result.kinematics[j].round(5).tolist()))
+        if scored and reference:
+            ref = {g: (np.asarray(reference[g]["log_intensity"]), np.asarray(reference[g]["features"]))
                    for g in COHORT_LABELS}
             entry["asked_expression_vs_cohort"] = {
                 g: _position(log_intensity[j, j], ref[g][0][:, j, j].tolist()) for g in COHORT_LABELS}
@@ -44,53 +56,113 @@ def report_dict(result: Diagnosis, model: ScreeningModel) -> dict:
                 "features": {f: {g: _position(features[j, i], ref[g][1][:, j, i].tolist()) for g in COHORT_LABELS}
                              for i, f in enumerate(FEATURE_NAMES)},
             }
+        if result.kinematics is not None and reference and "kinematics" in reference.get("HC", {}):
+            entry.setdefault("vs_cohort", {})["kinematics"] = {
+                f: {g: _position(result.kinematics[j, i], np.asarray(reference[g]["kinematics"])[:, j, i].tolist())
+                    for g in COHORT_LABELS} for i, f in enumerate(KINEMATIC_FEATURES)}
         per_video[expression] = entry
     return {
+        "verdict": result.verdict,
+        "reasons": result.reasons,
+        "flags": {e: result.quality[e]["flags"] for e in EXPRESSIONS},
+        "headline": result.headline(),
         "disclaimer": DISCLAIMER,
         "p_pd": result.p_pd,
         "threshold": result.threshold,
         "screening_positive": result.positive,
-        "headline": result.headline(),
+        "recognition_threshold": model.recognition_threshold,
         "tau": result.tau,
         "scoring_contract": result.contract.to_dict(),
-        "intensities_exp": intensities_from_cosine(result.cosine, result.tau).tolist(),
+        "intensities_exp": intensities_from_cosine(result.cosine, result.tau).tolist() if scored else None,
         "videos": per_video,
         "classifier": model.classifier.name,
+        "model_performance": model.performance(),
+        "calibration": {"method": model.calibration.method, **(model.calibration_report or {})},
         "seconds": round(result.seconds, 2),
     }
 
 
+def _verdict_lines(result: Diagnosis) -> list[str]:
+    """The verdict and what it rests on, in a few short lines for the top of the figure."""
+    if result.inconclusive:
+        lines = [f"INCONCLUSIVE: no verdict until every video passes ({len(result.reasons)} reason(s))"]
+        lines += [f"- {r}" for r in result.reasons[:4]] + (["- ..."] if len(result.reasons) > 4 else [])
+    else:
+        word = "POSITIVE (PD-like hypomimia)" if result.positive else "NEGATIVE"
+        lines = [f"Screening {word}: p(PD) = {result.p_pd:.2f}, threshold {result.threshold:.2f}"]
+    flags = [f"{e}: {', '.join(result.quality[e]['flags'])}" for e in EXPRESSIONS if result.quality[e]["flags"]]
+    lines.append("Flags - " + ("; ".join(flags) if flags else "none"))
+    return lines
+
+
+def _boxes(ax, quantiles: np.ndarray, positions: np.ndarray, colour: str) -> None:
+    """Box plots from stored quantiles (5/25/50/75/95th: whiskers at 5 and 95), box and median in ``colour``."""
+    stats = [{"whislo": q[0], "q1": q[1], "med": q[2], "q3": q[3], "whishi": q[4], "fliers": []} for q in quantiles.T]
+    drawn = ax.bxp(stats, positions=positions, widths=0.8, patch_artist=True, showfliers=False,
+                   medianprops={"color": colour, "linewidth": 2}, whiskerprops={"color": colour},
+                   capprops={"color": colour}, boxprops={"edgecolor": colour})
+    for box in drawn["boxes"]:
+        box.set_facecolor(colour)
+        box.set_alpha(0.35)
+
+
 def plot_against_cohort(result: Diagnosis, model: ScreeningModel, path: Path) -> Path:
-    """Fig. 4 for one person: the cohort's HC and PD boxes (from stored quantiles) and this person's values."""
+    """Fig. 4 for one person: the verdict, reasons and flags on top; then the cohort's HC and PD boxes (from
+    stored quantiles) with this person's values, for the intensities and, when present, the kinematic amplitudes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
-    log_intensity = log_intensities_from_cosine(result.cosine, result.tau)
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.8), sharey=True)
-    colours = {"HC": "#4C72B0", "PD": "#DD8452"}
-    for j, (ax, expression) in enumerate(zip(axes, EXPRESSIONS)):
+    reference = model.reference or {}
+    has_kinematics = result.kinematics is not None or "kinematics" in reference.get("HC", {})
+    rows = 2 if has_kinematics else 1
+    header = _verdict_lines(result)
+    top = 0.9 + 0.22 * len(header)  # inches of text above the plots
+    fig, axes = plt.subplots(rows, 4, figsize=(16, 3.9 * rows + top), squeeze=False)
+    amplitude_columns = [KINEMATIC_FEATURES.index(f"{m}_amplitude") for m in KINEMATIC_MEASURES]
+    for j, expression in enumerate(EXPRESSIONS):
+        ax = axes[0, j]
         for g, group in enumerate(COHORT_LABELS):
-            if not model.reference:
-                break
-            q = np.asarray(model.reference[group]["log_intensity"])[:, j, :]  # (5 quantiles, 4 classes)
-            stats = [{"whislo": q[0, k], "q1": q[1, k], "med": q[2, k], "q3": q[3, k], "whishi": q[4, k], "fliers": []}
-                     for k in range(4)]
-            positions = np.arange(4) * 3 + g
-            boxes = ax.bxp(stats, positions=positions, widths=0.8, patch_artist=True, showfliers=False)
-            for box in boxes["boxes"]:
-                box.set_facecolor(colours[group])
-                box.set_alpha(0.6)
-        ax.scatter(np.arange(4) * 3 + 0.5, log_intensity[j], marker="D", color="black", zorder=5, label="this person")
+            if reference:
+                q = np.asarray(reference[group]["log_intensity"])[:, j, :]  # (5 quantiles, 4 classes)
+                _boxes(ax, q, np.arange(4) * 3 + g, GROUP_COLOURS[group])
+        if result.cosine is not None:
+            values = log_intensities_from_cosine(result.cosine, result.tau)[j]
+            ax.scatter(np.arange(4) * 3 + 0.5, values, marker="D", color="black", zorder=5)
         ax.set_xticks(np.arange(4) * 3 + 0.5, [e[:4] for e in EXPRESSIONS])
-        ax.set_title(f"{expression} video")
-    axes[0].set_ylabel("log intensity (cos / tau)")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c, alpha=0.6) for c in colours.values()]
-    axes[-1].legend(handles + [axes[-1].collections[0]], [*colours, "this person"], loc="best", fontsize=8)
-    fig.suptitle(f"p(PD) = {result.p_pd:.2f} - {DISCLAIMER}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+        ax.set_xlim(-1, 11)
+        ax.set_title(f"{expression} video: stage-1 intensity", fontsize=10)
+        if has_kinematics:
+            ax = axes[1, j]
+            for g, group in enumerate(COHORT_LABELS):
+                if "kinematics" in reference.get(group, {}):
+                    q = np.asarray(reference[group]["kinematics"])[:, j, amplitude_columns]
+                    _boxes(ax, q, np.arange(4) * 3 + g, GROUP_COLOURS[group])
+            if result.kinematics is not None:
+                ax.scatter(np.arange(4) * 3 + 0.5, result.kinematics[j, amplitude_columns], marker="D", color="black",
+                           zorder=5)
+            ax.set_xticks(np.arange(4) * 3 + 0.5, ["mouth\ncorners", "brows", "eyelids", "jaw"])
+            ax.set_xlim(-1, 11)
+            ax.set_title(f"{expression} video: movement amplitude", fontsize=10)
+    axes[0, 0].set_ylabel("log intensity (cos / tau)")
+    if has_kinematics:
+        axes[1, 0].set_ylabel("amplitude (eye distances)")
+    handles = [Patch(facecolor=c, edgecolor=c, alpha=0.6, label=f"cohort {g}") for g, c in GROUP_COLOURS.items()]
+    handles.append(Line2D([], [], marker="D", color="black", linestyle="none", label="this person"))
+    colour = VERDICT_COLOURS[result.verdict]
+    fig.text(0.01, 1 - 0.25 / fig.get_figheight(), header[0], fontsize=13, fontweight="bold", color=colour, va="top")
+    for i, line in enumerate(header[1:], start=1):
+        fig.text(0.01, 1 - (0.3 + 0.22 * i + 0.1) / fig.get_figheight(), line, fontsize=9, va="top", wrap=True)
+    fig.text(0.99, 1 - 0.25 / fig.get_figheight(), DISCLAIMER, fontsize=8, ha="right", va="top", style="italic")
+    # The legend sits in its own band under the header, never over the boxes.
+    fig.legend(handles=handles, loc="upper center", ncol=3, fontsize=9, frameon=False,
+               bbox_to_anchor=(0.5, 1 - (top - 0.35) / fig.get_figheight()))
+    fig.tight_layout(rect=(0, 0, 1, 1 - top / fig.get_figheight()))
+    with atomic_write(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -102,22 +174,47 @@ def write_report(result: Diagnosis, model: ScreeningModel, out_dir: str | Path) 
     json_path = out_dir / "report.json"
     atomic_write_json(json_path, report)
     png_path = plot_against_cohort(result, model, out_dir / "report.png")
-    rows = "".join(
-        f"<tr><td>{html.escape(e)}</td><td>{html.escape(Path(v['video']).name)}</td>"
-        f"<td>{v['log_intensity'][e]:.2f}</td><td>{html.escape(', '.join(v.get('asked_expression_vs_cohort', {}).get(g, '-') for g in COHORT_LABELS))}</td>"
-        f"<td>{html.escape(', '.join(v['quality']['flags']) or 'ok')}</td></tr>"
-        for e, v in report["videos"].items()
-    )
+    reliability = ""
+    if model.calibration_report:  # how far p(PD) can be taken at face value: the model's reliability curve
+        from dfer_pd.stage2.plots import plot_reliability
+
+        plot_reliability(model.calibration_report, out_dir / "reliability.png")
+        brier = model.calibration_report
+        reliability = (f"<p>Reliability of p(PD) on the training cohort's out-of-fold predictions: Brier score "
+                       f"{brier['brier_raw']:.3f} raw, {brier['brier_calibrated']:.3f} as reported here "
+                       f"({html.escape(model.calibration.method)} calibration; 0 is perfect, 0.25 is p = 0.5 for everyone)."
+                       f"</p>\n<p><img src=\"reliability.png\" alt=\"reliability curve\" style=\"max-width: 30em\"></p>")
+    rows = []
+    for e, v in report["videos"].items():
+        asked = f"{v['log_intensity'][e]:.2f}" if "log_intensity" in v else "-"
+        versus = ", ".join(v.get("asked_expression_vs_cohort", {}).get(g, "-") for g in COHORT_LABELS)
+        reasons = "; ".join(v["quality"].get("reasons", []))
+        rows.append(f"<tr><td>{html.escape(e)}</td><td>{html.escape(Path(v['video']).name)}</td><td>{asked}</td>"
+                    f"<td>{html.escape(versus)}</td><td>{html.escape(', '.join(v['quality']['flags']) or 'ok')}</td>"
+                    f"<td>{html.escape(reasons or '-')}</td></tr>")
+    colour = VERDICT_COLOURS[result.verdict]
+    if result.inconclusive:
+        verdict = "Screening INCONCLUSIVE"
+        detail = ("<p>No verdict is given until every video passes. Reasons:</p><ul>"
+                  + "".join(f"<li>{html.escape(r)}</li>" for r in result.reasons) + "</ul>")
+    else:
+        verdict = f"Screening {'POSITIVE' if result.positive else 'NEGATIVE'}"
+        detail = (f"<p>p(PD) = {result.p_pd:.3f}, decision threshold {result.threshold:.2f}. "
+                  f"Classifier: {html.escape(model.classifier.name)}.</p>")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>dfer-pd screening report</title></head>
 <body style="font-family: sans-serif; max-width: 70em">
+<div style="border: 3px solid {colour}; padding: 0.5em 1em; margin-bottom: 1em">
+<h1 style="color: {colour}; margin: 0.2em 0">{verdict}</h1>
+{detail}
+<p>Model: {html.escape(model.performance())}.</p>
 <p><strong>{html.escape(DISCLAIMER)}</strong></p>
-<h1>p(PD) = {result.p_pd:.3f}</h1>
-<p>Decision threshold {result.threshold:.2f}: {"screening positive" if result.positive else "screening negative"}.
-Classifier: {html.escape(model.classifier.name)}.</p>
+</div>
 <table border="1" cellpadding="4"><tr><th>asked expression</th><th>video</th><th>log intensity of the asked expression</th>
-<th>vs cohort (HC, PD)</th><th>quality flags</th></tr>{rows}</table>
-<p><img src="report.png" alt="intensities against the cohort" style="max-width: 100%"></p>
+<th>vs cohort (HC, PD)</th><th>quality flags</th><th>unusable because</th></tr>{"".join(rows)}</table>
+<p><img src="report.png" alt="verdict, flags and this person's values against the cohort" style="max-width: 100%"></p>
+{reliability}
 </body></html>"""
     html_path = out_dir / "report.html"
-    html_path.write_text(page)
+    with atomic_write(html_path, "w") as handle:
+        handle.write(page)
     return {"json": json_path, "html": html_path, "png": png_path}

@@ -2,16 +2,18 @@
 
 It is derived from a stage-1 checkpoint (its sha256 and the network settings the checkpoint carries:
 classes, tau, frames per clip, image size, normalisation) plus the preprocessing chosen for the videos
-(the face path and the numeric precision). It then travels, never re-declared: it names the cache
+(the face path and the numeric precision) and the runtime that executes the network (PyTorch, or the
+checkpoint's ONNX export in float32 or int8). It then travels, never re-declared: it names the cache
 folder and sits in every cache file, in every intensity file and in the screening model, and
 ``diagnose`` applies the screening model's contract. Two scores are comparable exactly when their
-contracts are equal.
+contracts are equal; contracts that differ only in runtime score the same videos the same way, to
+within the runtime's tolerance (``dfer-pd export`` measures it), so ``diagnose`` may pick another runtime.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,10 @@ from dfer_pd.stage1.modeling_dfer_clip import DferClipConfig
 CONTRACT_VERSION = 1
 EVAL_SAMPLER = "segment-centre"
 PRECISIONS: tuple[str, ...] = ("32-true", "bf16-mixed", "16-mixed")
+# Who executes the network: PyTorch, or the checkpoint's ONNX export on onnxruntime (float32, or with
+# dynamically quantised int8 weights). The runtime is in the cache key: int8 scores differ from float32.
+RUNTIMES: tuple[str, ...] = ("torch", "onnx", "onnx-int8")
+ONNX_RUNTIMES: tuple[str, ...] = ("onnx", "onnx-int8")
 
 
 class CheckpointError(ValueError):
@@ -78,6 +84,7 @@ class ScoringContract:
     face: FaceCropSettings = field(default_factory=FaceCropSettings)
     precision: str = "32-true"
     sampler: str = EVAL_SAMPLER
+    runtime: str = "torch"
     version: int = CONTRACT_VERSION
 
     def __post_init__(self) -> None:
@@ -90,12 +97,19 @@ class ScoringContract:
             object.__setattr__(self, "face", FaceCropSettings())
         if self.precision not in PRECISIONS:
             raise ContractError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.runtime not in RUNTIMES:
+            raise ContractError(f"runtime must be one of {RUNTIMES}, got {self.runtime!r}")
+        if self.runtime in ONNX_RUNTIMES and self.precision != "32-true":
+            raise ContractError(
+                f"runtime {self.runtime} runs the float32 ONNX export, but this contract scores in {self.precision}: "
+                "use runtime torch for it, or score the cohort with precision 32-true")
         if self.version != CONTRACT_VERSION:
             raise ContractError(f"scoring contract version {self.version}; this dfer-pd reads version {CONTRACT_VERSION}")
 
     @classmethod
     def from_checkpoint(
-        cls, checkpoint: str | Path, face: FaceCropSettings | None = None, precision: str = "32-true"
+        cls, checkpoint: str | Path, face: FaceCropSettings | None = None, precision: str = "32-true",
+        runtime: str = "torch",
     ) -> ScoringContract:
         network = read_network_config(checkpoint)
         return cls(
@@ -108,6 +122,7 @@ class ScoringContract:
             image_std=network.image_std,
             face=face or FaceCropSettings(),
             precision=precision,
+            runtime=runtime,
         )
 
     # ----------------------------------------------------------------- serialisation
@@ -149,8 +164,12 @@ class ScoringContract:
 
     def check_checkpoint(self, checkpoint: str | Path) -> None:
         """Refuse a stage-1 checkpoint other than the one the contract was made with."""
+        if not Path(checkpoint).is_file():
+            raise CheckpointError(f"stage-1 checkpoint {checkpoint} does not exist")
         digest = file_digest(checkpoint)
         if digest != self.checkpoint_sha256:
+            # A truncated or foreign file is reported as such, not as "another checkpoint".
+            read_network_config(checkpoint)
             raise ContractError(
                 f"{checkpoint} (sha256 {digest[:12]}...) is not the stage-1 checkpoint of this scoring contract "
                 f"(sha256 {self.checkpoint_sha256[:12]}...): pass the checkpoint the cohort was scored with"
@@ -177,10 +196,23 @@ class ScoringContract:
             )
         return self
 
+    def with_runtime(self, runtime: str | None, source: str = "the scoring contract") -> ScoringContract:
+        """This contract executed by ``runtime`` (None: its own). Everything that decides the scores stays;
+        only the runtime, and so the cache key, changes."""
+        if runtime is None or runtime == self.runtime:
+            return self
+        try:
+            return replace(self, runtime=runtime)
+        except ContractError as err:
+            raise ContractError(f"--runtime {runtime} for {source}: {err}") from err
+
     def describe(self) -> str:
-        face = f"faces cropped ({self.face.detector}, margin {self.face.margin})" if self.face.crop_faces else "no face cropping"
+        framing = (f"aligned, eyes {self.face.eye_distance:g} of the side apart" if self.face.align
+                   else f"margin {self.face.margin}")
+        face = f"faces cropped ({self.face.detector}, {framing})" if self.face.crop_faces else "no face cropping"
         return (f"stage-1 {self.checkpoint_sha256[:12]}, {len(self.class_names)} classes, tau {self.tau}, "
-                f"{self.num_frames} frames ({self.sampler}), {self.image_size} px, {face}, {self.precision}")
+                f"{self.num_frames} frames ({self.sampler}), {self.image_size} px, {face}, {self.precision}, "
+                f"runtime {self.runtime}")
 
 
 def _flag(value: Any) -> str:

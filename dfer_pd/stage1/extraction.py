@@ -1,8 +1,19 @@
-"""Stage 1 -> stage 2: score every cohort video once under a scoring contract, through the cache."""
+"""Stage 1 -> stage 2: score every cohort video once under a scoring contract, through the cache.
+
+Before any scoring every video still to be scored is checked exactly as it will be read
+(:func:`dfer_pd.screening.quality.check_video`: unreadable, truncated beyond the accepted share, a
+still image, no face; and, with kinematics on, no face in the landmark pass). All problems are
+listed at once, each with its file, manifest line and reason; then extraction stops with that list
+(:class:`UnusableVideosError`) or, with ``skip_unusable``, leaves those subjects out and records
+them (:attr:`ExtractionReport.excluded`). Landmark kinematics (:mod:`dfer_pd.stage2.kinematics`)
+are read once per video into their own content-keyed cache beside the intensity cache.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,14 +21,47 @@ import lightning as L
 import numpy as np
 
 from dfer_pd.common.files import file_digest
+from dfer_pd.common.progress import progress_enabled
+from dfer_pd.common.video import DEFAULT_MIN_DECODED_SHARE, VideoReadError
 from dfer_pd.stage1.cache import IntensityCache, IntensityCacheWriter
-from dfer_pd.stage1.contract import ScoringContract
-from dfer_pd.stage1.datasets.base import ClipRecord, check_readable
+from dfer_pd.stage1.contract import ONNX_RUNTIMES, ScoringContract
 from dfer_pd.stage1.scoring import Stage1Scorer, expression_cosines
 from dfer_pd.stage2.cohort_datamodule import PDCohortDataModule
 from dfer_pd.stage2.features import CohortIntensities
+from dfer_pd.stage2.kinematics import KinematicsSettings, LandmarkCache, subject_kinematics
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class UnusableVideo:
+    """A cohort video that cannot be used, where the manifest lists it, and why."""
+
+    subject_id: str
+    expression: str
+    path: Path
+    line: int | None
+    reason: str
+
+    def describe(self) -> str:
+        where = f"manifest line {self.line}, " if self.line is not None else ""
+        return f"{self.path} ({where}subject {self.subject_id}, {self.expression}): {self.reason}"
+
+    def to_dict(self) -> dict:
+        return {"subject_id": self.subject_id, "expression": self.expression, "path": str(self.path),
+                "line": self.line, "reason": self.reason}
+
+
+class UnusableVideosError(ValueError):
+    """Cohort videos that cannot be used; the message lists every one (file, manifest line, reason)."""
+
+    def __init__(self, manifest: Path, unusable: list[UnusableVideo]) -> None:
+        self.unusable = unusable
+        subjects = len({u.subject_id for u in unusable})
+        listed = "\n".join(f"  {u.describe()}" for u in unusable)
+        super().__init__(
+            f"{manifest}: {len(unusable)} video(s) of {subjects} subject(s) cannot be used:\n{listed}\n"
+            "Replace them, or leave those subjects out with --cohort.skip_unusable true.")
 
 
 @dataclass
@@ -25,13 +69,27 @@ class ExtractionReport:
     videos: int = 0
     cached: int = 0
     scored: int = 0
-    unreadable: dict[str, str] = field(default_factory=dict)
+    checked: int = 0
+    unusable: list[UnusableVideo] = field(default_factory=list)
+    excluded_subjects: list[str] = field(default_factory=list)
     cache_folder: Path | None = None
+    face_seconds: float = 0.0  # time spent checking videos (decoding, face path) and reading landmarks
+
+    @property
+    def unreadable(self) -> dict[str, str]:
+        """Unusable videos by path (the reason)."""
+        return {str(u.path): u.reason for u in self.unusable}
+
+    @property
+    def excluded(self) -> dict:
+        """The subjects left out and why, as JSON-ready values for the run's outputs and W&B."""
+        return {"count": len(self.excluded_subjects), "videos": [u.to_dict() for u in self.unusable]}
 
     def summary(self) -> str:
         return (
             f"{self.videos} videos: {self.cached} from cache, {self.scored} scored"
-            + (f", {len(self.unreadable)} unreadable" if self.unreadable else "")
+            + (f", {len(self.unusable)} unusable" if self.unusable else "")
+            + (f", {len(self.excluded_subjects)} subject(s) left out" if self.excluded_subjects else "")
             + (f" (cache {self.cache_folder})" if self.cache_folder else "")
         )
 
@@ -43,17 +101,36 @@ def extract_intensities(
     cache_dir: str | Path,
     accelerator: str = "auto",
     devices: int | str = 1,
+    onnx_model: str | Path | None = None,
+    skip_unusable: bool = False,
+    min_decoded_share: float = DEFAULT_MIN_DECODED_SHARE,
+    kinematics: KinematicsSettings | None = None,
 ) -> tuple[CohortIntensities, ExtractionReport]:
     """Fill the cache for every video of the cohort, then assemble per-subject (N, 4, 4) cosines.
 
+    Videos still to be scored are checked first (see the module notes); ``skip_unusable`` leaves out
+    the subjects of unusable videos instead of stopping, ``min_decoded_share`` is the share of a
+    truncated video that must decode. With ``kinematics`` (enabled) the cohort also gets its (N, 4, 12)
+    landmark kinematics.
+
     Videos already in the cache (same contract and video bytes) are not scored again; an interrupted
-    run resumes because every video is written atomically as soon as it is scored.
+    run resumes because every video is written atomically as soon as it is scored. The contract's
+    runtime scores them: PyTorch, or the ONNX export (``onnx_model``, by default the one ``dfer-pd
+    export`` wrote beside the checkpoint), which runs on the CPU.
     """
     contract.check_checkpoint(checkpoint)
+    if contract.runtime in ONNX_RUNTIMES:
+        if accelerator not in {"auto", "cpu"}:
+            raise ValueError(f"runtime {contract.runtime} runs on onnxruntime's CPU provider; "
+                             f"got accelerator {accelerator!r}: use cpu (or runtime torch)")
+        accelerator = "cpu"
     columns = contract.expression_columns()  # refuse a checkpoint without the four expressions up front
     cohort = datamodule.cohort
     cache = IntensityCache(cache_dir, contract)
     report = ExtractionReport(cache_folder=cache.folder)
+
+    kinematics = kinematics if kinematics is not None and kinematics.enabled else None
+    landmarks = LandmarkCache(Path(cache_dir) / "landmarks", kinematics) if kinematics else None
 
     digests: dict[tuple[str, str], str] = {}
     paths: dict[str, Path] = {}
@@ -64,20 +141,31 @@ def extract_intensities(
             digests[subject.subject_id, expression] = digest
             paths.setdefault(digest, path)
     report.videos = len(digests)
-    missing = [ClipRecord(key=d, path=p) for d, p in paths.items() if not cache.has(d)]
-    report.cached = len(paths) - len(missing)
+    problems = _check_videos(cohort, digests, paths, cache, contract, datamodule, landmarks, min_decoded_share, report)
+    if problems:
+        report.unusable = [u for subject in cohort.subjects for e in cohort.expressions
+                           for u in problems.get(digests[subject.subject_id, e], [])
+                           if (u.subject_id, u.expression) == (subject.subject_id, e)]
+        for u in report.unusable:
+            log.warning("unusable video: %s", u.describe())
+        if not skip_unusable:
+            raise UnusableVideosError(cohort.path, report.unusable)
+        report.excluded_subjects = sorted({u.subject_id for u in report.unusable})
+        kept = [s for s in cohort.subjects if s.subject_id not in set(report.excluded_subjects)]
+        if not kept:
+            raise UnusableVideosError(cohort.path, report.unusable)
+        cohort = dataclasses.replace(cohort, subjects=kept)
+    used = {digests[s.subject_id, e] for s in cohort.subjects for e in cohort.expressions}
+    missing = [d for d in used if not cache.has(d)]
+    report.cached = len(used) - len(missing)
     if missing:
-        readable, failed = check_readable(missing)
-        if failed:
-            report.unreadable = {str(paths[d]): problem for d, problem in failed.items()}
-            details = "; ".join(f"{p}: {why}" for p, why in report.unreadable.items())
-            raise ValueError(f"{len(failed)} cohort video(s) cannot be read: {details}")
-        datamodule.set_videos_to_score([(r.key, r.path) for r in readable], contract)
+        datamodule.set_videos_to_score([(d, paths[d]) for d in sorted(missing)], contract)
         writer = IntensityCacheWriter(cache)
         # Precision is the contract's, applied inside the scoring function, so the Trainer stays at 32-true.
+        # Lightning's progress bar (videos scored, time left); DFER_PD_PROGRESS=0 switches it off.
         trainer = L.Trainer(accelerator=accelerator, devices=devices, logger=False, callbacks=[writer],
-                            enable_progress_bar=False, enable_model_summary=False)
-        trainer.predict(Stage1Scorer.from_checkpoint(checkpoint, contract), datamodule=datamodule,
+                            enable_progress_bar=progress_enabled(), enable_model_summary=False)
+        trainer.predict(Stage1Scorer.from_checkpoint(checkpoint, contract, onnx_model=onnx_model), datamodule=datamodule,
                         return_predictions=False)
         trainer.strategy.barrier()  # under DDP every rank wrote its share; read only once all have
         report.scored = writer.written
@@ -92,11 +180,61 @@ def extract_intensities(
             if features is None:
                 features = np.zeros((len(cohort.subjects), len(cohort.expressions), entry["video_features"].shape[-1]), np.float32)
             features[n, j] = entry["video_features"]
+    kinematic_features = None
+    if landmarks is not None:
+        started = time.perf_counter()
+        kinematic_features = np.stack([
+            subject_kinematics({e: _times_points(landmarks.get(subject.videos[e], digests[subject.subject_id, e]))
+                                for e in cohort.expressions}, cohort.expressions)
+            for subject in cohort.subjects])
+        report.face_seconds += time.perf_counter() - started
     data = CohortIntensities(
         subject_ids=[s.subject_id for s in cohort.subjects],
         labels=np.array([s.label for s in cohort.subjects], dtype=np.int64),
         cosine=cosine,
         contract=contract,
         video_features=features,
+        kinematics=kinematic_features,
+        kinematics_settings=None if kinematics is None else dataclasses.asdict(kinematics),
     )
     return data, report
+
+
+def _times_points(track) -> tuple[np.ndarray, np.ndarray]:
+    return track.times, track.points
+
+
+def _check_videos(cohort, digests, paths, cache, contract, datamodule, landmarks, min_decoded_share,
+                  report: ExtractionReport) -> dict[str, list[UnusableVideo]]:
+    """Check every video that still needs scoring or landmarks; ``{digest: [problems]}`` for the unusable ones."""
+    from dfer_pd.screening.faces import FaceCropCache, NoFaceError
+    from dfer_pd.screening.quality import check_video
+
+    started = time.perf_counter()
+    face_cache = FaceCropCache(datamodule.hparams.face_crop_cache) if datamodule.hparams.face_crop_cache else None
+    reasons: dict[str, list[str]] = {}
+    for digest, path in paths.items():
+        needs_scores = not cache.has(digest)
+        needs_landmarks = landmarks is not None and not landmarks.path(digest).exists()
+        if not (needs_scores or needs_landmarks):
+            continue
+        report.checked += 1
+        found = check_video(path, contract, face_cache, min_decoded_share).reasons if needs_scores else []
+        if needs_landmarks and not found:
+            try:
+                landmarks.get(path, digest)
+            except NoFaceError as error:
+                found = [f"no face found for the landmarks ({str(error).removeprefix(f'{path}: ')})"]
+            except VideoReadError as error:
+                found = [str(error).removeprefix(f"{path}: ")]
+        if found:
+            reasons[digest] = found
+    report.face_seconds += time.perf_counter() - started
+    problems: dict[str, list[UnusableVideo]] = {}
+    for subject in cohort.subjects:
+        for expression in cohort.expressions:
+            digest = digests[subject.subject_id, expression]
+            for reason in reasons.get(digest, []):
+                problems.setdefault(digest, []).append(UnusableVideo(
+                    subject.subject_id, expression, subject.videos[expression], subject.line(expression), reason))
+    return problems

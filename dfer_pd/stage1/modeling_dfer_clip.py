@@ -249,6 +249,26 @@ class DferClipConfig:
     ``image_size``, ``image_mean`` and ``image_std`` default to the CLIP checkpoint's own; once the
     network is built they are filled in (see :meth:`DferClip.config`), so a trained checkpoint carries
     the exact preprocessing it was trained with and nothing downstream re-declares it.
+
+    Args:
+        clip_name_or_path: CLIP to start from: a Hugging Face hub id, a local folder, or builtin:tiny-clip.
+        random_init: build CLIP's architecture with random weights instead of loading its pretrained ones.
+        class_names: the expression classes, in label order (linked from the dataset's classes).
+        phrases: class name -> descriptive phrase of the prompt (FACS-grounded defaults for the others).
+        num_frames: M, frames sampled per clip (also the dataset's).
+        num_context: learnable context vectors before each class phrase in the text prompts.
+        use_gate: weigh the frames with the multi-head self-attention gate before the temporal transformer.
+        gate_heads: attention heads of the frame gate.
+        temporal_layers: layers of the temporal transformer over the M frame features.
+        temporal_heads: attention heads of the temporal transformer.
+        temporal_mlp_dim: hidden width of the temporal transformer's MLP.
+        temporal_dropout: dropout in the temporal transformer.
+        tau: temperature: logits are cos / tau, intensities exp(cos / tau) (the paper's 0.01).
+        gradient_checkpointing: recompute the vision tower's activations in the backward pass (less memory, slower).
+        seed: seed of the network's random initialisation (prompts, gate, temporal transformer).
+        image_size: input side in pixels (default: the CLIP checkpoint's).
+        image_mean: per-channel normalisation mean (default: the CLIP checkpoint's).
+        image_std: per-channel normalisation std (default: the CLIP checkpoint's).
     """
 
     clip_name_or_path: str = "openai/clip-vit-base-patch32"
@@ -382,9 +402,11 @@ class DferClip(nn.Module):
         features = self.text_encoder(self.prompt_learner(), self.prompt_learner.eot_positions)
         return F.normalize(features.float(), dim=-1)
 
-    def forward(self, pixel_values: torch.Tensor) -> DferClipOutput:
+    def forward(self, pixel_values: torch.Tensor, text_features: torch.Tensor | None = None) -> DferClipOutput:
+        """``text_features``: G from :meth:`encode_text`, passed by inference, where the prompts no longer
+        change, so the frozen text transformer runs once per checkpoint instead of on every batch."""
         video = self.encode_video(pixel_values)
-        text = self.encode_text()
+        text = self.encode_text() if text_features is None else text_features.to(video.device)
         cosine = video @ text.T
         return DferClipOutput(cosine=cosine, logits=cosine / self.tau, video_features=video, text_features=text)
 

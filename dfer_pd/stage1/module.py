@@ -7,10 +7,6 @@ from pathlib import Path
 from typing import Literal
 
 import lightning as L
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torchmetrics import MetricCollection  # noqa: E402
@@ -41,6 +37,19 @@ class DferClipModule(L.LightningModule):
 
     The checkpoint's ``hyper_parameters['network']`` is the network's resolved config (classes, frames,
     tau, image size and normalisation): what the scoring contract reads, without building the network.
+
+    Args:
+        network: the expression network's settings (saved in every checkpoint).
+        optimizer: sgd (with momentum) or adamw.
+        lr_image_encoder: learning rate of CLIP's vision tower (fine-tuned).
+        lr_temporal: learning rate of the frame gate and the temporal transformer.
+        lr_prompt: learning rate of the prompts' learnable context vectors.
+        momentum: SGD momentum.
+        weight_decay: weight decay of every parameter group.
+        scheduler: learning-rate schedule per epoch: multistep (milestones, gamma), cosine (to max_epochs) or none.
+        milestones: epochs at which multistep multiplies the learning rates by gamma.
+        gamma: multistep's factor.
+        label_smoothing: label smoothing of the cross-entropy loss.
     """
 
     def __init__(
@@ -122,14 +131,12 @@ class DferClipModule(L.LightningModule):
 
     def _save_confusion(self, matrix: torch.Tensor) -> None:
         """Confusion matrix as PNG beside the run, and as an image on W&B when that logger is used."""
-        from torchmetrics.utilities.plot import plot_confusion_matrix
+        from dfer_pd.common.plots import save_confusion_matrix
 
-        fig, _ = plot_confusion_matrix(matrix.cpu(), labels=list(self.net.class_names))
         out_dir = Path(self.trainer.default_root_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / "test_confusion_matrix.png"
-        fig.savefig(path, dpi=120, bbox_inches="tight")
-        plt.close(fig)
+        matrix = matrix.cpu().numpy()
+        path = save_confusion_matrix(matrix, out_dir / "test_confusion_matrix.png", list(self.net.class_names),
+                                     f"Stage 1, test fold: {int(matrix.sum())} clips")
         log.info("confusion matrix written to %s: %s", path, matrix.tolist())
         for logger in self.loggers:
             if hasattr(logger, "log_image"):

@@ -15,7 +15,6 @@ import logging
 import math
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import lightning as L
@@ -33,43 +32,14 @@ from sklearn.tree import DecisionTreeClassifier
 from sklearn.utils.validation import check_is_fitted
 from torch.utils.data import DataLoader, TensorDataset
 
-from dfer_pd.stage2.features import SEQUENCE_KINDS, SequenceScaler
+from dfer_pd.stage2.features import SequenceScaler
 from dfer_pd.stage2.module import LOSS_OUTPUTS, PDClassifierModule, pd_probability
 from dfer_pd.stage2.sequence_classifier import ResidualRNNClassifier
 from dfer_pd.stage2.splits import CVConfig, validation_split
 
 
-@dataclass
-class ClassifierConfig:
-    """One stage-2 classifier, as the CLI and the YAML files name it: its ``kind``, inputs and settings.
-
-    ``kind`` is a key of :data:`CLASSIFIERS`. ``features``: "raw" = the 4 intensities per video,
-    "processed" = the paper's Eq. 4 features, "both" = the two concatenated. ``residual`` to ``loss``
-    configure the residual LSTM/GRU; ``sklearn_params`` are passed to a baseline's scikit-learn constructor.
-    """
-
-    name: str = "lstm"
-    kind: str = "lstm"
-    features: Literal["raw", "processed", "both"] = "processed"
-    residual: bool = True
-    hidden_size: int = 64
-    num_layers: int = 2
-    dropout: float = 0.2
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    max_epochs: int = 150
-    batch_size: int = 16
-    patience: int = 20
-    loss: Literal["bce", "ce"] = "bce"
-    sklearn_params: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.kind not in CLASSIFIERS:
-            raise ValueError(f"kind must be one of {tuple(CLASSIFIERS)}, got {self.kind!r}")
-        if self.features not in SEQUENCE_KINDS:
-            raise ValueError(f"features must be one of {SEQUENCE_KINDS}, got {self.features!r}")
-        if self.loss not in LOSS_OUTPUTS:
-            raise ValueError(f"loss must be one of {tuple(LOSS_OUTPUTS)}, got {self.loss!r}")
+# The settings dataclass lives in a light module (the CLI builds its parser without torch); re-exported here.
+from dfer_pd.stage2.settings import ClassifierConfig  # noqa: E402,F401
 
 
 def _sequences(X: Any, estimator: str) -> np.ndarray:
@@ -147,11 +117,32 @@ def _quiet_and_restored_torch_flags() -> Iterator[None]:
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
             warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning's pytree shim on new torch
+            warnings.filterwarnings("ignore", message=".*have no `val_dataloader`.*")  # val_fraction=0
             yield
     finally:
         lightning_log.setLevel(level)
         torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = cudnn
+
+
+ENGINES: tuple[str, ...] = ("batched", "lightning")
+"""How the residual networks train: many at once in one lean loop, or one Lightning fit each."""
+
+
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """torch's intra-op thread count set to ``count`` (0: leave it) for the block, then restored.
+
+    On a 2-core machine two threads gain little for these small networks and collapse (10-20x slower)
+    as soon as another process computes; one thread stays steady.
+    """
+    before = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _as_tensors(inputs: np.ndarray, labels: np.ndarray) -> TensorDataset:
@@ -169,6 +160,11 @@ class ResidualRNNEstimator(ClassifierMixin, BaseEstimator):
     network lives on the CPU (``network_``). ``predict_proba`` returns one column per ``classes_``.
     The fitted state is tensors plus JSON-able attributes (:meth:`export_fitted` / :meth:`import_fitted`),
     so a screening model stores it without pickle.
+
+    ``engine="batched"`` (the default) trains through :func:`dfer_pd.stage2.ensemble.fit_members`, the
+    lean loop that cross-validation uses to train many such networks at once; ``engine="lightning"``
+    runs one Lightning ``Trainer`` fit. Both follow the same recipe with the same random streams and
+    agree to rounding (tests/test_ensemble.py).
     """
 
     def __init__(
@@ -189,6 +185,8 @@ class ResidualRNNEstimator(ClassifierMixin, BaseEstimator):
         random_state: int = 0,
         accelerator: str = "cpu",
         deterministic: bool = True,
+        engine: Literal["batched", "lightning"] = "batched",
+        num_threads: int = 1,
     ) -> None:
         self.cell = cell
         self.residual = residual
@@ -206,6 +204,8 @@ class ResidualRNNEstimator(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.accelerator = accelerator
         self.deterministic = deterministic
+        self.engine = engine
+        self.num_threads = num_threads
 
     def _network(self, input_size: int) -> ResidualRNNClassifier:
         if self.loss not in LOSS_OUTPUTS:
@@ -220,8 +220,8 @@ class ResidualRNNEstimator(ClassifierMixin, BaseEstimator):
             num_outputs=LOSS_OUTPUTS[self.loss],
         )
 
-    def fit(self, X: np.ndarray, y: np.ndarray, logger: Logger | None = None) -> ResidualRNNEstimator:
-        """Train on (X, y); ``logger`` (a Lightning logger) records the training and validation curves."""
+    def _check_training_rows(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(X, labels 0/1, classes) after the checks every fit makes."""
         X, y = _sequences(X, type(self).__name__), np.asarray(y)
         if y.shape != (len(X),):
             raise ValueError(f"{len(X)} sequences but labels of shape {y.shape}")
@@ -230,6 +230,34 @@ class ResidualRNNEstimator(ClassifierMixin, BaseEstimator):
             raise ValueError(f"training rows must hold both classes, got {classes.tolist()}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
+        return X, labels, classes
+
+    def _set_fitted(self, state: dict[str, torch.Tensor], classes: np.ndarray, best_epoch: int | None,
+                    n_epochs: int, history: list[dict[str, float]] | None = None) -> ResidualRNNEstimator:
+        """Become fitted with ``state`` (a ResidualRNNClassifier state dict); used by the batched engine."""
+        network = self._network(state["input_projection.weight"].shape[1])
+        network.load_state_dict(state)
+        self.network_ = network.eval()
+        self.classes_ = np.asarray(classes)
+        self.n_features_in_ = network.input_projection.in_features
+        self.best_epoch_ = best_epoch
+        self.n_epochs_ = int(n_epochs)
+        self.history_ = list(history or [])
+        self.fit_seconds_ = 0.0  # set by the batched engine: this network's share of its group's time
+        return self
+
+    def fit(self, X: np.ndarray, y: np.ndarray, logger: Logger | None = None) -> ResidualRNNEstimator:
+        """Train on (X, y); ``logger`` (a Lightning logger) records the training and validation curves."""
+        X, labels, classes = self._check_training_rows(X, y)
+        if self.engine == "batched":
+            from dfer_pd.stage2.ensemble import fit_members
+
+            fit_members([self], [X], [y])
+            if logger is not None:
+                log_history(logger, self.history_)
+            return self
         fit_idx, val_idx = validation_split(labels, np.arange(len(X)), self.val_fraction, self.split_seed)
         L.seed_everything(self.random_state, verbose=False)
         module = PDClassifierModule(self._network(X.shape[-1]), loss=self.loss, lr=self.lr,
@@ -246,7 +274,7 @@ class ResidualRNNEstimator(ClassifierMixin, BaseEstimator):
         if len(val_idx):
             val_loader = DataLoader(_as_tensors(X[val_idx], labels[val_idx]), batch_size=len(val_idx))
             callbacks = [best, EarlyStopping(monitor="val/loss", mode="min", patience=self.patience)]
-        with _quiet_and_restored_torch_flags():
+        with _quiet_and_restored_torch_flags(), torch_threads(self.num_threads):
             trainer = L.Trainer(
                 max_epochs=self.max_epochs,
                 accelerator=self.accelerator,
@@ -267,6 +295,7 @@ class ResidualRNNEstimator(ClassifierMixin, BaseEstimator):
         self.n_features_in_ = X.shape[-1]
         self.best_epoch_ = best.best_epoch
         self.n_epochs_ = trainer.current_epoch
+        self.history_ = []
         return self
 
     @torch.no_grad()
@@ -276,7 +305,8 @@ class ResidualRNNEstimator(ClassifierMixin, BaseEstimator):
         if X.shape[-1] != self.n_features_in_:
             raise ValueError(f"expected {self.n_features_in_} features per step, got {X.shape[-1]}")
         self.network_.eval()
-        logits = self.network_(torch.as_tensor(X, dtype=torch.float32))
+        with torch_threads(getattr(self, "num_threads", 1)):
+            logits = self.network_(torch.as_tensor(X, dtype=torch.float32))
         positive = pd_probability(logits, self.loss).numpy().astype(np.float64)
         return np.stack([1.0 - positive, positive], axis=1)
 
@@ -303,6 +333,14 @@ class ResidualRNNEstimator(ClassifierMixin, BaseEstimator):
         return self
 
 
+def log_history(logger: Logger, history: list[dict[str, float]]) -> None:
+    """Replay a batched fit's per-epoch curves (``train/loss``, ``val/loss``, ``val/accuracy``) into a Lightning logger."""
+    for row in history:
+        metrics = {k: v for k, v in row.items() if k != "epoch" and math.isfinite(v)}
+        logger.log_metrics({**metrics, "epoch": row["epoch"]}, step=int(row["epoch"]))
+    logger.save()
+
+
 ClassifierFactory = Callable[[ClassifierConfig, int, CVConfig], BaseEstimator]
 """``factory(config, seed, cv)`` -> an unfitted estimator on (N, T, F) sequences with ``fit(X, y, logger=None)``
 and ``predict_proba``; ``seed`` is the training seed, ``cv`` supplies the in-fold selection settings."""
@@ -317,7 +355,7 @@ def recurrent(cell: Literal["lstm", "gru"]) -> ClassifierFactory:
             dropout=config.dropout, loss=config.loss, lr=config.lr, weight_decay=config.weight_decay,
             max_epochs=config.max_epochs, batch_size=config.batch_size, patience=config.patience,
             val_fraction=cv.val_fraction, split_seed=cv.split_seed, random_state=seed,
-            accelerator=cv.accelerator, deterministic=cv.deterministic,
+            accelerator=cv.accelerator, deterministic=cv.deterministic, engine=cv.engine, num_threads=cv.threads,
         )
 
     return build
@@ -382,3 +420,67 @@ def pickle_free_kinds() -> tuple[str, ...]:
     """The registry kinds whose fitted pipeline a screening model can save."""
     return tuple(kind for kind, factory in CLASSIFIERS.items()
                  if saves_without_pickle(factory(ClassifierConfig(kind=kind), 0, CVConfig())))
+
+
+def batches_with_others(pipeline: Pipeline) -> bool:
+    """Whether ``pipeline``'s classifier trains in the batched engine (with other such pipelines, in one loop)."""
+    estimator = pipeline.named_steps["classify"]
+    return isinstance(estimator, ResidualRNNEstimator) and estimator.engine == "batched"
+
+
+def fit_pipelines(
+    pipelines: list[Pipeline],
+    inputs: list[np.ndarray],
+    labels: list[np.ndarray],
+    progress: Callable[[float], None] | None = None,
+) -> list[float]:
+    """Fit each pipeline on its own rows, as ``pipeline.fit(X, y)`` would, the residual networks all at once.
+
+    Every scaler is fitted on its own pipeline's rows only; the networks of batched-engine pipelines then
+    train together (:func:`dfer_pd.stage2.ensemble.fit_members`), every other pipeline is fitted in turn.
+    ``progress`` receives the share of a fit completed (1 per fit in total). Returns each fit's seconds
+    (a batched network's share of its group's wall time, in proportion to the epochs it trained).
+    """
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dfer_pd.stage2.ensemble import fit_members
+
+    if not len(pipelines) == len(inputs) == len(labels):
+        raise ValueError(f"{len(pipelines)} pipelines, {len(inputs)} inputs and {len(labels)} label arrays")
+    seconds = [0.0] * len(pipelines)
+    together = [i for i, pipeline in enumerate(pipelines) if batches_with_others(pipeline)]
+    one_by_one = [i for i in range(len(pipelines)) if i not in set(together)]
+
+    def fit_one_by_one(indices: list[int]) -> None:
+        for i in indices:
+            started = time.perf_counter()
+            pipelines[i].fit(inputs[i], labels[i])
+            seconds[i] = time.perf_counter() - started
+            if progress is not None:
+                progress(1.0)
+
+    if not together:
+        fit_one_by_one(one_by_one)
+        return seconds
+    # The scikit-learn fits run on a second thread while the networks train on this one (both release the
+    # GIL in their heavy parts), so on two cores the baselines cost little extra wall time. Networks that
+    # train with Lightning stay on this thread.
+    lightning = [i for i in one_by_one if isinstance(pipelines[i].named_steps["classify"], ResidualRNNEstimator)]
+    sklearn_fits = [i for i in one_by_one if i not in set(lightning)]
+    fit_one_by_one(lightning)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        baselines = pool.submit(fit_one_by_one, sklearn_fits) if sklearn_fits else None
+        estimators, scaled, targets = [], [], []
+        for i in together:
+            started = time.perf_counter()
+            scaled.append(pipelines[i].named_steps["scale"].fit_transform(inputs[i]))
+            estimators.append(pipelines[i].named_steps["classify"])
+            targets.append(labels[i])
+            seconds[i] = time.perf_counter() - started
+        fit_members(estimators, scaled, targets, progress=progress)
+        if baselines is not None:
+            baselines.result()
+    for i, estimator in zip(together, estimators):
+        seconds[i] += estimator.fit_seconds_
+    return seconds

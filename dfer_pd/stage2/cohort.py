@@ -39,7 +39,23 @@ EXPRESSION_ALIASES: dict[str, str] = {"happy": "happiness", "angry": "anger", "s
 
 
 class ManifestError(ValueError):
-    """A cohort manifest that cannot be used; the message names the file, the line and the problem."""
+    """A cohort manifest that cannot be used; the message names the file, the line and the problem.
+
+    ``problems`` lists every problem found (a manifest is checked to the end, not to its first error).
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]
+
+
+def _all_problems(path: Path, problems: list[str]) -> ManifestError:
+    """One error listing every problem, each with its line (one problem reads as before)."""
+    if len(problems) == 1:
+        return ManifestError(problems[0], problems)
+    prefix = f"{path}: "
+    listed = "\n".join(f"  {p[len(prefix):] if p.startswith(prefix) else p}" for p in problems)
+    return ManifestError(f"{path}: {len(problems)} problems:\n{listed}", problems)
 
 
 @dataclass(frozen=True)
@@ -51,6 +67,11 @@ class CohortSubject:
     videos: dict[str, Path]
     sex: str | None = None
     age: float | None = None
+    lines: dict[str, int] = field(default_factory=dict, compare=False)  # manifest line of each video
+
+    def line(self, expression: str) -> int | None:
+        """The manifest line that lists this subject's ``expression`` video (None when not known)."""
+        return self.lines.get(expression)
 
 
 @dataclass
@@ -87,7 +108,7 @@ class CohortManifest:
 class _SubjectRows:
     """What the rows of one subject said so far, with the line each value came from."""
 
-    label: int
+    label: int | None  # None until a row gives a valid label
     label_line: int
     lines: list[int] = field(default_factory=list)
     videos: dict[str, tuple[Path, int]] = field(default_factory=dict)
@@ -199,51 +220,69 @@ def read_manifest(
     subjects: dict[str, _SubjectRows] = {}
     ignored: Counter[str] = Counter()
 
+    problems: list[str] = []  # every problem, in file order; reported together at the end
+
+    def checked(function, *args):
+        """``function(*args)``, or None with its ManifestError added to ``problems``."""
+        try:
+            return function(*args)
+        except ManifestError as error:
+            problems.append(str(error))
+            return None
+
     for fields in reader:
         line = reader.line_num
         where = f"{path}: line {line}"
         if not any(value.strip() for value in fields):
             continue  # blank line
         if len(fields) != len(columns):
-            raise ManifestError(f"{where}: {len(fields)} fields, but the header has {len(columns)}")
+            problems.append(f"{where}: {len(fields)} fields, but the header has {len(columns)}")
+            continue
         row = dict(zip(columns, fields))
         subject_id = row["subject_id"].strip()
         if not subject_id:
-            raise ManifestError(f"{where}: empty subject_id")
-        label = _parse_label(where, row["label"])
+            problems.append(f"{where}: empty subject_id")
+            continue
+        label = checked(_parse_label, where, row["label"])
         expression = _expression_name(row["expression"])
         if not expression:
-            raise ManifestError(f"{where}: empty expression for subject {subject_id!r}")
+            problems.append(f"{where}: empty expression for subject {subject_id!r}")
 
         rows = subjects.setdefault(subject_id, _SubjectRows(label=label, label_line=line))
         rows.lines.append(line)
-        if label != rows.label:
-            raise ManifestError(
+        if label is not None and rows.label is None:
+            rows.label, rows.label_line = label, line
+        elif label is not None and label != rows.label:
+            problems.append(
                 f"{where}: subject {subject_id!r} is labelled {COHORT_LABELS[label]}, "
                 f"but line {rows.label_line} labels it {COHORT_LABELS[rows.label]}"
             )
         sex = row.get("sex", "").strip() or None
-        rows.sex = _same_or_error(where, subject_id, "sex", rows.sex, sex, line)
-        age = _parse_age(where, row.get("age", ""))
-        rows.age = _same_or_error(where, subject_id, "age", rows.age, age, line)
+        rows.sex = checked(_same_or_error, where, subject_id, "sex", rows.sex, sex, line) or rows.sex
+        age = checked(_parse_age, where, row.get("age", ""))
+        rows.age = checked(_same_or_error, where, subject_id, "age", rows.age, age, line) or rows.age
 
+        if not expression:
+            continue
         if expression not in expressions:
             ignored[expression] += 1
             rows.ignored.add(expression)
             continue
         if expression in rows.videos:
-            raise ManifestError(
+            problems.append(
                 f"{where}: subject {subject_id!r} has a second {expression!r} video "
                 f"(the first is on line {rows.videos[expression][1]})"
             )
+            continue
         if not row["path"].strip():
-            raise ManifestError(f"{where}: empty path for subject {subject_id!r}, {expression!r}")
+            problems.append(f"{where}: empty path for subject {subject_id!r}, {expression!r}")
+            continue
         video = _video_path(base, row["path"])
         if check_files and not video.exists():
-            raise ManifestError(f"{where}: video not found: {video}")
-        rows.videos[expression] = (video, line)
+            problems.append(f"{where}: video not found: {video}")
+        rows.videos[expression] = (video, line)  # kept even when missing: one problem, not a second "no video"
 
-    if not subjects:
+    if not subjects and not problems:
         raise ManifestError(f"{path}: no data rows")
     complete: list[CohortSubject] = []
     skipped: list[tuple[str, str]] = []
@@ -254,12 +293,15 @@ def read_manifest(
             if not skip_incomplete:
                 hint = f" (ignored rows: {', '.join(sorted(rows.ignored))})" if rows.ignored else ""
                 lines = ", ".join(str(n) for n in rows.lines)
-                raise ManifestError(
+                problems.append(
                     f"{path}: subject {subject_id!r} (line(s) {lines}) has {reason}{hint}; "
-                    "add the rows or pass skip_incomplete=True"
+                    "add the rows, or skip such subjects (--cohort.skip_incomplete true)"
                 )
-            skipped.append((subject_id, reason))
+            else:
+                skipped.append((subject_id, reason))
             continue
+        if rows.label is None:
+            continue  # its label problem is listed
         complete.append(
             CohortSubject(
                 subject_id=subject_id,
@@ -267,8 +309,11 @@ def read_manifest(
                 videos={name: rows.videos[name][0] for name in expressions},
                 sex=rows.sex[0] if rows.sex else None,
                 age=rows.age[0] if rows.age else None,
+                lines={name: rows.videos[name][1] for name in expressions},
             )
         )
+    if problems:
+        raise _all_problems(path, problems)
     if not complete:
         raise ManifestError(
             f"{path}: no subject has a video for every expression {', '.join(expressions)} "

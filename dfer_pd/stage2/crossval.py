@@ -1,14 +1,19 @@
-"""Subject-level cross-validation of the stage-2 classifiers (residual LSTM/GRU and the Table 3 baselines).
+"""Subject-level, repeated cross-validation of the stage-2 classifiers (residual LSTM/GRU and the Table 3 baselines).
 
-Every fold fits a fresh :func:`~dfer_pd.stage2.classifiers.build_pipeline` (scaler + estimator) on its
-training rows only; folds come from ``CVConfig.split_seed`` only (:mod:`dfer_pd.stage2.splits`), so every
-training seed and every classifier sees the same subjects in the same folds. An estimator that selects
-weights does so on a validation split carved from the training fold, never on the test fold.
+A *repeat* is one complete k-fold CV on its own folds (split seed ``split_seed + repeat``); every
+classifier and training seed of a repeat sees the same subjects in the same folds. Every fit is a fresh
+:func:`~dfer_pd.stage2.classifiers.build_pipeline` (scaler + estimator) on its training rows only; an
+estimator that selects weights does so on a validation split carved from the training fold, never on the
+test fold. The residual networks of all fits (all folds, repeats, seeds, and in the ablation all rows)
+train together as one batched ensemble (:mod:`dfer_pd.stage2.ensemble`); the baselines fit one by one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,15 +21,145 @@ import pandas as pd
 from lightning.pytorch.loggers import Logger
 
 from dfer_pd.common.loggers import finish_wandb_run
-from dfer_pd.stage2.classifiers import ClassifierConfig, build_pipeline
-from dfer_pd.stage2.features import CohortIntensities, sequence_inputs
+from dfer_pd.common.progress import progress_bar
+from dfer_pd.stage2.classifiers import (
+    ClassifierConfig,
+    batches_with_others,
+    build_pipeline,
+    fit_pipelines,
+    log_history,
+    torch_threads,
+)
+from dfer_pd.stage2.features import CohortIntensities
 from dfer_pd.stage2.metrics import CVResult, classification_metrics, confusion_counts
 from dfer_pd.stage2.splits import CVConfig, FoldLeakageError, subject_folds
 
-LoggerFactory = Callable[[int, int], Logger | None]
-"""``logger_factory(fold, seed)`` -> a Lightning logger for that fold's training run, or None."""
+Folds = list[tuple[np.ndarray, np.ndarray]]
+LoggerFactory = Callable[[int, int, int], Logger | None]
+"""``logger_factory(repeat, fold, seed)`` -> a Lightning logger for that fit's curves and test metrics, or None."""
 MetricsSink = Callable[[dict[str, float]], None]
-"""Receives ``{"fold{k}/<metric>": value}`` after each fold and ``{"cv/<metric>_mean" / "_std": value}`` at the end."""
+"""Receives ``{"fold{k}/<metric>": value}`` after the folds (``repeat{r}/``, ``seed{s}/`` prefixes when there are
+several) and :meth:`CVResult.summary` at the end."""
+
+REPEAT_SEED_STRIDE = 1000
+"""Repeat r trains with seed ``seed + 1000 * r``: each repeat re-draws the initial weights, not only the folds."""
+
+
+def training_seed(seed: int, repeat: int) -> int:
+    """The training seed of ``seed`` in repeat ``repeat`` (repeat 0 keeps ``seed``)."""
+    return int(seed) + REPEAT_SEED_STRIDE * int(repeat)
+
+
+def repeated_folds(data: CohortIntensities, cv: CVConfig) -> list[Folds]:
+    """The folds of every repeat: repeat r uses split seed ``cv.split_seed + r``."""
+    return [subject_folds(data.labels, data.subject_ids, cv.n_splits, cv.split_seed + r) for r in range(cv.repeats)]
+
+
+@dataclass
+class JobOutcome:
+    """What a fit leaves: P(PD) of its test rows and, for a residual network, its per-epoch curves."""
+
+    p_pd: np.ndarray
+    history: list[dict[str, float]] | None = None
+    seconds: float = 0.0  # wall time of the fit (a batched network's share of its group's time)
+
+
+@dataclass(frozen=True)
+class FitJob:
+    """One fit of a CV: the classifier, the repeat, the configured training seed, the fold (from 1) and its rows."""
+
+    config: ClassifierConfig
+    repeat: int
+    seed: int
+    fold: int
+    train_idx: np.ndarray
+    test_idx: np.ndarray
+    labels: np.ndarray | None = None  # the labels this fit sees (default: the cohort's); a permutation test's shuffled ones
+
+
+def cv_jobs(config: ClassifierConfig, cv: CVConfig, splits: Sequence[Folds]) -> list[FitJob]:
+    """Every (repeat, seed, fold) fit of ``config`` over ``splits`` (one fold list per repeat)."""
+    return [FitJob(config, repeat, seed, fold, np.asarray(train), np.asarray(test))
+            for repeat, folds in enumerate(splits)
+            for seed in cv.seeds
+            for fold, (train, test) in enumerate(folds, start=1)]
+
+
+def fit_predict_jobs(
+    data: CohortIntensities,
+    jobs: Sequence[FitJob],
+    cv: CVConfig,
+    progress: Callable[[float], None] | None = None,
+    logger_factory: LoggerFactory | None = None,
+) -> list[JobOutcome]:
+    """P(PD) of each job's test rows from a fresh pipeline fitted on its training rows; networks train batched.
+
+    Only training rows reach a fit: the test rows never inform scaling, early stopping or best-weight
+    selection. ``logger_factory`` loggers get each network's curves (``train/loss``, ``val/loss`` ...)
+    and each fit's ``test/<metric>``; an active W&B run is finished after each, so fits do not merge.
+    """
+    subject_ids = np.asarray(data.subject_ids)
+    inputs_by_kind: dict[str, np.ndarray] = {}
+    pipelines, train_inputs, train_labels = [], [], []
+    for job in jobs:
+        if np.intersect1d(job.train_idx, job.test_idx).size:
+            raise FoldLeakageError("train_idx and test_idx share rows")
+        shared = set(subject_ids[job.train_idx]) & set(subject_ids[job.test_idx])
+        if shared:
+            raise FoldLeakageError(f"subjects on both sides of a fold: {sorted(shared)[:5]}")
+        kind = job.config.features
+        if kind not in inputs_by_kind:
+            inputs_by_kind[kind] = data.inputs(kind)
+        repeat_cv = dataclasses.replace(cv, split_seed=cv.split_seed + job.repeat)  # new validation splits too
+        pipelines.append(build_pipeline(job.config, training_seed(job.seed, job.repeat), repeat_cv))
+        train_inputs.append(inputs_by_kind[kind][job.train_idx])
+        train_labels.append((data.labels if job.labels is None else job.labels)[job.train_idx])
+    outcomes: list[JobOutcome | None] = [None] * len(jobs)
+
+    def predict(i: int) -> JobOutcome:
+        pipeline = pipelines[i]
+        if list(pipeline.classes_) != [0, 1]:
+            raise ValueError(f"training fold must hold both classes, got {pipeline.classes_}")
+        p_pd = pipeline.predict_proba(inputs_by_kind[jobs[i].config.features][jobs[i].test_idx])[:, 1]
+        estimator = pipeline.named_steps["classify"]
+        return JobOutcome(p_pd, getattr(estimator, "history_", None) or None, seconds[i])
+
+    def report(i: int, logger: Logger) -> None:
+        job = jobs[i]
+        metrics = classification_metrics(data.labels[job.test_idx], outcomes[i].p_pd, cv.threshold)
+        logger.log_metrics({f"test/{name}": value for name, value in metrics.items()})
+        logger.save()
+
+    if logger_factory is None:
+        seconds = fit_pipelines(pipelines, train_inputs, train_labels, progress)
+        with torch_threads(cv.threads):
+            return [predict(i) for i in range(len(jobs))]
+    seconds = [0.0] * len(jobs)
+    # With loggers: the batched networks train together and replay their curves afterwards; a fit that
+    # logs live (the Lightning engine) gets its logger while it trains.
+    together = [i for i, pipeline in enumerate(pipelines) if batches_with_others(pipeline)]
+    for i, taken in zip(together, fit_pipelines([pipelines[i] for i in together], [train_inputs[i] for i in together],
+                                                [train_labels[i] for i in together], progress)):
+        seconds[i] = taken
+    for i, job in enumerate(jobs):
+        logger = logger_factory(job.repeat, job.fold, job.seed)
+        try:
+            if i in together:
+                if logger is not None:
+                    log_history(logger, pipelines[i].named_steps["classify"].history_)
+            else:
+                started = time.perf_counter()
+                pipelines[i].fit(train_inputs[i], train_labels[i], classify__logger=logger)
+                seconds[i] = time.perf_counter() - started
+                if progress is not None:
+                    progress(1.0)
+            outcomes[i] = predict(i)
+            if logger is not None:
+                report(i, logger)
+        finally:
+            if logger is not None:
+                finish_wandb_run()
+    return outcomes
 
 
 def fit_predict_fold(
@@ -36,22 +171,55 @@ def fit_predict_fold(
     cv: CVConfig | None = None,
     logger: Logger | None = None,
 ) -> np.ndarray:
-    """Fit a fresh pipeline (scaler + classifier) on ``train_idx`` and return P(PD) for ``test_idx``.
+    """Fit a fresh pipeline (scaler + classifier) on ``train_idx`` and return P(PD) for ``test_idx``."""
+    job = FitJob(config, 0, seed, 1, np.asarray(train_idx), np.asarray(test_idx))
+    factory = None if logger is None else (lambda repeat, fold, s: logger)
+    return fit_predict_jobs(data, [job], cv or CVConfig(), logger_factory=factory)[0].p_pd
 
-    Only the training rows reach ``fit``: the test fold never informs scaling, early stopping or
-    best-weight selection (the estimator carves its validation split from the training rows).
-    """
-    cv = cv or CVConfig()
-    train_idx, test_idx = np.asarray(train_idx), np.asarray(test_idx)
-    if np.intersect1d(train_idx, test_idx).size:
-        raise FoldLeakageError("train_idx and test_idx share rows")
-    labels = data.labels
-    inputs = sequence_inputs(data.intensities, config.features)
-    pipeline = build_pipeline(config, seed, cv)
-    pipeline.fit(inputs[train_idx], labels[train_idx], classify__logger=logger)
-    if list(pipeline.classes_) != [0, 1]:
-        raise ValueError(f"training fold must hold both classes, got {pipeline.classes_}")
-    return pipeline.predict_proba(inputs[test_idx])[:, 1]
+
+def collect_result(
+    data: CohortIntensities,
+    config: ClassifierConfig,
+    cv: CVConfig,
+    jobs: Sequence[FitJob],
+    outcomes: Sequence[JobOutcome],
+    confidence: float = 0.95,
+) -> CVResult:
+    """The :class:`CVResult` of ``config``'s jobs: per-fold metrics, out-of-fold predictions, learning curves."""
+    subject_ids = np.asarray(data.subject_ids)
+    fold_rows, prediction_frames, curve_frames = [], [], []
+    for job, outcome in zip(jobs, outcomes):
+        p_pd, labels = outcome.p_pd, (data.labels if job.labels is None else job.labels)[job.test_idx]
+        metrics = classification_metrics(labels, p_pd, cv.threshold)
+        tn, fp, fn, tp = confusion_counts(labels, p_pd, cv.threshold).ravel()
+        fold_rows.append({"repeat": job.repeat, "seed": job.seed, "fold": job.fold, "n_train": len(job.train_idx),
+                          "n_test": len(job.test_idx), **metrics, "tn": tn, "fp": fp, "fn": fn, "tp": tp})
+        prediction_frames.append(pd.DataFrame({
+            "subject_id": subject_ids[job.test_idx], "repeat": job.repeat, "fold": job.fold, "seed": job.seed,
+            "label": labels, "p_pd": p_pd, "predicted": (p_pd >= cv.threshold).astype(np.int64),
+        }))
+        if outcome.history:
+            curve_frames.append(pd.DataFrame(outcome.history).assign(repeat=job.repeat, seed=job.seed, fold=job.fold))
+    predictions_table = pd.concat(prediction_frames, ignore_index=True)
+    # Column order kept from earlier versions: subject_id, fold, seed, label, p_pd, predicted, then repeat.
+    predictions_table = predictions_table[["subject_id", "fold", "seed", "label", "p_pd", "predicted", "repeat"]]
+    curves = None
+    if curve_frames:
+        curves = pd.concat(curve_frames, ignore_index=True)
+        curves = curves[["repeat", "seed", "fold", *[c for c in curves.columns if c not in ("repeat", "seed", "fold")]]]
+    return CVResult(config=config, cv=cv, folds=pd.DataFrame(fold_rows), predictions=predictions_table,
+                    histories=curves, confidence=confidence)
+
+
+def fold_metrics(result: CVResult) -> dict[str, float]:
+    """``[repeat{r}/][seed{s}/]fold{k}/<metric>`` for every fit (prefixes only where there are several)."""
+    out = {}
+    several_seeds = result.folds["seed"].nunique() > 1
+    for row in result.folds.to_dict(orient="records"):
+        prefix = (f"repeat{row['repeat']}/" if result.repeats > 1 else "") + (f"seed{row['seed']}/" if several_seeds else "")
+        prefix += f"fold{row['fold']}/"
+        out.update({prefix + name: float(row[name]) for name in result.mean})
+    return out
 
 
 def cross_validate(
@@ -61,51 +229,26 @@ def cross_validate(
     out_dir: str | Path | None = None,
     logger_factory: LoggerFactory | None = None,
     metrics_sink: MetricsSink | None = None,
-    folds: list[tuple[np.ndarray, np.ndarray]] | None = None,
+    splits: Sequence[Folds] | None = None,
     plots: bool = True,
+    confidence: float = 0.95,
+    progress: bool = True,
 ) -> CVResult:
-    """K-fold subject-level CV: a fresh pipeline per fold and training seed; folds are numbered from 1.
+    """Repeated k-fold subject-level CV of ``config``: a fresh pipeline per (repeat, training seed, fold).
 
-    ``logger_factory(fold, seed)`` gives each fold's fit a Lightning logger (e.g. a ``WandbLogger``: the
-    residual networks log their training curves to it) and receives the fold's ``test/<metric>``; after
-    a fold that had one, an active W&B run is finished so folds do not merge.
-    ``metrics_sink`` (see :func:`wandb_metrics_sink`) receives ``fold{k}/<metric>`` after each fold
-    (``seed{s}/fold{k}/<metric>`` with several seeds) and :meth:`CVResult.summary` at the end.
-    ``folds`` overrides :func:`subject_folds` (the ablation passes one set to every row). With
-    ``out_dir``, writes predictions.csv, folds.csv, metrics.json and (``plots``) roc.png and
-    confusion_matrix.png.
+    ``splits`` (one fold list per repeat) overrides :func:`repeated_folds`. ``metrics_sink`` (see
+    :func:`wandb_metrics_sink`) receives every fold's metrics, then :meth:`CVResult.summary`. With
+    ``out_dir``: predictions.csv, folds.csv, repeats.csv, metrics.json, curves.csv (networks) and
+    (``plots``) roc.png, confusion_matrix.png. A progress bar counts the fits (repeats x seeds x folds).
     """
     cv = cv or CVConfig()
-    if folds is None:
-        folds = subject_folds(data.labels, data.subject_ids, cv.n_splits, cv.split_seed)
-    subject_ids = np.asarray(data.subject_ids)
-    fold_rows, prediction_frames = [], []
-    for seed in cv.seeds:
-        for fold, (train_idx, test_idx) in enumerate(folds, start=1):
-            logger = logger_factory(fold, seed) if logger_factory else None
-            try:
-                p_pd = fit_predict_fold(data, train_idx, test_idx, config, seed, cv, logger)
-                labels = data.labels[test_idx]
-                metrics = classification_metrics(labels, p_pd, cv.threshold)
-                tn, fp, fn, tp = confusion_counts(labels, p_pd, cv.threshold).ravel()
-                fold_rows.append({"seed": seed, "fold": fold, "n_test": len(test_idx), **metrics,
-                                  "tn": tn, "fp": fp, "fn": fn, "tp": tp})
-                prediction_frames.append(pd.DataFrame({
-                    "subject_id": subject_ids[test_idx], "fold": fold, "seed": seed, "label": labels,
-                    "p_pd": p_pd, "predicted": (p_pd >= cv.threshold).astype(np.int64),
-                }))
-                prefix = f"fold{fold}/" if len(cv.seeds) == 1 else f"seed{seed}/fold{fold}/"
-                if metrics_sink is not None:
-                    metrics_sink({prefix + name: value for name, value in metrics.items()})
-                if logger is not None:
-                    logger.log_metrics({f"test/{name}": value for name, value in metrics.items()})
-                    logger.save()
-            finally:
-                if logger is not None:
-                    finish_wandb_run()
-    result = CVResult(config=config, cv=cv, folds=pd.DataFrame(fold_rows),
-                      predictions=pd.concat(prediction_frames, ignore_index=True))
+    splits = repeated_folds(data, cv) if splits is None else splits
+    jobs = cv_jobs(config, cv, splits)
+    with progress_bar(len(jobs), f"{config.name}: {len(splits)} x {cv.n_splits}-fold CV", enabled=progress) as bar:
+        outcomes = fit_predict_jobs(data, jobs, cv, bar, logger_factory)
+    result = collect_result(data, config, cv, jobs, outcomes, confidence)
     if metrics_sink is not None:
+        metrics_sink(fold_metrics(result))
         metrics_sink(result.summary())
     if out_dir is not None:
         out_dir = result.save(out_dir)
@@ -115,6 +258,145 @@ def cross_validate(
             plot_roc_curves(result.predictions, out_dir / "roc.png")
             plot_confusion_matrix(result.confusion_matrix, out_dir / "confusion_matrix.png")
     return result
+
+
+@dataclass
+class PermutationTest:
+    """Accuracy and out-of-fold ROC AUC of one k-fold CV on the true labels, against the same CV on shuffled labels."""
+
+    observed: dict[str, float]
+    null: dict[str, np.ndarray]
+    p_values: dict[str, float]
+    n_permutations: int
+
+    def to_dict(self) -> dict:
+        return {"observed": self.observed, "p_values": self.p_values, "n_permutations": self.n_permutations,
+                "null": {k: v.tolist() for k, v in self.null.items()}}
+
+
+def _single_cv_scores(labels: np.ndarray, jobs: Sequence[FitJob], outcomes: Sequence[JobOutcome],
+                      threshold: float) -> dict[str, float]:
+    """Mean fold accuracy and the ROC AUC of all out-of-fold predictions of one k-fold CV."""
+    from sklearn.metrics import roc_auc_score
+
+    accuracy = np.mean([np.mean((o.p_pd >= threshold) == labels[j.test_idx]) for j, o in zip(jobs, outcomes)])
+    index = np.concatenate([j.test_idx for j in jobs])
+    p_pd = np.concatenate([o.p_pd for o in outcomes])
+    return {"accuracy": float(accuracy), "roc_auc": float(roc_auc_score(labels[index], p_pd))}
+
+
+def permutation_test(
+    data: CohortIntensities,
+    config: ClassifierConfig,
+    cv: CVConfig | None = None,
+    n_permutations: int = 100,
+    seed: int = 0,
+    progress: bool = True,
+) -> PermutationTest:
+    """Is the classifier better than chance? A label-permutation test of its k-fold CV accuracy and AUC.
+
+    The statistic is one k-fold CV (split seed ``cv.split_seed``, the first training seed) scored by mean
+    fold accuracy and out-of-fold ROC AUC. Each permutation shuffles the subjects' labels (seeded), draws
+    folds stratified on the shuffled labels with the same split seed and runs the same CV; the p-value is
+    (1 + #{permuted >= observed}) / (1 + n_permutations). All fits (the true CV and every permutation's)
+    train together. The smallest possible p-value is 1 / (n_permutations + 1).
+    """
+    from dfer_pd.stage2.statistics import permutation_p_value
+
+    cv = cv or CVConfig()
+    if n_permutations < 1:
+        raise ValueError(f"n_permutations must be at least 1, got {n_permutations}")
+    label_sets = [data.labels]
+    for j in range(n_permutations):
+        rng = np.random.default_rng([seed, j])
+        label_sets.append(data.labels[rng.permutation(len(data))])
+    jobs_per_set = []
+    for labels in label_sets:
+        folds = subject_folds(labels, data.subject_ids, cv.n_splits, cv.split_seed)
+        jobs_per_set.append([FitJob(config, 0, cv.seeds[0], fold, np.asarray(train), np.asarray(test), labels)
+                             for fold, (train, test) in enumerate(folds, start=1)])
+    flat = [job for jobs in jobs_per_set for job in jobs]
+    with progress_bar(len(flat), f"{config.name}: permutation test ({n_permutations} permutations)",
+                      enabled=progress) as bar:
+        outcomes = fit_predict_jobs(data, flat, cv, bar)
+    scores, offset = [], 0
+    for labels, jobs in zip(label_sets, jobs_per_set):
+        scores.append(_single_cv_scores(labels, jobs, outcomes[offset:offset + len(jobs)], cv.threshold))
+        offset += len(jobs)
+    observed = scores[0]
+    null = {name: np.array([s[name] for s in scores[1:]]) for name in observed}
+    p_values = {name: permutation_p_value(observed[name], null[name]) for name in observed}
+    return PermutationTest(observed, null, p_values, n_permutations)
+
+
+def evaluate_holdout(
+    development: CohortIntensities,
+    held_out: CohortIntensities,
+    config: ClassifierConfig,
+    cv: CVConfig | None = None,
+    confidence: float = 0.95,
+    bootstrap: int = 2000,
+    seed: int = 0,
+) -> dict:
+    """Train ``config`` once on every development subject and score the held-out subjects, once.
+
+    Intervals: Wilson for accuracy, sensitivity and specificity (proportions of held-out subjects); a
+    stratified bootstrap over held-out subjects (``bootstrap`` resamples) for the ROC AUC.
+    """
+    from scipy.stats import binomtest
+    from sklearn.metrics import roc_auc_score
+
+    cv = cv or CVConfig()
+    shared = set(development.subject_ids) & set(held_out.subject_ids)
+    if shared:
+        raise FoldLeakageError(f"subjects both held out and in the development set: {sorted(shared)[:5]}")
+    pipeline = build_pipeline(config, cv.seeds[0], cv)
+    fit_pipelines([pipeline], [development.inputs(config.features)], [development.labels])
+    with torch_threads(cv.threads):
+        p_pd = pipeline.predict_proba(held_out.inputs(config.features))[:, 1]
+    labels = held_out.labels
+    metrics = classification_metrics(labels, p_pd, cv.threshold)
+    predicted = (p_pd >= cv.threshold).astype(int)
+    intervals = {}
+    for name, hits, count in (("accuracy", int((predicted == labels).sum()), len(labels)),
+                              ("sensitivity", int(((predicted == 1) & (labels == 1)).sum()), int((labels == 1).sum())),
+                              ("specificity", int(((predicted == 0) & (labels == 0)).sum()), int((labels == 0).sum()))):
+        ci = binomtest(hits, count).proportion_ci(confidence, method="wilson")
+        intervals[name] = (float(ci.low), float(ci.high))
+    rng = np.random.default_rng(seed)
+    positives, negatives = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    aucs = []
+    for _ in range(bootstrap):
+        sample = np.r_[rng.choice(positives, len(positives)), rng.choice(negatives, len(negatives))]
+        aucs.append(roc_auc_score(labels[sample], p_pd[sample]))
+    tail = (1 - confidence) / 2 * 100
+    intervals["roc_auc"] = tuple(float(x) for x in np.percentile(aucs, [tail, 100 - tail]))
+    return {"n_development": len(development), "n_held_out": len(held_out),
+            "held_out_subjects": list(held_out.subject_ids), "metrics": metrics,
+            "intervals": {k: list(v) for k, v in intervals.items()}, "confidence": confidence,
+            "predictions": [{"subject_id": s, "label": int(y), "p_pd": float(p)}
+                            for s, y, p in zip(held_out.subject_ids, labels, p_pd)]}
+
+
+def wandb_learning_curves(name: str, histories: pd.DataFrame | None) -> dict:
+    """W&B line charts of every network's per-epoch ``train/loss`` and ``val/loss`` (one line per repeat and fold)."""
+    import wandb
+
+    if histories is None or not len(histories):
+        return {}
+    charts = {}
+    for metric in ("train/loss", "val/loss"):
+        xs, ys, keys = [], [], []
+        for (repeat, seed, fold), curve in histories.groupby(["repeat", "seed", "fold"]):
+            curve = curve.dropna(subset=[metric])
+            if len(curve):
+                xs.append(curve["epoch"].tolist())
+                ys.append(curve[metric].tolist())
+                keys.append(f"repeat {repeat} fold {fold}" + (f" seed {seed}" if histories["seed"].nunique() > 1 else ""))
+        if ys:
+            charts[f"curves/{name}/{metric}"] = wandb.plot.line_series(xs=xs, ys=ys, keys=keys, xname="epoch",
+                                                                       title=f"{name}: {metric}")
+    return charts
 
 
 def wandb_metrics_sink() -> MetricsSink:

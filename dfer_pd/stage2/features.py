@@ -8,6 +8,8 @@ eight features that emphasise the asked-for ("highlight") class.
 
 from __future__ import annotations
 
+import json
+import zipfile
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -27,8 +29,9 @@ from dfer_pd.stage1.modeling_dfer_clip import intensities_from_cosine
 FEATURE_NAMES: tuple[str, ...] = ("hv", "mean", "std", "z", "pd", "range", "d_min", "d_max")
 """Eq. 4 features of one video, in the order :func:`expression_features` returns them."""
 
-SequenceKind = Literal["raw", "processed", "both"]
-SEQUENCE_KINDS: tuple[str, ...] = ("raw", "processed", "both")
+SequenceKind = Literal["raw", "processed", "both", "kinematics", "clip+kinematics"]
+SEQUENCE_KINDS: tuple[str, ...] = ("raw", "processed", "both", "kinematics", "clip+kinematics")
+KINEMATIC_KINDS: tuple[str, ...] = ("kinematics", "clip+kinematics")
 
 
 class CohortFileError(ValueError):
@@ -51,6 +54,9 @@ class CohortIntensities:
     contract: ScoringContract | None = None
     video_features: np.ndarray | None = None  # (N, 4, D) stage-1 video features, for t-SNE
     tau: float | None = None  # only without a contract
+    kinematics: np.ndarray | None = None  # (N, 4, 12) landmark kinematics (dfer_pd.stage2.kinematics), if extracted
+    kinematics_settings: dict | None = None  # how their landmarks were read (KinematicsSettings), travels with them
+    excluded: dict | None = None  # subjects left out for unusable videos: {"count", "videos": [{..., "reason"}]}
 
     def __post_init__(self) -> None:
         self.subject_ids = [str(s) for s in self.subject_ids]
@@ -83,6 +89,15 @@ class CohortIntensities:
                 raise CohortFileError(
                     f"video_features must have shape ({n}, 4, D), got {self.video_features.shape}"
                 )
+        if self.kinematics is not None:
+            from dfer_pd.stage2.kinematics import NUM_KINEMATIC_FEATURES
+
+            self.kinematics = np.asarray(self.kinematics, dtype=np.float64)
+            if self.kinematics.shape != (n, NUM_EXPRESSIONS, NUM_KINEMATIC_FEATURES):
+                raise CohortFileError(
+                    f"kinematics must have shape ({n}, 4, {NUM_KINEMATIC_FEATURES}), got {self.kinematics.shape}")
+            if not np.isfinite(self.kinematics).all():
+                raise CohortFileError("kinematics contain NaN or inf")
 
     def __len__(self) -> int:
         return len(self.subject_ids)
@@ -108,7 +123,14 @@ class CohortIntensities:
             contract=self.contract,
             video_features=None if self.video_features is None else self.video_features[index].copy(),
             tau=None if self.contract is not None else self.tau,
+            kinematics=None if self.kinematics is None else self.kinematics[index].copy(),
+            kinematics_settings=self.kinematics_settings,
+            excluded=self.excluded,
         )
+
+    def inputs(self, kind: SequenceKind = "processed") -> np.ndarray:
+        """The classifiers' per-step inputs of ``kind`` (:func:`sequence_inputs`), kinematics included."""
+        return sequence_inputs(self.intensities, kind, self.kinematics)
 
     def save(self, path: str | PathLike) -> Path:
         """Write a ``.npz`` readable without pickle; the scoring contract goes in as JSON text."""
@@ -124,6 +146,11 @@ class CohortIntensities:
             arrays["tau"] = np.asarray(self.tau, dtype=np.float64)
         if self.video_features is not None:
             arrays["video_features"] = self.video_features
+        if self.kinematics is not None:
+            arrays["kinematics"] = self.kinematics
+            arrays["kinematics_settings"] = np.asarray(json.dumps(self.kinematics_settings or {}, sort_keys=True))
+        if self.excluded:
+            arrays["excluded"] = np.asarray(json.dumps(self.excluded, sort_keys=True))
         atomic_save_npz(path, **arrays)
         return path
 
@@ -141,7 +168,7 @@ class CohortIntensities:
                 if missing:
                     raise CohortFileError(f"{path}: missing arrays {sorted(missing)}")
                 fields = {name: archive[name] for name in archive.files}
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, zipfile.BadZipFile) as error:  # a damaged .npz is a damaged zip
             if isinstance(error, CohortFileError):
                 raise
             raise CohortFileError(f"{path}: not a readable cohort .npz ({error})") from error
@@ -154,6 +181,10 @@ class CohortIntensities:
                 contract=contract,
                 tau=None if contract is not None else float(fields["tau"]),
                 video_features=fields.get("video_features"),
+                kinematics=fields.get("kinematics"),
+                kinematics_settings=json.loads(str(fields["kinematics_settings"])) or None
+                if "kinematics_settings" in fields else None,
+                excluded=json.loads(str(fields["excluded"])) if "excluded" in fields else None,
             )
         except (CohortFileError, ContractError) as error:
             raise CohortFileError(f"{path}: {error}") from error
@@ -201,16 +232,29 @@ def expression_features(intensities: np.ndarray | torch.Tensor) -> np.ndarray | 
     return _expression_features_numpy(np.asarray(intensities, dtype=np.float64))
 
 
-def sequence_inputs(intensities: np.ndarray, kind: SequenceKind = "processed") -> np.ndarray:
+def sequence_inputs(intensities: np.ndarray, kind: SequenceKind = "processed",
+                    kinematics: np.ndarray | None = None) -> np.ndarray:
     """Per-step inputs of the sequence models: the four expression videos are the four time steps.
 
     ``kind`` selects what each step carries: ``"raw"`` the video's 4 intensities, ``"processed"``
-    (the paper's "data processing") its 8 Eq. 4 features, ``"both"`` the 12 concatenated. Shape
-    (N, 4, F). The flat baselines use the same array reshaped to (N, 4 * F).
+    (the paper's "data processing") its 8 Eq. 4 features, ``"both"`` the 12 concatenated,
+    ``"kinematics"`` the 12 landmark kinematics (:mod:`dfer_pd.stage2.kinematics`, given as
+    ``kinematics`` (N, 4, 12)), ``"clip+kinematics"`` the 8 Eq. 4 features and the 12 kinematics.
+    Shape (N, 4, F). The flat baselines use the same array reshaped to (N, 4 * F).
     """
     values = np.asarray(intensities, dtype=np.float64)
     if values.ndim != 3 or values.shape[1:] != (NUM_EXPRESSIONS, NUM_EXPRESSIONS):
         raise ValueError(f"intensities must have shape (N, 4, 4), got {values.shape}")
+    if kind in KINEMATIC_KINDS:
+        if kinematics is None:
+            raise ValueError(f"'{kind}' features need landmark kinematics, and these intensities have none: "
+                             "extract the cohort with --kinematics.enabled true")
+        kinematics = np.asarray(kinematics, dtype=np.float64)
+        if kinematics.ndim != 3 or kinematics.shape[:2] != values.shape[:2]:
+            raise ValueError(f"kinematics must have shape ({len(values)}, 4, K), got {kinematics.shape}")
+        if kind == "kinematics":
+            return kinematics.copy()
+        return np.concatenate([expression_features(values), kinematics], axis=-1)
     if kind == "raw":
         return values.copy()
     if kind == "processed":

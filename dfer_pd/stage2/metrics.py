@@ -6,7 +6,6 @@ module logs the same function on its validation split.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import (
     accuracy_score,
+    brier_score_loss,
     confusion_matrix,
     f1_score,
     precision_score,
@@ -38,8 +38,10 @@ METRIC_NAMES: tuple[str, ...] = (
     "roc_auc",
     "sensitivity",
     "specificity",
+    "brier",
 )
-"""Per-fold metrics. ``*_binary`` treat PD as the positive class; ``*_weighted`` average both classes by support."""
+"""Per-fold metrics. ``*_binary`` treat PD as the positive class; ``*_weighted`` average both classes by support;
+``brier`` is the mean squared error of p(PD) (lower is better)."""
 
 
 def classification_metrics(labels: np.ndarray, p_pd: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
@@ -54,6 +56,7 @@ def classification_metrics(labels: np.ndarray, p_pd: np.ndarray, threshold: floa
     metrics["roc_auc"] = roc_auc_score(labels, p_pd) if len(np.unique(labels)) == 2 else math.nan
     metrics["sensitivity"] = recall_score(labels, predicted, pos_label=1, zero_division=0)
     metrics["specificity"] = recall_score(labels, predicted, pos_label=0, zero_division=0)
+    metrics["brier"] = brier_score_loss(labels, np.clip(np.asarray(p_pd, dtype=np.float64), 0, 1), labels=[0, 1])
     return {name: float(metrics[name]) for name in METRIC_NAMES}
 
 
@@ -64,62 +67,154 @@ def confusion_counts(labels: np.ndarray, p_pd: np.ndarray, threshold: float) -> 
 
 @dataclass
 class CVResult:
-    """Per-fold metrics (``folds``: one row per seed and fold), out-of-fold predictions and their summary."""
+    """Per-fold metrics and out-of-fold predictions of a (repeated) k-fold CV, and their summaries.
+
+    ``folds`` has one row per (repeat, seed, fold) with ``n_train``, ``n_test``, the metrics and the
+    confusion counts; ``predictions`` one row per subject, repeat and seed. A repeat is one complete
+    k-fold CV on its own folds. Figures are summarised over repeats: the mean, the standard deviation
+    of the repeat means (of the folds when there is one repeat) and an interval from the fold scores
+    with the Nadeau-Bengio correction (:func:`dfer_pd.stage2.statistics.corrected_t_interval`).
+    ``histories`` holds the residual networks' per-epoch curves (repeat, seed, fold, epoch, losses).
+    """
 
     config: ClassifierConfig
     cv: CVConfig
     folds: pd.DataFrame
     predictions: pd.DataFrame
+    histories: pd.DataFrame | None = None
+    confidence: float = 0.95
+
+    @property
+    def repeats(self) -> int:
+        return int(self.folds["repeat"].nunique()) if "repeat" in self.folds else 1
+
+    def fold_scores(self, metric: str) -> np.ndarray:
+        """(repeats, folds) scores of ``metric``, averaged over training seeds: the values paired tests compare."""
+        folds = self.folds if "repeat" in self.folds else self.folds.assign(repeat=0)
+        table = folds.groupby(["repeat", "fold"])[metric].mean().unstack("fold")
+        return table.sort_index().to_numpy(dtype=np.float64)
+
+    @property
+    def fold_sizes(self) -> tuple[float, float]:
+        """Average numbers of training and test subjects per fold (the Nadeau-Bengio correction uses their ratio)."""
+        n_test = float(self.folds["n_test"].mean())
+        n_train = float(self.folds["n_train"].mean()) if "n_train" in self.folds else n_test * (self.cv.n_splits - 1)
+        return n_train, n_test
+
+    @property
+    def per_repeat(self) -> pd.DataFrame:
+        """One row per repeat: each metric's mean over folds, and ``oof_<metric>`` of all out-of-fold predictions."""
+        folds = self.folds if "repeat" in self.folds else self.folds.assign(repeat=0)
+        predictions = self.predictions if "repeat" in self.predictions else self.predictions.assign(repeat=0)
+        rows = folds.groupby("repeat")[list(METRIC_NAMES)].mean()
+        pooled = []
+        for repeat, group in predictions.groupby("repeat"):
+            per_seed = [classification_metrics(g["label"], g["p_pd"], self.cv.threshold) for _, g in group.groupby("seed")]
+            pooled.append({"repeat": repeat, **{f"oof_{name}": float(np.mean([m[name] for m in per_seed]))
+                                                 for name in METRIC_NAMES}})
+        return rows.join(pd.DataFrame(pooled).set_index("repeat")).reset_index()
 
     @property
     def mean(self) -> dict[str, float]:
-        """Mean over all (seed, fold) pairs."""
-        return {name: float(self.folds[name].mean()) for name in METRIC_NAMES}
+        """Mean over repeats (each repeat: mean over its folds and seeds)."""
+        repeats = self.per_repeat
+        return {name: float(repeats[name].mean()) for name in METRIC_NAMES}
 
     @property
     def std(self) -> dict[str, float]:
-        """Sample standard deviation over all (seed, fold) pairs."""
+        """Sample std of the repeat means over repeats; with a single repeat, over its (seed, fold) scores."""
+        if self.repeats > 1:
+            repeats = self.per_repeat
+            return {name: float(repeats[name].std()) for name in METRIC_NAMES}
         return {name: float(self.folds[name].std()) for name in METRIC_NAMES}
 
     @property
+    def std_over(self) -> str:
+        return "repeats" if self.repeats > 1 else "folds"
+
+    @property
+    def interval(self) -> dict[str, tuple[float, float]]:
+        """``confidence`` interval of each metric from the fold scores (Nadeau-Bengio corrected resampled t)."""
+        from dfer_pd.stage2.statistics import corrected_t_interval
+
+        n_train, n_test = self.fold_sizes
+        out = {}
+        for name in METRIC_NAMES:  # every metric lives in [0, 1]: the interval is clipped to it
+            low, high = corrected_t_interval(self.fold_scores(name), n_train, n_test, self.confidence)
+            out[name] = (max(low, 0.0), min(high, 1.0)) if math.isfinite(low) else (low, high)
+        return out
+
+    @property
     def pooled(self) -> dict[str, float]:
-        """Metrics of all out-of-fold predictions at once, averaged over seeds."""
-        per_seed = [
-            classification_metrics(group["label"], group["p_pd"], self.cv.threshold)
-            for _, group in self.predictions.groupby("seed")
-        ]
-        return {name: float(np.mean([m[name] for m in per_seed])) for name in METRIC_NAMES}
+        """Metrics of all out-of-fold predictions at once (per repeat and seed), averaged."""
+        repeats = self.per_repeat
+        return {name: float(repeats[f"oof_{name}"].mean()) for name in METRIC_NAMES}
+
+    @property
+    def pooled_std(self) -> dict[str, float]:
+        """Std over repeats of the out-of-fold metrics (NaN with one repeat)."""
+        repeats = self.per_repeat
+        return {name: float(repeats[f"oof_{name}"].std()) if len(repeats) > 1 else math.nan for name in METRIC_NAMES}
 
     @property
     def confusion_matrix(self) -> np.ndarray:
-        """Counts summed over folds and seeds; rows = true (HC, PD), columns = predicted (HC, PD)."""
+        """Counts summed over folds, seeds and repeats; rows = true (HC, PD), columns = predicted (HC, PD)."""
         return self.folds[["tn", "fp", "fn", "tp"]].sum().to_numpy().reshape(2, 2)
 
     def summary(self) -> dict[str, float]:
-        """``cv/<metric>_mean`` and ``cv/<metric>_std``: the keys a W&B sweep optimises."""
-        out = {f"cv/{name}_mean": value for name, value in self.mean.items()}
-        out.update({f"cv/{name}_std": value for name, value in self.std.items()})
+        """Flat figures for W&B and sweeps: ``cv/<metric>_mean``, ``_std``, ``_ci_low``, ``_ci_high`` and
+        ``cv/oof_<metric>_mean`` / ``_std`` (out-of-fold), plus the design (repeats, folds, subjects per fold)."""
+        out: dict[str, float] = {}
+        mean, std, interval = self.mean, self.std, self.interval
+        pooled, pooled_std = self.pooled, self.pooled_std
+        for name in METRIC_NAMES:
+            out[f"cv/{name}_mean"], out[f"cv/{name}_std"] = mean[name], std[name]
+            out[f"cv/{name}_ci_low"], out[f"cv/{name}_ci_high"] = interval[name]
+            out[f"cv/oof_{name}_mean"], out[f"cv/oof_{name}_std"] = pooled[name], pooled_std[name]
+        n_train, n_test = self.fold_sizes
+        out.update({"cv/repeats": float(self.repeats), "cv/n_splits": float(self.cv.n_splits),
+                    "cv/n_train": n_train, "cv/n_test": n_test, "cv/confidence": self.confidence})
         return out
 
+    def describe(self, metric: str = "accuracy") -> str:
+        """``0.880 ± 0.012 (95% CI 0.812-0.948)``: the way figures are printed."""
+        low, high = self.interval[metric]
+        return (f"{self.mean[metric]:.3f} ± {self.std[metric]:.3f} "
+                f"({self.confidence:.0%} CI {low:.3f}-{high:.3f})")
+
     def to_dict(self) -> dict[str, Any]:
+        interval = self.interval
         return {
             "config": asdict(self.config),
             "cv": asdict(self.cv),
+            "repeats": self.repeats,
+            "std_over": self.std_over,
+            "confidence": self.confidence,
             "mean": self.mean,
             "std": self.std,
+            "ci_low": {name: low for name, (low, _) in interval.items()},
+            "ci_high": {name: high for name, (_, high) in interval.items()},
             "pooled": self.pooled,
+            "pooled_std": self.pooled_std,
+            "summary": self.summary(),
+            "per_repeat": self.per_repeat.to_dict(orient="records"),
             "confusion_matrix": {"rows_true": ["HC", "PD"], "cols_pred": ["HC", "PD"],
                                  "counts": self.confusion_matrix.tolist()},
             "folds": self.folds.to_dict(orient="records"),
         }
 
     def save(self, out_dir: str | Path) -> Path:
-        """Write ``predictions.csv``, ``folds.csv`` and ``metrics.json`` into ``out_dir``."""
+        """Write ``predictions.csv``, ``folds.csv``, ``repeats.csv``, ``metrics.json`` (and ``curves.csv``) into ``out_dir``."""
+        from dfer_pd.common.files import atomic_write_json
+
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         self.predictions.to_csv(out_dir / "predictions.csv", index=False)
         self.folds.to_csv(out_dir / "folds.csv", index=False)
-        (out_dir / "metrics.json").write_text(json.dumps(json_safe(self.to_dict()), indent=2))
+        self.per_repeat.to_csv(out_dir / "repeats.csv", index=False)
+        if self.histories is not None and len(self.histories):
+            self.histories.to_csv(out_dir / "curves.csv", index=False)
+        atomic_write_json(out_dir / "metrics.json", json_safe(self.to_dict()))
         return out_dir
 
 

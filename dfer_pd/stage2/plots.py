@@ -60,21 +60,12 @@ def plot_roc_curves(predictions: pd.DataFrame, path: str | PathLike) -> Path:
     return _save(figure, path)
 
 
-def plot_confusion_matrix(matrix: np.ndarray, path: str | PathLike, labels: tuple[str, ...] = COHORT_LABELS) -> Path:
-    """A 2x2 count matrix (rows = true, columns = predicted) with counts and row percentages."""
-    matrix = np.asarray(matrix)
-    figure = Figure(figsize=(4, 4))
-    ax = figure.add_subplot()
-    image = ax.imshow(matrix, cmap="Blues")
-    figure.colorbar(image, ax=ax, fraction=0.046)
-    rows = matrix.sum(axis=1, keepdims=True)
-    share = np.divide(matrix, rows, out=np.zeros(matrix.shape), where=rows > 0)
-    for (i, j), count in np.ndenumerate(matrix):
-        colour = "white" if count > matrix.max() / 2 else "black"
-        ax.text(j, i, f"{count}\n{share[i, j]:.0%}", ha="center", va="center", color=colour)
-    ticks = np.arange(len(labels))
-    ax.set(xticks=ticks, yticks=ticks, xticklabels=labels, yticklabels=labels, xlabel="predicted", ylabel="true")
-    return _save(figure, path)
+def plot_confusion_matrix(matrix: np.ndarray, path: str | PathLike, labels: tuple[str, ...] = COHORT_LABELS,
+                          title: str = "Confusion matrix, out-of-fold predictions\n(all folds, seeds and repeats)") -> Path:
+    """A 2x2 count matrix (rows = true, columns = predicted) with counts and row percentages, readable text."""
+    from dfer_pd.common.plots import save_confusion_matrix
+
+    return save_confusion_matrix(matrix, path, labels, title)
 
 
 def plot_intensity_boxplots(intensities: np.ndarray, labels: np.ndarray, path: str | PathLike) -> Path:
@@ -127,4 +118,42 @@ def tsne_plot(video_features: np.ndarray, labels: np.ndarray, path: str | PathLi
         ax.set_title(f"{COHORT_LABELS[group]} ({int((labels == group).sum())} subjects)")
     axes[0].legend(fontsize=8)
     figure.suptitle(f"t-SNE of stage-1 video features (perplexity {perplexity:.0f})")
+    return _save(figure, path)
+
+
+def plot_reliability(report: dict, path: str | PathLike) -> Path:
+    """Reliability curve of out-of-fold p(PD), raw and calibrated (cross-fitted), with their Brier scores.
+
+    ``report`` is :func:`dfer_pd.stage2.screening_model.calibration_from_cv`'s report. Points on the
+    diagonal are calibrated: of the subjects given p(PD) near x, a share x had PD.
+    """
+    figure = Figure(figsize=(5, 5))
+    ax = figure.add_subplot()
+    ax.plot([0, 1], [0, 1], ls="--", color="gray", lw=1, label="perfectly calibrated")
+    curves = [("reliability_raw", "brier_raw", "raw", "tab:red")]
+    if report.get("method", "none") != "none":
+        curves.append(("reliability_calibrated", "brier_calibrated", f"{report['method']} (cross-fitted)", "tab:blue"))
+    for key, brier, name, colour in curves:
+        curve = report[key]
+        ax.plot(curve["predicted"], curve["observed"], marker="o", color=colour, label=f"{name}: Brier {report[brier]:.3f}")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="predicted p(PD)", ylabel="observed share with PD",
+           title=f"Reliability, out-of-fold predictions\n({report['n_predictions']} predictions of "
+                 f"{report['n_subjects']} subjects)")
+    ax.legend(loc="upper left", fontsize=8)
+    return _save(figure, path)
+
+
+def plot_permutation_test(test: dict, path: str | PathLike) -> Path:
+    """The permutation null distributions of accuracy and ROC AUC, with the observed values and p-values.
+
+    ``test`` is :meth:`dfer_pd.stage2.crossval.PermutationTest.to_dict`'s output.
+    """
+    figure = Figure(figsize=(9, 3.5))
+    axes = figure.subplots(1, 2)
+    for ax, metric in zip(axes, ("accuracy", "roc_auc")):
+        ax.hist(test["null"][metric], bins=20, color="lightgray", edgecolor="gray", label="shuffled labels")
+        ax.axvline(test["observed"][metric], color="tab:red", lw=2, label=f"observed {test['observed'][metric]:.3f}")
+        ax.set(xlabel=metric.replace("_", " "), ylabel="permutations",
+               title=f"p = {test['p_values'][metric]:.3g} ({test['n_permutations']} permutations)")
+        ax.legend(fontsize=8)
     return _save(figure, path)

@@ -2,18 +2,20 @@
 
 A folder holds `model.safetensors` (the network's tensors) and `screening.json` (the classifier config,
 the estimator's parameters and fitted attributes, the training-cohort scaler statistics, the decision
-threshold, the scoring contract the cohort's intensities were made under, and per-group reference
-quantiles for reports). `diagnose` scores a new person's videos under that same contract. Loading rebuilds the pipeline through the classifier registry and cannot execute code.
+threshold, the scoring contract the cohort's intensities were made under, per-group reference
+quantiles for reports, and the calibration of p(PD) learnt from cross-validation's out-of-fold predictions
+with its Brier scores and reliability curves). `diagnose` scores a new person's videos under that same contract. Loading rebuilds the pipeline through the classifier registry and cannot execute code.
 Only estimators with a pickle-free fitted state (the residual LSTM/GRU) can be saved.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 from sklearn.pipeline import Pipeline
@@ -23,12 +25,21 @@ from dfer_pd.common.files import atomic_write, atomic_write_json
 from dfer_pd.stage1.contract import ContractError, ScoringContract
 from dfer_pd.stage1.modeling_dfer_clip import intensities_from_cosine, log_intensities_from_cosine
 from dfer_pd.stage2.classifiers import ClassifierConfig, build_pipeline, pickle_free_kinds, saves_without_pickle
-from dfer_pd.stage2.features import FEATURE_NAMES, CohortIntensities, SequenceScaler, expression_features, sequence_inputs
+from dfer_pd.stage2.features import (
+    FEATURE_NAMES, KINEMATIC_KINDS, CohortIntensities, SequenceScaler, expression_features, sequence_inputs,
+)
+from dfer_pd.stage2.kinematics import NUM_KINEMATIC_FEATURES
 from dfer_pd.stage2.splits import CVConfig
+from dfer_pd.stage2.statistics import Calibrator
 
 FORMAT = "dfer-pd-screening"
 VERSION = 2  # 2: the fitted pipeline (estimator params + fitted attributes); 1 held a bare LightningModule
 QUANTILES = (5, 25, 50, 75, 95)
+# diagnose calls a video's asked expression "not recognised" when stage 1 gives it a lower probability
+# (softmax of cos / tau over the four expressions) than all but this percentage of the training
+# cohort's videos, PD and HC pooled: hypomimia lowers recognition, so only videos outside what the
+# cohort showed are refused, not the weak expressions the model is there to measure.
+RECOGNITION_PERCENTILE = 1.0
 
 
 class ScreeningModelError(ValueError):
@@ -36,7 +47,8 @@ class ScreeningModelError(ValueError):
 
 
 def reference_distributions(data: CohortIntensities) -> dict:
-    """Per group (HC, PD): quantiles of each log-intensity (cos / tau) and of each Eq. 4 feature per video."""
+    """Per group (HC, PD): quantiles of each log-intensity (cos / tau), each Eq. 4 feature and (when the
+    cohort has them) each landmark kinematic feature per video."""
     logits = log_intensities_from_cosine(data.cosine, data.tau)
     features = expression_features(data.intensities)
     reference = {}
@@ -47,7 +59,52 @@ def reference_distributions(data: CohortIntensities) -> dict:
             "log_intensity": np.percentile(logits[rows], QUANTILES, axis=0).tolist(),  # (5, 4, 4)
             "features": np.percentile(features[rows], QUANTILES, axis=0).tolist(),  # (5, 4, 8)
         }
+        if data.kinematics is not None:
+            reference[name]["kinematics"] = np.percentile(data.kinematics[rows], QUANTILES, axis=0).tolist()  # (5, 4, 12)
     return reference
+
+
+def asked_probabilities(cosine: np.ndarray, tau: float) -> np.ndarray:
+    """Stage 1's probability of the asked expression in each video: softmax of cos / tau over the four
+    expressions, diagonal of (..., 4, 4) cosines -> (..., 4)."""
+    logits = np.asarray(cosine, dtype=np.float64) / tau
+    logits = logits - logits.max(axis=-1, keepdims=True)
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)
+    return np.diagonal(probabilities, axis1=-2, axis2=-1)
+
+
+def recognition_threshold(data: CohortIntensities) -> float:
+    """The asked-expression probability that all but :data:`RECOGNITION_PERCENTILE` % of the cohort's videos reach."""
+    return float(np.percentile(asked_probabilities(data.cosine, data.tau), RECOGNITION_PERCENTILE))
+
+
+def calibration_from_cv(predictions: pd.DataFrame, method: str, threshold: float = 0.5,
+                        seed: int = 0) -> tuple[Calibrator, dict]:
+    """A calibrator fitted on cross-validation's out-of-fold predictions (every repeat), and its report.
+
+    As scikit-learn's ``CalibratedClassifierCV(ensemble=False)`` does, the map is learnt from out-of-fold
+    predictions and then applied to the model trained on all subjects. The report's calibrated Brier
+    score and reliability curve are cross-fitted (each subject calibrated by a map fitted without it),
+    so they are honest estimates, not the fit to itself.
+    """
+    from dfer_pd.stage2.statistics import brier_score, cross_fitted_calibration, reliability_curve
+
+    p_pd, labels = predictions["p_pd"].to_numpy(np.float64), predictions["label"].to_numpy()
+    calibrator = Calibrator.fit(p_pd, labels, method)
+    honest = (p_pd if method == "none"
+              else cross_fitted_calibration(p_pd, labels, predictions["subject_id"].to_numpy(), method, seed=seed))
+    report = {
+        "method": method,
+        "n_predictions": int(len(p_pd)),
+        "n_subjects": int(predictions["subject_id"].nunique()),
+        "brier_raw": brier_score(labels, p_pd),
+        "brier_calibrated": brier_score(labels, honest),
+        "reliability_raw": reliability_curve(labels, p_pd),
+        "reliability_calibrated": reliability_curve(labels, honest),
+        "raw_threshold": float(threshold),
+        "threshold": float(calibrator(float(threshold))),
+    }
+    return calibrator, report
 
 
 def _not_saveable(kind: str) -> str:
@@ -67,6 +124,10 @@ class ScreeningModel:
     reference: dict | None = None
     cv_summary: dict | None = None
     source: Path | None = None  # the folder it was loaded from, for messages
+    recognition_threshold: float | None = None  # asked-expression probability below which diagnose refuses a video
+    kinematics_settings: dict | None = None  # how the cohort's landmark kinematics were read, when it had them
+    calibration: Calibrator = field(default_factory=Calibrator)  # raw p(PD) -> calibrated p(PD); "none" by default
+    calibration_report: dict | None = None  # out-of-fold Brier scores and reliability curves, raw and calibrated
 
     def __post_init__(self) -> None:
         if self.contract is not None:
@@ -83,13 +144,53 @@ class ScreeningModel:
                 "train it with `dfer-pd train-pd --cohort.manifest ... --extraction.checkpoint ...`")
         return self.contract
 
-    def predict_proba(self, cosine: np.ndarray) -> np.ndarray:
-        """P(PD) for (N, 4, 4) cosines (or one subject's (4, 4))."""
+    def performance(self) -> str:
+        """How good the model's p(PD) is, from its cross-validation: accuracy and ROC AUC with their intervals.
+
+        ``cross-validated accuracy 0.880 (95% CI 0.812-0.948), ROC AUC 0.930 (95% CI 0.874-0.986); 10 x 5-fold CV;
+        p(PD) calibrated (platt, Brier 0.101)``. Older models without intervals give mean ± std.
+        """
+        summary = self.cv_summary or {}
+        if "cv/accuracy_mean" not in summary:
+            return "cross-validated accuracy unknown (a screening model saved without its CV summary)"
+        level = f"{summary.get('cv/confidence', 0.95):.0%}"
+        parts = []
+        for name, label in (("accuracy", "cross-validated accuracy"), ("roc_auc", "ROC AUC")):
+            mean = summary.get(f"cv/{name}_mean")
+            low, high = summary.get(f"cv/{name}_ci_low"), summary.get(f"cv/{name}_ci_high")
+            if mean is None:
+                continue
+            if low is not None and high is not None and low == low and high == high:
+                parts.append(f"{label} {mean:.3f} ({level} CI {low:.3f}-{high:.3f})")
+            else:
+                parts.append(f"{label} {mean:.3f} ± {summary.get(f'cv/{name}_std', float('nan')):.3f}")
+        design = (f"{int(summary['cv/repeats'])} x {int(summary['cv/n_splits'])}-fold CV"
+                  if "cv/repeats" in summary else "k-fold CV")
+        line = ", ".join(parts) + f"; {design}"
+        if self.calibration.method != "none" and self.calibration_report:
+            line += (f"; p(PD) calibrated ({self.calibration.method}, out-of-fold Brier "
+                     f"{self.calibration_report['brier_calibrated']:.3f})")
+        return line
+
+    @property
+    def uses_kinematics(self) -> bool:
+        return self.classifier.features in KINEMATIC_KINDS
+
+    def predict_proba(self, cosine: np.ndarray, kinematics: np.ndarray | None = None,
+                      calibrated: bool = True) -> np.ndarray:
+        """P(PD) for (N, 4, 4) cosines (or one subject's (4, 4)), with (N, 4, 12) kinematics for the kinematic kinds.
+
+        Calibrated (see :attr:`calibration`) unless ``calibrated=False``; :attr:`threshold` is on the same scale.
+        """
         cosine = np.asarray(cosine, dtype=np.float64)
         single = cosine.ndim == 2
         cosine = cosine[None] if single else cosine
-        inputs = sequence_inputs(intensities_from_cosine(cosine, self.tau), self.classifier.features)
+        if kinematics is not None and single:
+            kinematics = np.asarray(kinematics)[None]
+        inputs = sequence_inputs(intensities_from_cosine(cosine, self.tau), self.classifier.features, kinematics)
         p_pd = self.pipeline.predict_proba(inputs)[:, 1]
+        if calibrated:
+            p_pd = np.asarray(self.calibration(p_pd), dtype=np.float64)
         return p_pd[0] if single else p_pd
 
     def save(self, folder: str | Path) -> Path:
@@ -111,7 +212,11 @@ class ScreeningModel:
             "expressions": list(EXPRESSIONS),
             "feature_names": list(FEATURE_NAMES),
             "reference": self.reference,
+            "recognition_threshold": self.recognition_threshold,
+            "kinematics_settings": self.kinematics_settings,
             "cv_summary": self.cv_summary,
+            "calibration": self.calibration.to_dict(),
+            "calibration_report": self.calibration_report,
         }
         folder = Path(folder)
         # Each file is renamed into place only when complete; the JSON, which loading reads first, goes last.
@@ -143,9 +248,11 @@ class ScreeningModel:
             estimator.set_params(**meta["estimator"]["params"])
             fitted, input_size, statistics = meta["estimator"]["fitted"], meta["input_size"], meta["scaler"]
             contract = ScoringContract.from_dict(meta["contract"]) if meta.get("contract") else None
+            calibration = Calibrator.from_dict(meta.get("calibration"))  # absent in older files: none
         except (KeyError, TypeError, ValueError, ContractError) as err:
             raise ScreeningModelError(f"{meta_path} does not describe a screening pipeline: {err}") from err
-        expected_inputs = sequence_inputs(np.ones((1, 4, 4)), classifier.features).shape[-1]
+        expected_inputs = sequence_inputs(np.ones((1, 4, 4)), classifier.features,
+                                          np.ones((1, 4, NUM_KINEMATIC_FEATURES))).shape[-1]
         if not expected_inputs == input_size == fitted.get("n_features_in") == len(statistics["mean"]):
             raise ScreeningModelError(f"{meta_path}: trained on {input_size} inputs per video, "
                                       f"but '{classifier.features}' features have {expected_inputs}")
@@ -166,8 +273,12 @@ class ScreeningModel:
             tau=meta["tau"],
             threshold=meta["threshold"],
             reference=meta.get("reference"),
+            recognition_threshold=meta.get("recognition_threshold"),
+            kinematics_settings=meta.get("kinematics_settings"),
             cv_summary=meta.get("cv_summary"),
             source=folder,
+            calibration=calibration,
+            calibration_report=meta.get("calibration_report"),
         )
 
 
@@ -177,6 +288,9 @@ def fit_screening_model(
     cv: CVConfig,
     cv_summary: dict | None = None,
     seed: int | None = None,
+    kinematics_settings: dict | None = None,
+    calibration: Calibrator | None = None,
+    calibration_report: dict | None = None,
 ) -> ScreeningModel:
     """Fit the classifier's pipeline on the whole cohort (after CV measured it); the residual networks
     early-stop on a validation split they carve from it. Refuses, before training, a classifier that
@@ -184,7 +298,14 @@ def fit_screening_model(
     pipeline = build_pipeline(classifier, cv.seeds[0] if seed is None else seed, cv)
     if not saves_without_pickle(pipeline.named_steps["classify"]):
         raise ScreeningModelError(_not_saveable(classifier.kind))
-    pipeline.fit(sequence_inputs(data.intensities, classifier.features), data.labels)
+    pipeline.fit(data.inputs(classifier.features), data.labels)
+    calibration = calibration or Calibrator()
+    # The decision rule stays the one cross-validation measured (raw p >= cv.threshold), expressed on the
+    # calibrated scale that predict_proba returns (the calibration is monotone).
     return ScreeningModel(classifier=classifier, pipeline=pipeline, contract=data.contract,
-                          tau=None if data.contract is not None else data.tau, threshold=cv.threshold,
-                          reference=reference_distributions(data), cv_summary=cv_summary)
+                          tau=None if data.contract is not None else data.tau,
+                          threshold=float(calibration(float(cv.threshold))),
+                          calibration=calibration, calibration_report=calibration_report,
+                          reference=reference_distributions(data), cv_summary=cv_summary,
+                          recognition_threshold=recognition_threshold(data),
+                          kinematics_settings=kinematics_settings or data.kinematics_settings)

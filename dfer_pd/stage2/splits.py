@@ -18,32 +18,8 @@ class FoldLeakageError(RuntimeError):
     """A subject appears on both sides of a split."""
 
 
-@dataclass
-class CVConfig:
-    """How folds are drawn and how models are selected inside a fold.
-
-    ``split_seed`` fixes the folds and the validation splits; ``seeds`` are training seeds (weights,
-    batch order, forests), each a complete pass over the same folds. ``val_fraction`` of each training
-    fold (stratified) drives early stopping and best-weight selection of the estimators that train in
-    epochs (the residual LSTM/GRU carve it from the rows they are fitted on); 0 trains for
-    ``max_epochs`` and keeps the last weights. The scikit-learn baselines fit the whole training fold.
-    """
-
-    n_splits: int = 5
-    seeds: list[int] = field(default_factory=lambda: [0])
-    split_seed: int = 0
-    val_fraction: float = 0.2
-    accelerator: str = "auto"
-    threshold: float = 0.5
-    deterministic: bool = True
-
-    def __post_init__(self) -> None:
-        if self.n_splits < 2:
-            raise ValueError(f"n_splits must be at least 2, got {self.n_splits}")
-        if not self.seeds:
-            raise ValueError("seeds must hold at least one training seed")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+# The settings dataclass lives in a light module (the CLI builds its parser without torch); re-exported here.
+from dfer_pd.stage2.settings import CVConfig  # noqa: E402,F401
 
 
 def subject_folds(
@@ -81,3 +57,24 @@ def validation_split(
         return train_idx, train_idx[:0]
     n_val = max(2, round(val_fraction * len(train_idx)))
     return train_test_split(train_idx, test_size=n_val, stratify=labels[train_idx], random_state=seed)
+
+
+def holdout_split(labels: np.ndarray, subject_ids: Sequence[str], fraction: float, seed: int = 0
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(development rows, held-out rows): a stratified, seeded share ``fraction`` of the subjects set aside.
+
+    The same cohort, fraction and seed always give the same split, so every trial of a sweep leaves out
+    the same subjects and the final evaluation scores exactly them.
+    """
+    labels, groups = np.asarray(labels), np.asarray(subject_ids)
+    if len(set(groups)) != len(groups):
+        raise ValueError("holdout_split expects one row per subject")
+    counts = np.bincount(labels, minlength=2)
+    if not 0 < fraction < 1 or min(counts) < 2 or round(fraction * len(labels)) < 2:
+        raise ValueError(f"cannot hold out {fraction:.0%} of {len(labels)} subjects ({counts[1]} PD, {counts[0]} HC) "
+                         "with both groups on both sides")
+    development, held_out = train_test_split(np.arange(len(labels)), test_size=fraction, stratify=labels,
+                                             random_state=seed)
+    if set(groups[development]) & set(groups[held_out]):
+        raise FoldLeakageError("a subject is both held out and in the development set")
+    return np.sort(development), np.sort(held_out)

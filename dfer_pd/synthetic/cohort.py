@@ -2,6 +2,9 @@
 
 :func:`make_pd_cohort` writes ``<subject>/<expression>.mp4`` per subject, ``manifest.csv`` and
 ``ground_truth.csv``: PD subjects have hypomimia (lower amplitude, slower onset) of a chosen effect size.
+Videos are face crops (``recording="face"``, like DFEW's) or phone-like recordings
+(``recording="phone"``): a portrait frame with background in which the face drifts, grows and
+tilts as in a hand-held selfie video, so that cohorts exercise face detection, tracking and alignment.
 """
 
 from __future__ import annotations
@@ -14,13 +17,21 @@ from pathlib import Path
 import numpy as np
 
 from dfer_pd.common.constants import COHORT_LABELS, EXPRESSIONS
+from dfer_pd.common.progress import track
 from dfer_pd.synthetic.encode import encode_mp4
-from dfer_pd.synthetic.render import expression_profile, render_face, sample_head_motion, sample_identity, slow_drift
+from dfer_pd.synthetic.render import (
+    expression_profile, render_face, sample_head_motion, sample_identity, sample_phone_motion, slow_drift,
+)
 
 # Hypomimia model: PD amplitude = HC amplitude * (1 - AMPLITUDE_LOSS * effect * severity) and
 # onset time = HC onset * (1 + ONSET_SLOWING * effect * severity).
 AMPLITUDE_LOSS = 0.6
 ONSET_SLOWING = 1.5
+RECORDINGS: tuple[str, ...] = ("face", "phone")
+# Phone-like recordings: portrait frames, the face about 0.85 of the renderer's full-frame face, so
+# that dlib's detector (faces of 80 pixels and more) sees it without enlarging the frame.
+PHONE_FRAME = (180, 240)
+PHONE_FACE_SCALE = 0.85
 
 
 def sample_subject_latents(
@@ -79,6 +90,8 @@ def make_pd_cohort(
     size: int = 64,
     seed: int = 0,
     expressions: Sequence[str] = EXPRESSIONS,
+    recording: str = "face",
+    frame_size: tuple[int, int] = PHONE_FRAME,
 ) -> Path:
     """Write a synthetic PD/HC cohort of expression-task videos and return the manifest path.
 
@@ -92,9 +105,12 @@ def make_pd_cohort(
             subject in [0.5, 1]. 0 makes PD and HC faces identically distributed.
         fps: frame rate of the videos.
         seconds: length of each video.
-        size: frame side in pixels (even, for H.264 yuv420p).
+        size: frame side in pixels of face-crop recordings (even, for H.264 yuv420p).
         seed: random seed; the same seed and arguments give byte-identical files.
         expressions: the asked expressions, one video each (names from EXPRESSIONS).
+        recording: ``"face"`` (square face crops of ``size``) or ``"phone"`` (the face moving in a
+            ``frame_size`` = (width, height) frame with background).
+        frame_size: width and height of phone-like recordings (even).
 
     Layout: ``<subject>/<expression>.mp4``; ``manifest.csv`` with columns
     ``subject_id,label,expression,path,sex,age`` (label PD/HC, path relative to the manifest's
@@ -107,6 +123,11 @@ def make_pd_cohort(
         raise ValueError(f"pd_fraction must lie in [0, 1], got {pd_fraction}")
     if size % 2 or size < 8:
         raise ValueError(f"size must be even (H.264 yuv420p) and at least 8, got {size}")
+    if recording not in RECORDINGS:
+        raise ValueError(f"recording must be one of {RECORDINGS}, got {recording!r}")
+    frame_size = (int(frame_size[0]), int(frame_size[1]))
+    if recording == "phone" and (min(frame_size) < 64 or frame_size[0] % 2 or frame_size[1] % 2):
+        raise ValueError(f"frame_size must be even and at least 64 pixels, got {frame_size}")
     unknown = [e for e in expressions if e not in EXPRESSIONS]
     if unknown or not expressions:
         raise ValueError(f"expressions must be a non-empty subset of {EXPRESSIONS}, got {tuple(expressions)}")
@@ -128,7 +149,8 @@ def make_pd_cohort(
     subject_ids = [f"S{i + 1:03d}" for i in range(num_subjects)]
 
     manifest_rows, truth_rows = [], []
-    for i, (subject, subject_seed) in enumerate(zip(subject_ids, subject_seeds)):
+    for i, (subject, subject_seed) in enumerate(track(zip(subject_ids, subject_seeds), num_subjects,
+                                                      "synthetic cohort subjects", "subject")):
         rng = np.random.default_rng(subject_seed)
         identity = sample_identity(rng)
         label = COHORT_LABELS[int(is_pd[i])]
@@ -136,8 +158,12 @@ def make_pd_cohort(
             weights = _cohort_video_weights(
                 expression, latents["expressivity"][i], latents["onset_seconds"][i], fps, num_frames, rng
             )
-            poses = sample_head_motion(rng, num_frames, amplitude=0.6)
-            frames = np.stack([render_face(identity, w, size, rng, pose) for w, pose in zip(weights, poses)])
+            if recording == "phone":
+                poses = sample_phone_motion(rng, num_frames, PHONE_FACE_SCALE, frame_size[1] / frame_size[0])
+                canvas: int | tuple[int, int] = frame_size
+            else:
+                poses, canvas = sample_head_motion(rng, num_frames, amplitude=0.6), size
+            frames = np.stack([render_face(identity, w, canvas, rng, pose) for w, pose in zip(weights, poses)])
             relative = f"{subject}/{expression}.mp4"
             encode_mp4(root / relative, frames, fps)
             manifest_rows.append([subject, label, expression, relative, sexes[i], int(ages[i])])
@@ -159,6 +185,7 @@ def make_pd_cohort(
         "generator": "dfer_pd.synthetic.cohort.make_pd_cohort",
         "seed": seed, "num_subjects": num_subjects, "pd_fraction": pd_fraction, "effect_size": effect_size,
         "fps": fps, "seconds": seconds, "size": size, "expressions": list(expressions),
+        "recording": recording, "frame_size": list(frame_size) if recording == "phone" else [size, size],
         "num_pd": int(is_pd.sum()), "num_hc": int((~is_pd).sum()), "frames_per_video": num_frames,
         "amplitude_loss": AMPLITUDE_LOSS, "onset_slowing": ONSET_SLOWING,
     }

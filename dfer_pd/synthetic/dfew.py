@@ -16,7 +16,8 @@ import numpy as np
 from PIL import Image
 
 from dfer_pd.common.constants import EXPRESSIONS
-from dfer_pd.stage1.datasets.dfew import CLIP_DIR, DFEW_LABELS, NUM_FOLDS, SPLIT_DIR, SPLIT_ROOT, VIDEOS_DIR
+from dfer_pd.common.progress import track
+from dfer_pd.stage1.datasets.dfew_layout import CLIP_DIR, DFEW_LABELS, NUM_FOLDS, SPLIT_DIR, SPLIT_ROOT, VIDEOS_DIR
 from dfer_pd.synthetic.encode import encode_mp4
 from dfer_pd.synthetic.render import expression_profile, render_face, sample_head_motion, sample_identity, slow_drift
 
@@ -142,7 +143,8 @@ def make_dfew_tree(
     folds = _dfew_folds(labels, plan_rng)
     video_names = [f"{i + 1:05d}" for i in range(num_clips)]
 
-    for name, label, num_frames, clip_seed in zip(video_names, labels, lengths, clip_seeds):
+    for name, label, num_frames, clip_seed in track(zip(video_names, labels, lengths, clip_seeds), num_clips,
+                                                    "synthetic DFEW clips", "clip"):
         rng = np.random.default_rng(clip_seed)
         identity = sample_identity(rng)
         weights, names = _dfew_clip_weights(int(label), int(num_frames), rng)

@@ -27,10 +27,11 @@ def rgb_to_yuv420p(frames: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(packed), 0, 255).astype(np.uint8)
 
 
-def encode_mp4(path: str | Path, frames: np.ndarray | Sequence[np.ndarray], fps: float) -> Path:
+def encode_mp4(path: str | Path, frames: np.ndarray | Sequence[np.ndarray], fps: float, faststart: bool = False) -> Path:
     """Encode RGB uint8 frames ``(T, H, W, 3)`` as H.264/yuv420p MP4 (QP 18), byte-for-byte repeatably.
 
-    H.264 with 4:2:0 chroma needs even width and height.
+    H.264 with 4:2:0 chroma needs even width and height. ``faststart`` puts the index (moov) before
+    the frames, as phones and streaming tools write them: a file copied only in part still opens.
     """
     path = Path(path)
     frames = np.asarray(frames)
@@ -42,10 +43,12 @@ def encode_mp4(path: str | Path, frames: np.ndarray | Sequence[np.ndarray], fps:
     if height % 2 or width % 2:
         raise ValueError(f"{path}: H.264 yuv420p needs even frame sizes, got {width}x{height}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w", format="mp4") as container:
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), mode="w", format="mp4", options=options) as container:
         # Constant QP and one thread keep the bytes repeatable. CRF's macroblock-tree rate control
         # gave different bytes for the same frames after PyAV had decoded a video in the process.
-        options = {"qp": "18", "preset": "fast", "threads": "1"}
+        # "veryfast" encodes noisy synthetic frames three times faster than "fast", in smaller files.
+        options = {"qp": "18", "preset": "veryfast", "threads": "1"}
         stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001), options=options)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.codec_context.thread_count = 1

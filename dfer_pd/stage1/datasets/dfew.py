@@ -26,21 +26,10 @@ from dfer_pd.stage1.datasets.base import ClipDataModule, ClipLayoutError, ClipRe
 
 FrameSource = Literal["clip_224x224", "clip_224x224_16f", "original"]
 
-# The release's folders, relative to the DFEW root (the synthetic writer imports these too).
-CLIP_DIR = "Clip"
-VIDEOS_DIR = "original"
-SPLIT_ROOT = "EmoLabel_DataSplit"
-SPLIT_DIR = "{split}(single-labeled)"
-NUM_FOLDS = 5
-
-# DFEW's label ids -> canonical class names.
-DFEW_LABELS: dict[int, str] = {
-    1: "happiness", 2: "sadness", 3: "neutral", 4: "anger", 5: "surprise", 6: "disgust", 7: "fear",
-}
-DFEW_CLASSES: dict[int, tuple[str, ...]] = {
-    4: EXPRESSIONS,  # the paper's subset, in stage 2's order
-    7: tuple(DFEW_LABELS[i] for i in sorted(DFEW_LABELS)),  # DFEW's id order, as DFER-CLIP
-}
+# The release's layout and label ids (a light module, so the synthetic writer needs no Lightning).
+from dfer_pd.stage1.datasets.dfew_layout import (  # noqa: E402,F401
+    CLIP_DIR, DFEW_CLASSES, DFEW_LABELS, NUM_FOLDS, SPLIT_DIR, SPLIT_ROOT, VIDEOS_DIR,
+)
 
 
 class DfewLayoutError(ClipLayoutError):

@@ -1,0 +1,278 @@
+"""Landmark kinematics: hypomimia measured directly from the face's movement, beside stage 1's intensities.
+
+Following the video-based PD literature (e.g. Bandini et al. 2017, facial expressions in PD), each
+expression video's 68 facial landmarks (:mod:`dfer_pd.screening.landmarks`) are turned into four
+movement signals, in units of the eye distance and in a frame that turns with the head (eye line
+level, origin between the eyes), so head motion and distance to the camera cancel:
+
+- ``mouth_corners``: the positions of the two mouth corners (points 48, 54);
+- ``brows``: the mean height of the ten brow points above the eye line;
+- ``eyelids``: the mean opening between facing upper and lower lid points;
+- ``jaw``: the height of the chin (point 8) below the eye line.
+
+Each signal is compared with the same subject's *neutral* video (its median), and per video gives
+three kinematic features (:data:`KINEMATIC_FEATURES`, 4 x 3 = 12): the ``amplitude`` of the movement
+(95th percentile of the displacement), its ``peak_speed`` (eye distances per second) and
+``time_to_peak`` (seconds from 10% to 90% of the amplitude). Hypomimia lowers amplitude and speed and
+lengthens the time to peak. Unlike stage 1, none of this needs licensed training data.
+
+:func:`video_landmarks` reads the landmarks of a video on a time grid (:class:`KinematicsSettings`),
+:class:`LandmarkCache` keeps them by video content and settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dfer_pd.common.constants import EXPRESSIONS
+from dfer_pd.common.files import atomic_save_npz, content_key, file_digest
+from dfer_pd.screening.landmarks import CHIN, LANDMARK_GROUPS, LID_PAIRS, MOUTH_CORNERS, eye_geometry
+
+KINEMATIC_MEASURES: tuple[str, ...] = ("mouth_corners", "brows", "eyelids", "jaw")
+KINEMATIC_STATS: tuple[str, ...] = ("amplitude", "peak_speed", "time_to_peak")
+KINEMATIC_FEATURES: tuple[str, ...] = tuple(f"{m}_{s}" for m in KINEMATIC_MEASURES for s in KINEMATIC_STATS)
+"""The 12 features of one video, in the order :func:`video_kinematics` returns them."""
+NUM_KINEMATIC_FEATURES = len(KINEMATIC_FEATURES)
+AMPLITUDE_PERCENTILE = 95.0
+_BROWS = LANDMARK_GROUPS["right_brow"] + LANDMARK_GROUPS["left_brow"]
+
+
+@dataclass(frozen=True)
+class KinematicsSettings:
+    """How landmarks are read for kinematics. Off by default (the shipped stage-2 configs turn it on):
+    without it the ``kinematics`` feature kinds cannot be used and Table 3 leaves their rows out, saying so.
+
+    Args:
+        enabled: read every cohort video's facial landmarks and add their kinematics to the intensities.
+        fps: landmark frames per second of video, sampled by time.
+        max_frames: at most this many landmark frames per video (long videos are sampled more sparsely).
+        detector: face detector that starts the landmark track: dlib (HOG) or haar.
+        detect_every: run the detector on every k-th landmark frame and track the face between.
+        min_face_fraction: fewest share of examined frames that must show the face.
+        smooth_window: moving-median length that smooths the face box.
+    """
+
+    enabled: bool = False
+    fps: float = 10.0
+    max_frames: int = 150
+    detector: str = "dlib"
+    detect_every: int = 5
+    min_face_fraction: float = 0.5
+    smooth_window: int = 3
+
+    def __post_init__(self) -> None:
+        if self.fps <= 0 or self.max_frames < 2:
+            raise ValueError(f"kinematics need fps > 0 and max_frames >= 2, got {self.fps} and {self.max_frames}")
+        if self.detect_every < 1 or self.smooth_window < 1 or not 0 < self.min_face_fraction <= 1:
+            raise ValueError("detect_every and smooth_window must be >= 1 and min_face_fraction in (0, 1]")
+
+    def key(self) -> dict:
+        """What decides the landmarks (``enabled`` does not)."""
+        values = asdict(self)
+        values.pop("enabled")
+        return values
+
+
+# --------------------------------------------------------------------------- pure maths
+
+
+def head_frame(points: np.ndarray) -> np.ndarray:
+    """Landmarks ``(T, 68, 2)`` in a frame that turns with the head: origin between the eyes, eye line
+    along +x (the image's left eye at -0.5), y pointing down the face, unit = the eye distance."""
+    points = np.asarray(points, dtype=np.float64)
+    geometry = eye_geometry(points)  # (T, 4): midpoint x, y, distance, angle (degrees)
+    angle = np.radians(geometry[:, 3])
+    cos, sin = np.cos(angle)[:, None], np.sin(angle)[:, None]
+    shifted = points - geometry[:, None, :2]
+    x = cos * shifted[..., 0] + sin * shifted[..., 1]
+    y = -sin * shifted[..., 0] + cos * shifted[..., 1]
+    return np.stack([x, y], axis=-1) / geometry[:, 2, None, None]
+
+
+def facial_signals(points: np.ndarray) -> dict[str, np.ndarray]:
+    """The four movement signals of :data:`KINEMATIC_MEASURES` per frame, from landmarks ``(T, 68, 2)``.
+
+    ``mouth_corners`` is ``(T, 2, 2)`` (two corners, x and y); the others are ``(T,)``.
+    """
+    normal = head_frame(points)
+    lids = np.stack([normal[:, lower, 1] - normal[:, upper, 1] for upper, lower in LID_PAIRS], axis=1)
+    return {
+        "mouth_corners": normal[:, list(MOUTH_CORNERS), :],
+        "brows": -normal[:, list(_BROWS), 1].mean(axis=1),
+        "eyelids": lids.mean(axis=1),
+        "jaw": normal[:, CHIN, 1],
+    }
+
+
+def neutral_reference(signals: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each signal's median over a video (the neutral video: the subject's face at rest)."""
+    return {name: np.median(values, axis=0) for name, values in signals.items()}
+
+
+def _smooth(values: np.ndarray) -> np.ndarray:
+    """Three-frame moving average along time (edges repeated): landmark jitter is frame to frame."""
+    if len(values) < 3:
+        return values
+    padded = np.concatenate([values[:1], values, values[-1:]])
+    return (padded[:-2] + padded[1:-1] + padded[2:]) / 3
+
+
+def displacement(signal: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Distance of each frame's signal from the reference: Euclidean per point, averaged over points."""
+    difference = np.asarray(signal, dtype=np.float64) - reference
+    if difference.ndim == 1:
+        return np.abs(difference)
+    return np.linalg.norm(difference.reshape(len(difference), -1, difference.shape[-1]), axis=-1).mean(axis=1)
+
+
+def movement_features(times: np.ndarray, signal: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``amplitude``, ``peak_speed`` and ``time_to_peak`` of one signal against its neutral reference."""
+    times = np.asarray(times, dtype=np.float64)
+    smooth = _smooth(np.asarray(signal, dtype=np.float64))
+    moved = displacement(smooth, reference)
+    amplitude = float(np.percentile(moved, AMPLITUDE_PERCENTILE))
+    if len(times) < 2:
+        return np.array([amplitude, 0.0, 0.0])
+    steps = np.diff(times)
+    velocity = np.diff(smooth, axis=0) / np.maximum(steps, 1e-6).reshape(-1, *([1] * (smooth.ndim - 1)))
+    speed = np.abs(velocity) if velocity.ndim == 1 else np.linalg.norm(
+        velocity.reshape(len(velocity), -1, velocity.shape[-1]), axis=-1).mean(axis=1)
+    if amplitude <= 0:
+        return np.array([0.0, float(speed.max()), 0.0])
+    start = times[np.argmax(moved >= 0.1 * amplitude)]
+    peak = times[np.argmax(moved >= 0.9 * amplitude)]
+    return np.array([amplitude, float(speed.max()), float(max(peak - start, 0.0))])
+
+
+def video_kinematics(times: np.ndarray, points: np.ndarray, reference: dict[str, np.ndarray]) -> np.ndarray:
+    """The 12 :data:`KINEMATIC_FEATURES` of one video (landmarks ``(T, 68, 2)`` at ``times`` seconds)."""
+    signals = facial_signals(points)
+    return np.concatenate([movement_features(times, signals[m], reference[m]) for m in KINEMATIC_MEASURES])
+
+
+def subject_kinematics(videos: dict[str, tuple[np.ndarray, np.ndarray]], expressions=EXPRESSIONS) -> np.ndarray:
+    """``(len(expressions), 12)`` features of one subject from ``{expression: (times, landmarks)}``.
+
+    Every video, the neutral one included, is measured against the neutral video's median face.
+    """
+    if "neutral" not in videos:
+        raise ValueError("kinematics are measured against the neutral video, and there is none")
+    reference = neutral_reference(facial_signals(videos["neutral"][1]))
+    return np.stack([video_kinematics(*videos[e], reference) for e in expressions])
+
+
+# --------------------------------------------------------------------------- videos
+
+
+@dataclass
+class LandmarkTrack:
+    """A video's landmarks on a time grid: ``times`` (T,) seconds, ``points`` (T, 68, 2) pixels, where the
+    face was ``detected`` (T,), the share of examined frames showing it, and the reader's findings."""
+
+    times: np.ndarray
+    points: np.ndarray
+    detected: np.ndarray
+    face_fraction: float
+    decode: dict
+
+
+def video_landmarks(path: str | Path, settings: KinematicsSettings = KinematicsSettings()) -> LandmarkTrack:
+    """Read ``path`` at ``settings.fps`` (by time; at most ``max_frames``) and find the face's landmarks.
+
+    Raises :class:`~dfer_pd.common.video.VideoReadError` for unreadable videos and
+    :class:`~dfer_pd.screening.faces.NoFaceError` when too few frames show a face.
+    """
+    from dfer_pd.common.video import count_frames, read_sampled_clip
+    from dfer_pd.screening.faces import build_detector, follow_face
+    from dfer_pd.screening.quality import video_duration
+
+    duration = video_duration(path)
+    count = count_frames(path)
+    num = int(np.clip(round(duration * settings.fps), 2, settings.max_frames))
+    clip = read_sampled_clip(path, min(num, count) if count >= 2 else 2)
+    times = clip.times if clip.times is not None else clip.indices * (duration / max(count, 1))
+    follow = follow_face(clip.frames, clip.indices, build_detector(settings.detector), settings.min_face_fraction,
+                         settings.detect_every, settings.smooth_window, landmarks=True, source=path)
+    points = follow.landmarks[follow.position_of]
+    return LandmarkTrack(np.asarray(times, dtype=np.float64), points, follow.detected[follow.position_of],
+                         follow.face_fraction, clip.summary())
+
+
+class LandmarkCache:
+    """Landmark tracks on disk: ``<root>/<settings key>/<video sha256>.npz``, written atomically."""
+
+    VERSION = 1
+
+    def __init__(self, root: str | Path, settings: KinematicsSettings) -> None:
+        self.folder = Path(root) / content_key({"settings": settings.key(), "version": self.VERSION})
+        self.settings = settings
+
+    def path(self, video_digest: str) -> Path:
+        return self.folder / f"{video_digest}.npz"
+
+    def get(self, video: str | Path, digest: str | None = None) -> LandmarkTrack:
+        """The video's landmarks, from disk when present, else read (and stored)."""
+        import json
+
+        file = self.path(digest or file_digest(video))
+        if file.exists():
+            with np.load(file, allow_pickle=False) as stored:
+                return LandmarkTrack(stored["times"], stored["points"], stored["detected"],
+                                     float(stored["face_fraction"]), json.loads(str(stored["decode"])))
+        track = video_landmarks(video, self.settings)
+        atomic_save_npz(file, times=track.times, points=track.points, detected=track.detected,
+                        face_fraction=np.asarray(track.face_fraction), decode=np.asarray(json.dumps(track.decode)))
+        return track
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def plot_kinematics(kinematics: np.ndarray, labels: np.ndarray, path: str | Path, stat: str = "amplitude",
+                    expressions=EXPRESSIONS) -> Path:
+    """Box plots of one kinematic statistic (``amplitude``, ``peak_speed`` or ``time_to_peak``) per measure,
+    HC beside PD, one panel per expression video: hypomimia shows as lower PD boxes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    from dfer_pd.common.constants import COHORT_LABELS
+    from dfer_pd.common.files import atomic_write
+
+    if stat not in KINEMATIC_STATS:
+        raise ValueError(f"stat must be one of {KINEMATIC_STATS}, got {stat!r}")
+    kinematics, labels = np.asarray(kinematics, dtype=np.float64), np.asarray(labels)
+    columns = [KINEMATIC_FEATURES.index(f"{m}_{stat}") for m in KINEMATIC_MEASURES]
+    colours = {"HC": "#4C72B0", "PD": "#DD8452"}
+    units = {"amplitude": "eye distances", "peak_speed": "eye distances / s", "time_to_peak": "s"}
+    figure, axes = plt.subplots(1, len(expressions), figsize=(4 * len(expressions), 3.8), squeeze=False)
+    for j, (ax, expression) in enumerate(zip(axes[0], expressions)):
+        for g, group in enumerate(COHORT_LABELS):
+            rows = kinematics[labels == g][:, j, columns]
+            if len(rows) == 0:
+                continue
+            drawn = ax.boxplot(rows, positions=np.arange(len(columns)) * 3 + g, widths=0.8, patch_artist=True,
+                               showfliers=False, medianprops={"color": colours[group], "linewidth": 2},
+                               whiskerprops={"color": colours[group]}, capprops={"color": colours[group]},
+                               boxprops={"edgecolor": colours[group]})
+            for box in drawn["boxes"]:
+                box.set_facecolor(colours[group])
+                box.set_alpha(0.35)
+        ax.set_xticks(np.arange(len(columns)) * 3 + 0.5, ["mouth\ncorners", "brows", "eyelids", "jaw"])
+        ax.set_xlim(-1, 3 * len(columns) - 1)
+        ax.set_title(f"{expression} video", fontsize=10)
+    axes[0, 0].set_ylabel(f"{stat.replace('_', ' ')} ({units[stat]})")
+    figure.legend(handles=[Patch(facecolor=c, edgecolor=c, alpha=0.6, label=g) for g, c in colours.items()],
+                  loc="upper right", ncol=2, frameon=False)
+    figure.suptitle(f"Landmark kinematics: {stat.replace('_', ' ')} per video, HC vs PD", x=0.01, ha="left")
+    figure.tight_layout(rect=(0, 0, 1, 0.92))
+    path = Path(path)
+    with atomic_write(path, "wb") as handle:
+        figure.savefig(handle, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return path

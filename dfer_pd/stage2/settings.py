@@ -1,0 +1,171 @@
+"""Stage-2 settings as plain dataclasses, in a module that imports nothing heavy.
+
+The command line builds its parser from these classes (``dfer-pd train-pd --help`` must not wait for
+torch or Lightning); :mod:`dfer_pd.stage2.classifiers` and :mod:`dfer_pd.stage2.splits` re-export them,
+so ``from dfer_pd.stage2.classifiers import ClassifierConfig`` keeps working. Validation that needs the
+classifier registry imports it when a config is built, not when the parser is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass
+class ClassifierConfig:
+    """The stage-2 classifier: its kind, its input features and its training settings.
+
+    ``kind`` is a key of :data:`dfer_pd.stage2.classifiers.CLASSIFIERS`. ``residual`` to ``loss``
+    configure the residual LSTM/GRU; ``sklearn_params`` are passed to a baseline's scikit-learn constructor.
+
+    Args:
+        name: label of this classifier in outputs, tables and W&B runs.
+        kind: lstm or gru (the residual recurrent network), or a Table 3 baseline: dt, bc (naive Bayes), rf, svm.
+        features: raw = the 4 intensities per video; processed = the paper's Eq. 4 features; both = the two concatenated;
+            kinematics = the 12 landmark kinematics per video; clip+kinematics = Eq. 4 features and kinematics.
+        residual: add the residual connection around the recurrent layers (the paper's model).
+        hidden_size: width of the recurrent layers.
+        num_layers: number of stacked recurrent layers.
+        dropout: dropout between recurrent layers.
+        lr: AdamW learning rate of the recurrent network.
+        weight_decay: AdamW weight decay of the recurrent network.
+        max_epochs: most epochs of recurrent-network training per fit.
+        batch_size: subjects per recurrent-network training batch.
+        patience: epochs without a lower validation loss before early stopping.
+        loss: bce (one PD logit) or ce (two-class softmax).
+        sklearn_params: keyword arguments of a baseline's scikit-learn constructor, e.g. {"n_estimators": 200}.
+    """
+
+    name: str = "lstm"
+    kind: str = "lstm"
+    features: Literal["raw", "processed", "both", "kinematics", "clip+kinematics"] = "processed"
+    residual: bool = True
+    hidden_size: int = 64
+    num_layers: int = 2
+    dropout: float = 0.2
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    max_epochs: int = 150
+    batch_size: int = 16
+    patience: int = 20
+    loss: Literal["bce", "ce"] = "bce"
+    sklearn_params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from dfer_pd.stage2.classifiers import CLASSIFIERS
+        from dfer_pd.stage2.features import SEQUENCE_KINDS
+        from dfer_pd.stage2.module import LOSS_OUTPUTS
+
+        if self.kind not in CLASSIFIERS:
+            raise ValueError(f"kind must be one of {tuple(CLASSIFIERS)}, got {self.kind!r}")
+        if self.features not in SEQUENCE_KINDS:
+            raise ValueError(f"features must be one of {SEQUENCE_KINDS}, got {self.features!r}")
+        if self.loss not in LOSS_OUTPUTS:
+            raise ValueError(f"loss must be one of {tuple(LOSS_OUTPUTS)}, got {self.loss!r}")
+
+
+@dataclass
+class CVConfig:
+    """How folds are drawn and how models are selected inside a fold.
+
+    ``split_seed`` fixes the folds and the validation splits; ``seeds`` are training seeds (weights,
+    batch order, forests), each a complete pass over the same folds. ``val_fraction`` of each training
+    fold (stratified) drives early stopping and best-weight selection of the estimators that train in
+    epochs (the residual LSTM/GRU carve it from the rows they are fitted on); 0 trains for
+    ``max_epochs`` and keeps the last weights. The scikit-learn baselines fit the whole training fold.
+
+    Args:
+        n_splits: number of subject-level folds (stratified by label).
+        repeats: times the whole k-fold CV is run, each on new folds (split seed split_seed + r); figures are reported as mean, std and 95% interval over repeats.
+        seeds: training seeds; each is a complete pass over the same folds.
+        split_seed: seed of the folds and of the validation splits inside training folds.
+        val_fraction: share of each training fold held out for early stopping (0: train max_epochs, keep the last weights).
+        accelerator: Lightning accelerator of the recurrent networks: auto, cpu, gpu.
+        threshold: p(PD) at or above which a subject is called PD.
+        deterministic: deterministic torch algorithms, so a seed repeats a run exactly.
+        engine: how the recurrent networks train: batched (many fits at once as one stacked ensemble, fast) or lightning (one Trainer fit each).
+        threads: torch intra-op threads while the recurrent networks train (1 keeps a 2-core machine steady when anything else runs; 0: torch's default).
+    """
+
+    n_splits: int = 5
+    repeats: int = 1
+    seeds: list[int] = field(default_factory=lambda: [0])
+    split_seed: int = 0
+    val_fraction: float = 0.2
+    accelerator: str = "auto"
+    threshold: float = 0.5
+    deterministic: bool = True
+    engine: Literal["batched", "lightning"] = "batched"
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.n_splits < 2:
+            raise ValueError(f"n_splits must be at least 2, got {self.n_splits}")
+        if self.repeats < 1:
+            raise ValueError(f"repeats must be at least 1, got {self.repeats}")
+        if self.threads < 0:
+            raise ValueError(f"threads must be 0 (torch's default) or more, got {self.threads}")
+        if self.engine not in ("batched", "lightning"):
+            raise ValueError(f"engine must be batched or lightning, got {self.engine!r}")
+        if not self.seeds:
+            raise ValueError("seeds must hold at least one training seed")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+
+
+CALIBRATION_METHODS: tuple[str, ...] = ("platt", "isotonic", "none")
+
+
+@dataclass
+class StatsConfig:
+    """How the stage-2 figures are tested and calibrated.
+
+    Args:
+        confidence: level of the intervals (0.95: 95% intervals).
+        permutations: label permutations of the permutation test of train-pd's model (0: no test). The smallest
+            p-value it can give is 1 / (permutations + 1), so 100 or more are needed to show p < 0.01.
+        permutation_seed: seed of the label permutations.
+        reference: Table 3 row the other rows are compared with (the paper's model: the residual LSTM on Eq. 4 features).
+        calibration: how the screening model's p(PD) is calibrated on out-of-fold predictions: platt, isotonic or none.
+    """
+
+    confidence: float = 0.95
+    permutations: int = 100
+    permutation_seed: int = 0
+    reference: str = "lstm_processed_residual"
+    calibration: Literal["platt", "isotonic", "none"] = "platt"
+
+    def __post_init__(self) -> None:
+        if not 0.5 <= self.confidence < 1.0:
+            raise ValueError(f"confidence must be in [0.5, 1), got {self.confidence}")
+        if self.permutations < 0:
+            raise ValueError(f"permutations must be 0 or more, got {self.permutations}")
+        if self.calibration not in CALIBRATION_METHODS:
+            raise ValueError(f"calibration must be one of {CALIBRATION_METHODS}, got {self.calibration!r}")
+
+
+@dataclass
+class HoldoutConfig:
+    """An outer test set that cross-validation and tuning never see, scored once at the end.
+
+    Tuning on the same cross-validated accuracy one reports biases it upwards. With ``fraction`` > 0 a
+    stratified, seeded share of the subjects is set aside before anything runs: cross-validation (and so
+    every W&B sweep trial) uses only the rest. With ``evaluate``, the chosen configuration is then trained
+    on all other subjects and scored once on the held-out ones (out_dir/holdout.json).
+
+    Args:
+        fraction: share of subjects held out (0: none).
+        seed: seed of the held-out split (keep it fixed across a sweep and its final evaluation).
+        evaluate: train on the other subjects and score the held-out ones (do this once, after tuning).
+    """
+
+    fraction: float = 0.0
+    seed: int = 0
+    evaluate: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.fraction < 1.0:
+            raise ValueError(f"fraction must be in [0, 1), got {self.fraction}")
+        if self.evaluate and self.fraction == 0:
+            raise ValueError("evaluate needs a held-out share: set fraction > 0 (the same as during tuning)")

@@ -1,0 +1,94 @@
+"""The statistics behind the reported figures: corrected intervals and paired tests, permutation p-values,
+calibration and the Brier score, each checked against hand computations or a known answer."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from dfer_pd.stage2.statistics import (
+    Calibrator,
+    StatsConfig,
+    brier_score,
+    corrected_paired_ttest,
+    corrected_t_interval,
+    cross_fitted_calibration,
+    permutation_p_value,
+    reliability_curve,
+)
+
+
+def test_corrected_interval_by_hand():
+    scores = np.array([[0.80, 0.90, 0.85, 0.75, 0.95], [0.85, 0.80, 0.90, 0.80, 0.90]])  # 2 repeats x 5 folds
+    low, high = corrected_t_interval(scores, n_train=80, n_test=20, confidence=0.95)
+    variance = np.var(scores, ddof=1) * (1 / 10 + 20 / 80)
+    half = stats.t.ppf(0.975, 9) * math.sqrt(variance)
+    assert (low, high) == pytest.approx((scores.mean() - half, scores.mean() + half))
+    naive = stats.t.ppf(0.975, 9) * np.std(scores, ddof=1) / math.sqrt(10)
+    assert high - low > 2 * naive * 1.5  # the correction widens the naive interval (here 1.87x)
+    assert np.isnan(corrected_t_interval(np.array([0.9]), 80, 20)).all()
+
+
+def test_corrected_paired_ttest_by_hand_and_edge_cases():
+    a = np.array([0.90, 0.85, 0.80, 0.95, 0.90, 0.85])
+    b = np.array([0.85, 0.85, 0.75, 0.90, 0.80, 0.85])
+    test = corrected_paired_ttest(a, b, n_train=40, n_test=10)
+    d = a - b
+    t = d.mean() / math.sqrt(np.var(d, ddof=1) * (1 / 6 + 10 / 40))
+    assert test.t == pytest.approx(t) and test.df == 5
+    assert test.p_value == pytest.approx(2 * stats.t.sf(abs(t), 5))
+    naive = stats.ttest_rel(a, b).pvalue
+    assert test.p_value > naive  # overlapping training sets: less evidence than a naive paired t-test claims
+    assert corrected_paired_ttest(a, a, 40, 10).p_value == 1.0
+    assert corrected_paired_ttest(a + 0.1, a, 40, 10).p_value < 1e-10
+    with pytest.raises(ValueError, match="same folds"):
+        corrected_paired_ttest(a, b[:-1], 40, 10)
+
+
+def test_permutation_p_value_counts_ties_and_is_never_zero():
+    assert permutation_p_value(0.9, np.array([0.5, 0.6, 0.9, 0.95])) == pytest.approx(3 / 5)
+    assert permutation_p_value(1.0, np.full(99, 0.5)) == pytest.approx(0.01)
+    assert math.isnan(permutation_p_value(math.nan, np.ones(3)))
+
+
+@pytest.mark.parametrize("method", ["platt", "isotonic"])
+def test_calibration_lowers_the_brier_score_of_miscalibrated_scores(method):
+    """Scores made overconfident on purpose (logit x 3 + a shift) are brought back towards the true risk."""
+    rng = np.random.default_rng(0)
+    risk = rng.uniform(0.05, 0.95, size=4000)
+    labels = (rng.uniform(size=risk.size) < risk).astype(int)
+    logit = np.log(risk / (1 - risk))
+    scores = 1 / (1 + np.exp(-(3 * logit + 1.0)))
+    fit, held_out = slice(0, 2000), slice(2000, None)
+    calibrator = Calibrator.fit(scores[fit], labels[fit], method)
+    raw, calibrated = brier_score(labels[held_out], scores[held_out]), brier_score(labels[held_out], calibrator(scores[held_out]))
+    assert calibrated < raw - 0.02
+    assert brier_score(labels[held_out], risk[held_out]) <= calibrated + 0.01  # near the best possible
+    restored = Calibrator.from_dict(calibrator.to_dict())
+    np.testing.assert_array_equal(restored(scores[held_out]), calibrator(scores[held_out]))
+    assert isinstance(calibrator(0.7), float) and 0 <= calibrator(0.7) <= 1
+    honest = cross_fitted_calibration(scores, labels, np.arange(len(scores)), method)
+    assert brier_score(labels, honest) < brier_score(labels, scores) - 0.02
+
+
+def test_calibrator_refuses_bad_input_and_none_is_identity():
+    assert Calibrator.fit([0.2, 0.8], [0, 1], "none")(0.3) == 0.3
+    with pytest.raises(ValueError, match="both HC and PD"):
+        Calibrator.fit([0.2, 0.8], [1, 1], "platt")
+    with pytest.raises(ValueError, match="calibration must be one of"):
+        Calibrator.fit([0.2, 0.8], [0, 1], "beta")
+    with pytest.raises(ValueError, match="not a platt, isotonic or none"):
+        Calibrator.from_dict({"method": "platt", "params": {"a": 1.0}})
+    with pytest.raises(ValueError, match="permutations"):
+        StatsConfig(permutations=-1)
+
+
+def test_reliability_curve_and_brier():
+    labels = np.array([0, 0, 1, 1, 1, 0])
+    p_pd = np.array([0.05, 0.15, 0.95, 0.85, 0.9, 0.6])
+    curve = reliability_curve(labels, p_pd, n_bins=5)
+    assert curve["count"] == [2, 1, 3] and curve["observed"] == pytest.approx([0.0, 0.0, 1.0])
+    assert brier_score(labels, p_pd) == pytest.approx(np.mean((p_pd - labels) ** 2))
