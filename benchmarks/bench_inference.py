@@ -51,7 +51,7 @@ from dfer_pd.stage1.contract import ScoringContract
 from dfer_pd.stage1.export import export_stage1
 from dfer_pd.stage1.module import DferClipModule
 from dfer_pd.screening.quality import video_quality
-from dfer_pd.stage1.scoring import Stage1Scorer, expression_cosines, prepare_clip
+from dfer_pd.stage1.scoring import Stage1Scorer, default_threads, expression_cosines, prepare_clip
 from dfer_pd.stage2.classifiers import ClassifierConfig
 from dfer_pd.stage2.cohort import read_manifest
 from dfer_pd.stage2.screening_model import fit_screening_model
@@ -98,6 +98,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each video")
     parser.add_argument("--size", type=int, default=256, help="video frame side in pixels")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch and onnxruntime intra-op threads (0: their defaults). On a machine other programs "
+                             "also load, 1 avoids the collapse of multi-threaded kernels that wait for each other")
     parser.add_argument("--cold", default="true", choices=["true", "false"], help="also time the CLI in a new process")
     sub = parser.add_subparsers(dest="mode")
     acc = sub.add_parser("accuracy", help="what the ONNX runtimes change on a trained stage 1")
@@ -113,6 +116,8 @@ def main() -> None:
 
 
 def speed(args) -> None:
+    if args.threads:
+        torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="bench_inference_"))
     try:
         checkpoint, models, subject = build(work, args.crop_faces == "true", args.seconds, args.size)
@@ -120,7 +125,8 @@ def speed(args) -> None:
         scorers, load_seconds = {}, {}
         for label, (precision, runtime) in RUNTIMES.items():
             started = time.perf_counter()
-            scorers[label] = Stage1Scorer.for_contract(checkpoint, models[precision].contract, runtime)
+            scorers[label] = Stage1Scorer.for_contract(checkpoint, models[precision].contract, runtime,
+                                                       threads=args.threads or None)
             load_seconds[label] = time.perf_counter() - started
         network = scorers["torch fp32"].network
         pixels = torch.stack([prepare_clip(v, models["32-true"].contract).pixel_values for v in videos])
@@ -158,7 +164,8 @@ def speed(args) -> None:
         bare, bare_cpu = min(timings["bare vision"]), min(cpu["bare vision"])
         print(f"\nscreening one subject: 4 videos of {args.seconds:.0f} s at {args.size} px / 30 fps, "
               f"crop_faces={args.crop_faces}, ViT-B/32-sized stage 1 (16 frames per video); {os.cpu_count()} CPUs, "
-              f"torch {torch.get_num_threads()} threads, onnxruntime its default; {args.repeats} interleaved repeats: "
+              f"torch {torch.get_num_threads()} threads, onnxruntime {args.threads or 'its default number of'} threads, "
+              f"videos prepared on {default_threads()} threads; {args.repeats} interleaved repeats: "
               "wall seconds, fastest (median); CPU seconds of the process, fewest\n")
         print("| what | wall s | CPU s | wall / bare vision | CPU / bare vision | videos/s (fastest wall) |")
         print("|---|---|---|---|---|---|")

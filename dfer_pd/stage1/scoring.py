@@ -5,8 +5,8 @@ image size, normalisation) and the contract's runtime scores it: :class:`TorchSt
 network in the contract's precision) or the checkpoint's ONNX export on onnxruntime
 (:class:`~dfer_pd.stage1.export.OnnxStage1`, float32 or int8). Extraction runs them through
 :class:`ScoringDataset` and :class:`Stage1Scorer` under a Lightning ``Trainer.predict`` (devices, DDP,
-the cache-writer callback); ``diagnose`` calls :meth:`Stage1Scorer.score_videos` on one person's four
-videos.
+the cache-writer callback); ``diagnose`` runs the same runtime on one person's four videos, each
+scored as soon as it is prepared (:func:`in_background`).
 
 Inference does only the work the scores need: the class text features G are constants once training
 is over, so they are computed once per loaded checkpoint (and are a constant of the ONNX graph), not
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import weakref
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -173,24 +173,40 @@ def default_threads() -> int:
     return min(4, os.cpu_count() or 1)
 
 
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def preparation_pool(threads: int) -> ThreadPoolExecutor:
+    """One pool per size for the whole process: its threads live on, so what they build once per thread
+    (dlib's face detector takes about half a second) is built once, not for every subject."""
+    with _POOLS_LOCK:
+        if threads not in _POOLS:
+            _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="dfer-pd-prepare")
+        return _POOLS[threads]
+
+
 def in_background(function: Callable[[T], R], items: Sequence[T], threads: int | None = None) -> Iterator[R]:
-    """``function(item)`` for each item, in order, all submitted at once to a thread pool: while the caller
-    works on one result (a forward pass), the next ones are being computed. Leaving the loop early
-    cancels what has not started."""
-    with ThreadPoolExecutor(threads or default_threads(), thread_name_prefix="dfer-pd-prepare") as pool:
-        futures = [pool.submit(function, item) for item in items]
-        try:
-            for future in futures:
-                yield future.result()
-        finally:
-            for future in futures:
-                future.cancel()
+    """``function(item)`` for each item, in order, submitted at once to a thread pool: while the caller
+    works on one result (a forward pass), the next ones are being computed. ``threads=0`` computes
+    each item when it is asked for, in the caller's thread. Leaving the loop early cancels what has
+    not started."""
+    if threads == 0:
+        yield from (function(item) for item in items)
+        return
+    futures = [preparation_pool(threads or default_threads()).submit(function, item) for item in items]
+    try:
+        for future in futures:
+            yield future.result()
+    finally:
+        for future in futures:
+            future.cancel()
 
 
 class ScoringDataset(Dataset):
     """``(key, path)`` pairs prepared by :func:`prepare_clip`; each item carries its key for the cache writer.
 
-    Batches are fetched with ``__getitems__``: in the main process (``num_workers=0``, and ``diagnose``)
+    Batches are fetched with ``__getitems__``: in the main process (``num_workers=0``, and :meth:`Stage1Scorer.score_videos`)
     the requested videos and the ``prefetch`` videos expected next are prepared on a thread pool,
     so the next batch is decoded and its faces tracked while the network scores this one (decoding,
     OpenCV and the network release the GIL). The next indices are guessed from the stride of the
@@ -207,7 +223,6 @@ class ScoringDataset(Dataset):
         self.face_cache = face_cache
         self.prefetch = prefetch
         self.threads = threads or default_threads()
-        self._pool: ThreadPoolExecutor | None = None
         self._pending: dict[int, Future] = {}
         self._previous: list[int] | None = None
 
@@ -215,8 +230,8 @@ class ScoringDataset(Dataset):
         return len(self.items)
 
     def __getstate__(self) -> dict:
-        # DataLoader workers get a copy without the pool (threads do not cross processes).
-        return {**self.__dict__, "_pool": None, "_pending": {}, "_previous": None}
+        # DataLoader workers get a copy without pending work (futures do not cross processes).
+        return {**self.__dict__, "_pending": {}, "_previous": None}
 
     def _prepare(self, index: int) -> PreparedClip:
         return prepare_clip(self.items[index][1], self.contract, self.face_cache)
@@ -236,12 +251,10 @@ class ScoringDataset(Dataset):
     def prepared(self, indices: Sequence[int]) -> list[PreparedClip]:
         """The clips ``indices``, prepared in parallel; the ones expected next start preparing too."""
         indices = [int(i) for i in indices]
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="dfer-pd-prepare")
-            weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
+        pool = preparation_pool(self.threads)
         for index in indices + self._expected_next(indices):
             if index not in self._pending and 0 <= index < len(self.items):
-                self._pending[index] = self._pool.submit(self._prepare, index)
+                self._pending[index] = pool.submit(self._prepare, index)
         self._previous = indices
         clips = [self._pending.pop(i).result() for i in indices]
         for stale in [i for i in self._pending if i < min(indices)]:
@@ -265,17 +278,18 @@ class ScoringDataset(Dataset):
         return expected[:count]
 
     def close(self) -> None:
-        """Stop the preparation threads (pending work is dropped)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool, self._pending = None, {}
+        """Drop the preparations not yet started."""
+        for future in self._pending.values():
+            future.cancel()
+        self._pending = {}
 
 
 class Stage1Scorer(L.LightningModule):
     """The trained network under a scoring contract, run by the contract's runtime.
 
     ``predict_step`` gives each clip's scores by key (extraction); :meth:`score_videos` scores a few
-    videos without a Trainer (``diagnose``). Build it with :meth:`from_checkpoint`.
+    videos without a Trainer; ``diagnose`` calls ``runtime`` on the clips its quality checks prepared.
+    Build it with :meth:`from_checkpoint` or :meth:`for_contract`.
     """
 
     def __init__(self, runtime: TorchStage1 | OnnxRuntimeScorer | DferClip, contract: ScoringContract) -> None:
@@ -300,7 +314,7 @@ class Stage1Scorer(L.LightningModule):
         For the ONNX runtimes the export is ``onnx_model``, else ``checkpoint`` itself when it is a
         ``.onnx`` file, else the file ``dfer-pd export`` writes beside the checkpoint; its metadata must
         name the contract's checkpoint (the export is what runs, so the checkpoint need not be present).
-        ``threads`` caps onnxruntime's threads.
+        ``threads`` sets onnxruntime's threads (the torch runtime follows ``torch.set_num_threads``).
         """
         if contract.runtime in ONNX_RUNTIMES:
             from dfer_pd.stage1.export import onnx_path_for
@@ -317,18 +331,18 @@ class Stage1Scorer(L.LightningModule):
     @classmethod
     def for_contract(cls, stage1: str | Path, contract: ScoringContract, runtime: str | None = None,
                      map_location: str = "cpu", onnx_model: str | Path | None = None,
-                     source: str = "the scoring contract") -> Stage1Scorer:
+                     source: str = "the scoring contract", threads: int | None = None) -> Stage1Scorer:
         """Like :meth:`from_checkpoint`, choosing the runtime: ``runtime`` if given, else the export's own when
         ``stage1`` is a ``.onnx`` file, else the contract's. The contract only changes its runtime."""
         if Path(stage1).suffix == ".onnx" and onnx_model is None:
             from dfer_pd.stage1.export import OnnxStage1
 
-            export = OnnxStage1(stage1)  # opened once: its metadata says which runtime it is
+            export = OnnxStage1(stage1, threads=threads)  # opened once: its metadata says which runtime it is
             contract = contract.with_runtime(runtime or export.info.runtime, source)
             if contract.runtime not in ONNX_RUNTIMES:
                 raise ContractError(f"{stage1} is an ONNX export; --runtime {runtime} needs the .ckpt")
             return cls(OnnxRuntimeScorer(export, contract), contract)
-        return cls.from_checkpoint(stage1, contract.with_runtime(runtime, source), map_location, onnx_model)
+        return cls.from_checkpoint(stage1, contract.with_runtime(runtime, source), map_location, onnx_model, threads)
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         scores = self.runtime(batch["pixel_values"])
