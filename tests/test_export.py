@@ -231,3 +231,23 @@ def test_a_missing_extra_is_named(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(OnnxUnavailableError, match="needs onnx, onnxruntime"):
         require_onnx()
+
+
+def test_web_page_loads_stage1_once_and_screens_on_the_onnx_runtime(exported, screening_setup, tmp_path, monkeypatch):
+    from dfer_pd.screening.webapp import Screener
+
+    checkpoint, model, videos = screening_setup
+    assert checkpoint == exported[0]
+    by_torch = Screener(checkpoint, model, tmp_path / "torch")
+    by_onnx = Screener(checkpoint, model, tmp_path / "onnx", runtime="onnx")
+    assert by_onnx.scorer.contract.runtime == "onnx" and by_torch.scorer.contract.runtime == "torch"
+
+    def no_reload(*args, **kwargs):
+        raise AssertionError("stage 1 was loaded again for a screening")
+
+    monkeypatch.setattr(Stage1Scorer, "for_contract", no_reload)
+    monkeypatch.setattr(Stage1Scorer, "from_checkpoint", no_reload)
+    torch_screening, onnx_screening = by_torch.screen(videos), by_onnx.screen(videos)
+    assert onnx_screening.verdict == torch_screening.verdict
+    assert abs(onnx_screening.p_pd - torch_screening.p_pd) < 1e-3
+    assert json.loads(onnx_screening.files["json"].read_text())["scoring_contract"]["runtime"] == "onnx"

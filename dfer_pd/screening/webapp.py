@@ -76,16 +76,19 @@ def verdict_of(result) -> tuple[str, list[str]]:
 
 
 class Screener:
-    """Loads the screening model once and screens one person per call into its own report folder."""
+    """Loads the screening model and stage 1 once (under the screening model's scoring contract, on the
+    chosen runtime) and screens one person per call into its own report folder."""
 
-    def __init__(self, stage1: str | Path, screening_model: str | Path, out_dir: str | Path, device: str = "cpu") -> None:
+    def __init__(self, stage1: str | Path, screening_model: str | Path, out_dir: str | Path, device: str = "cpu",
+                 runtime: str | None = None) -> None:
+        from dfer_pd.stage1.scoring import Stage1Scorer
         from dfer_pd.stage2.screening_model import ScreeningModel
 
-        self.stage1 = Path(stage1)
         self.model_dir = Path(screening_model)
         self.model = ScreeningModel.load(screening_model)
+        self.scorer = Stage1Scorer.for_contract(stage1, self.model.scoring_contract(), runtime, device,
+                                                source=str(self.model.source or screening_model))
         self.out_dir = Path(out_dir)
-        self.device = device
 
     def screen(self, videos: dict[str, str | Path], progress=None) -> Screening:
         from dfer_pd.screening.diagnose import diagnose, find_expression_videos
@@ -98,7 +101,7 @@ class Screener:
         step(0.05, "Checking the four videos")
         found = find_expression_videos(None, **{e: str(videos[e]) for e in EXPRESSIONS})
         step(0.15, "Finding the face and scoring the four expressions (stage 1)")
-        result = diagnose(found, self.stage1, self.model, device=self.device)
+        result = diagnose(found, self.scorer, self.model)
         step(0.85, "Writing the report")
         folder = self.out_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
         files = write_report(result, self.model, folder)
