@@ -73,6 +73,38 @@ def test_classification_metrics_by_hand():
     assert np.isnan(classification_metrics(np.array([1, 1]), np.array([0.9, 0.1]))["roc_auc"])
 
 
+def _sklearn_metrics(labels, p_pd, threshold=0.5):
+    from sklearn import metrics as skm
+
+    predicted = (p_pd >= threshold).astype(int)
+    out = {"accuracy": skm.accuracy_score(labels, predicted)}
+    for average in ("binary", "weighted"):
+        out[f"precision_{average}"] = skm.precision_score(labels, predicted, average=average, zero_division=0)
+        out[f"recall_{average}"] = skm.recall_score(labels, predicted, average=average, zero_division=0)
+        out[f"f1_{average}"] = skm.f1_score(labels, predicted, average=average, zero_division=0)
+    out["roc_auc"] = skm.roc_auc_score(labels, p_pd) if len(np.unique(labels)) == 2 else np.nan
+    out["sensitivity"] = skm.recall_score(labels, predicted, pos_label=1, zero_division=0)
+    out["specificity"] = skm.recall_score(labels, predicted, pos_label=0, zero_division=0)
+    out["brier"] = skm.brier_score_loss(labels, np.clip(p_pd, 0, 1), labels=[0, 1])
+    return out
+
+
+@pytest.mark.parametrize("case", range(40))
+def test_classification_metrics_are_scikit_learns(case):
+    rng = np.random.default_rng(case)
+    n = int(rng.integers(1, 30))
+    labels = rng.integers(0, 2, n) if case % 5 else np.full(n, case % 2)  # one class only in some cases
+    p_pd = rng.random(n) if case % 3 else rng.integers(0, 5, n) / 4  # tied scores, p exactly at the threshold
+    if case % 7 == 0:
+        p_pd = np.zeros(n)  # nothing predicted PD
+    ours, theirs = classification_metrics(labels, p_pd), _sklearn_metrics(labels, p_pd)
+    assert set(ours) == set(METRIC_NAMES)
+    for name in METRIC_NAMES:
+        np.testing.assert_allclose(ours[name], theirs[name], rtol=0, atol=1e-12, err_msg=name)
+    with pytest.raises(ValueError, match="labels must be 0"):
+        classification_metrics(np.array([0, 2]), np.array([0.1, 0.9]))
+
+
 def test_test_fold_never_informs_scaling_or_fitting(effect_cohort):
     folds = subject_folds(effect_cohort.labels, effect_cohort.subject_ids, 5, 0)
     train, test = folds[0]

@@ -35,12 +35,14 @@ def damaged_cohort(tiny_cohort, tmp_path):
     return root / "manifest.csv", subjects
 
 
-def test_all_unusable_videos_are_listed_at_once_then_skipped_on_request(damaged_cohort, tiny_stage1_checkpoint, tmp_path):
+@pytest.mark.parametrize("workers", [0, 2], ids=["in-process", "two-worker-processes"])
+def test_all_unusable_videos_are_listed_at_once_then_skipped_on_request(damaged_cohort, tiny_stage1_checkpoint, tmp_path,
+                                                                        workers):
     manifest, subjects = damaged_cohort
     contract = ScoringContract.from_checkpoint(tiny_stage1_checkpoint)
     with pytest.raises(UnusableVideosError) as error:
-        extract_intensities(PDCohortDataModule(str(manifest), batch_size=4), tiny_stage1_checkpoint, contract,
-                            tmp_path / "cache", accelerator="cpu")
+        extract_intensities(PDCohortDataModule(str(manifest), batch_size=4, num_workers=workers), tiny_stage1_checkpoint,
+                            contract, tmp_path / "cache", accelerator="cpu")
     message = str(error.value)
     assert "3 video(s) of 3 subject(s) cannot be used" in message and "--cohort.skip_unusable true" in message
     lines = {u.subject_id: u for u in error.value.unusable}
@@ -53,8 +55,9 @@ def test_all_unusable_videos_are_listed_at_once_then_skipped_on_request(damaged_
         assert f"{unusable.path} (manifest line {unusable.line}, subject {subject_id}, {expression}): " in message
     assert not list((tmp_path / "cache").rglob("*.npz"))  # nothing was scored before the list was given
 
-    data, report = extract_intensities(PDCohortDataModule(str(manifest), batch_size=4), tiny_stage1_checkpoint,
-                                       contract, tmp_path / "cache", accelerator="cpu", skip_unusable=True)
+    data, report = extract_intensities(PDCohortDataModule(str(manifest), batch_size=4, num_workers=workers),
+                                       tiny_stage1_checkpoint, contract, tmp_path / "cache", accelerator="cpu",
+                                       skip_unusable=True)
     assert data.subject_ids == [s for s in subjects if s not in {"S002", "S003", "S004"}]
     assert report.excluded_subjects == ["S002", "S003", "S004"] and report.excluded["count"] == 3
     assert {v["reason"].split(" (")[0].split(":")[0] for v in report.excluded["videos"]} == {

@@ -87,6 +87,7 @@ def run(cfg: Namespace) -> dict:
         "--cohort.manifest", str(manifest),
         "--extraction.checkpoint", stage1["best_checkpoint"],
         "--extraction.cache_dir", str(out / "intensity_cache"),
+        "--cohort.face_crop_cache", str(out / "face_crops"),
         "--out_dir", str(out / "stage2"),
         "--wandb.dir", wandb_dir,
     ]

@@ -58,7 +58,7 @@ class ExtractionSettings:
         cache_dir: folder of the content-keyed intensity cache (a video is scored once per checkpoint and settings).
         batch_size: videos per batch (prepared together, the next batch on threads meanwhile; each video is
             scored in its own forward pass, so its scores do not depend on its batch-mates).
-        num_workers: data-loader worker processes that decode videos.
+        num_workers: worker processes that decode videos and find faces and landmarks (the check pass and scoring; 0: in this process).
         accelerator: Lightning accelerator for scoring: auto, cpu, gpu.
         devices: number of devices for scoring.
         runtime: who runs stage 1: torch, or the checkpoint's ONNX export on the CPU (onnx, onnx-int8;

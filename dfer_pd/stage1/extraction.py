@@ -19,9 +19,10 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
+from torch.utils.data import Dataset
 
 from dfer_pd.common.files import file_digest
-from dfer_pd.common.progress import progress_enabled
+from dfer_pd.common.progress import progress_enabled, track
 from dfer_pd.common.video import DEFAULT_MIN_DECODED_SHARE, VideoReadError
 from dfer_pd.stage1.cache import IntensityCache, IntensityCacheWriter
 from dfer_pd.stage1.contract import ONNX_RUNTIMES, ScoringContract
@@ -200,35 +201,67 @@ def extract_intensities(
     return data, report
 
 
-def _times_points(track) -> tuple[np.ndarray, np.ndarray]:
-    return track.times, track.points
+def _times_points(landmark_track) -> tuple[np.ndarray, np.ndarray]:
+    return landmark_track.times, landmark_track.points
+
+
+def _as_is(item):
+    return item
+
+
+class _VideoChecks(Dataset):
+    """Item ``i``: ``(digest, problems)`` of one video, read and judged exactly as scoring and the landmark
+    pass will read it; a DataLoader runs them on the data module's worker processes (the face path and
+    dlib hold Python's GIL, so threads would not overlap them)."""
+
+    def __init__(self, jobs: list[tuple[str, Path, bool, bool]], contract: ScoringContract, face_cache,
+                 landmarks: LandmarkCache | None, min_decoded_share: float) -> None:
+        self.jobs, self.contract, self.face_cache = jobs, contract, face_cache
+        self.landmarks, self.min_decoded_share = landmarks, min_decoded_share
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def __getitem__(self, index: int) -> tuple[str, list[str]]:
+        from dfer_pd.screening.faces import NoFaceError
+        from dfer_pd.screening.quality import check_video
+
+        digest, path, needs_scores, needs_landmarks = self.jobs[index]
+        found = check_video(path, self.contract, self.face_cache, self.min_decoded_share).reasons if needs_scores else []
+        if needs_landmarks and not found:
+            try:
+                self.landmarks.get(path, digest)
+            except NoFaceError as error:
+                found = [f"no face found for the landmarks ({str(error).removeprefix(f'{path}: ')})"]
+            except VideoReadError as error:
+                found = [str(error).removeprefix(f"{path}: ")]
+        return digest, list(found)
 
 
 def _check_videos(cohort, digests, paths, cache, contract, datamodule, landmarks, min_decoded_share,
                   report: ExtractionReport) -> dict[str, list[UnusableVideo]]:
     """Check every video that still needs scoring or landmarks; ``{digest: [problems]}`` for the unusable ones."""
-    from dfer_pd.screening.faces import FaceCropCache, NoFaceError
-    from dfer_pd.screening.quality import check_video
+    from torch.utils.data import DataLoader
+
+    from dfer_pd.screening.faces import FaceCropCache
 
     started = time.perf_counter()
     face_cache = FaceCropCache(datamodule.hparams.face_crop_cache) if datamodule.hparams.face_crop_cache else None
-    reasons: dict[str, list[str]] = {}
+    jobs = []
     for digest, path in paths.items():
         needs_scores = not cache.has(digest)
         needs_landmarks = landmarks is not None and not landmarks.path(digest).exists()
-        if not (needs_scores or needs_landmarks):
-            continue
-        report.checked += 1
-        found = check_video(path, contract, face_cache, min_decoded_share).reasons if needs_scores else []
-        if needs_landmarks and not found:
-            try:
-                landmarks.get(path, digest)
-            except NoFaceError as error:
-                found = [f"no face found for the landmarks ({str(error).removeprefix(f'{path}: ')})"]
-            except VideoReadError as error:
-                found = [str(error).removeprefix(f"{path}: ")]
-        if found:
-            reasons[digest] = found
+        if needs_scores or needs_landmarks:
+            jobs.append((digest, path, needs_scores, needs_landmarks))
+    report.checked += len(jobs)
+    reasons: dict[str, list[str]] = {}
+    if jobs:
+        checks = _VideoChecks(jobs, contract, face_cache, landmarks, min_decoded_share)
+        workers = min(int(datamodule.hparams.num_workers), len(jobs))
+        loader = DataLoader(checks, batch_size=None, num_workers=workers, collate_fn=_as_is)
+        for digest, found in track(loader, len(jobs), "checking videos (faces, landmarks)", "video"):
+            if found:
+                reasons[digest] = found
     report.face_seconds += time.perf_counter() - started
     problems: dict[str, list[UnusableVideo]] = {}
     for subject in cohort.subjects:

@@ -1,11 +1,15 @@
-"""The stage-2 metrics (scikit-learn, the one way they are computed) and the cross-validation result they fill.
+"""The stage-2 metrics (the one way they are computed) and the cross-validation result they fill.
 
 ``classification_metrics`` is what every fold, summary, W&B key and Table 3 cell reports; the training
-module logs the same function on its validation split.
+module logs the same function on its validation split. It computes scikit-learn's definitions
+(``zero_division=0``) from the 2x2 counts and ROC AUC from ranks: a repeated CV, a Table 3 or a
+permutation test calls it thousands of times, and scikit-learn's input validation cost more than the
+networks (``tests/test_crossval.py`` checks it against scikit-learn).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -13,15 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import (
-    accuracy_score,
-    brier_score_loss,
-    confusion_matrix,
-    f1_score,
-    precision_score,
-    recall_score,
-    roc_auc_score,
-)
+from scipy.stats import rankdata
 
 if TYPE_CHECKING:
     from dfer_pd.stage2.classifiers import ClassifierConfig
@@ -44,25 +40,49 @@ METRIC_NAMES: tuple[str, ...] = (
 ``brier`` is the mean squared error of p(PD) (lower is better)."""
 
 
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator else 0.0
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve as the Mann-Whitney statistic (ties count half); NaN without both classes."""
+    labels = np.asarray(labels)
+    positives = labels == 1
+    n_pos, n_neg = int(positives.sum()), int((~positives).sum())
+    if not n_pos or not n_neg:
+        return math.nan
+    ranks = rankdata(np.asarray(scores, dtype=np.float64))
+    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
 def classification_metrics(labels: np.ndarray, p_pd: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
     """:data:`METRIC_NAMES` for one set of predictions; ROC AUC is NaN when only one class is present."""
     labels = np.asarray(labels)
-    predicted = (np.asarray(p_pd) >= threshold).astype(np.int64)
-    metrics = {"accuracy": accuracy_score(labels, predicted)}
-    for average in ("binary", "weighted"):
-        metrics[f"precision_{average}"] = precision_score(labels, predicted, average=average, zero_division=0)
-        metrics[f"recall_{average}"] = recall_score(labels, predicted, average=average, zero_division=0)
-        metrics[f"f1_{average}"] = f1_score(labels, predicted, average=average, zero_division=0)
-    metrics["roc_auc"] = roc_auc_score(labels, p_pd) if len(np.unique(labels)) == 2 else math.nan
-    metrics["sensitivity"] = recall_score(labels, predicted, pos_label=1, zero_division=0)
-    metrics["specificity"] = recall_score(labels, predicted, pos_label=0, zero_division=0)
-    metrics["brier"] = brier_score_loss(labels, np.clip(np.asarray(p_pd, dtype=np.float64), 0, 1), labels=[0, 1])
-    return {name: float(metrics[name]) for name in METRIC_NAMES}
+    if labels.size and not np.isin(labels, (0, 1)).all():
+        raise ValueError(f"labels must be 0 (HC) or 1 (PD), got {sorted(set(np.unique(labels).tolist()))}")
+    p_pd = np.asarray(p_pd, dtype=np.float64)
+    (tn, fp), (fn, tp) = confusion_counts(labels, p_pd, threshold)
+    n_pd, n_hc, n = tp + fn, tn + fp, tn + fp + fn + tp
+    # Per class: precision, recall and F1 with that class as the positive one.
+    pd_scores = (_ratio(tp, tp + fp), _ratio(tp, n_pd), _ratio(2 * tp, 2 * tp + fp + fn))
+    hc_scores = (_ratio(tn, tn + fn), _ratio(tn, n_hc), _ratio(2 * tn, 2 * tn + fn + fp))
+    weighted = [_ratio(n_pd * p + n_hc * h, n) for p, h in zip(pd_scores, hc_scores)]
+    return {
+        "accuracy": _ratio(tp + tn, n),
+        "precision_binary": pd_scores[0], "recall_binary": pd_scores[1], "f1_binary": pd_scores[2],
+        "precision_weighted": weighted[0], "recall_weighted": weighted[1], "f1_weighted": weighted[2],
+        "roc_auc": roc_auc(labels, p_pd),
+        "sensitivity": pd_scores[1],
+        "specificity": hc_scores[1],
+        "brier": float(np.mean((np.clip(p_pd, 0, 1) - labels) ** 2)) if n else math.nan,
+    }
 
 
 def confusion_counts(labels: np.ndarray, p_pd: np.ndarray, threshold: float) -> np.ndarray:
     """2x2 counts, rows = true (HC, PD), columns = predicted (HC, PD)."""
-    return confusion_matrix(labels, (np.asarray(p_pd) >= threshold).astype(np.int64), labels=[0, 1])
+    labels = np.asarray(labels).astype(np.int64)
+    predicted = (np.asarray(p_pd) >= threshold).astype(np.int64)
+    return np.bincount(2 * labels + predicted, minlength=4).reshape(2, 2)
 
 
 @dataclass
@@ -101,7 +121,7 @@ class CVResult:
         n_train = float(self.folds["n_train"].mean()) if "n_train" in self.folds else n_test * (self.cv.n_splits - 1)
         return n_train, n_test
 
-    @property
+    @functools.cached_property
     def per_repeat(self) -> pd.DataFrame:
         """One row per repeat: each metric's mean over folds, and ``oof_<metric>`` of all out-of-fold predictions."""
         folds = self.folds if "repeat" in self.folds else self.folds.assign(repeat=0)
