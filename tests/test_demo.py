@@ -37,3 +37,27 @@ def test_demo_runs_every_stage(tmp_path, capsys, monkeypatch):
     # One W&B run per step that logs (stage 1, train-pd, ablation), all in <out>/wandb, none scattered elsewhere.
     assert len(list((out / "wandb").glob("offline-run-*"))) == 3
     assert [p for p in out.rglob("wandb") if p.is_dir()] == [out / "wandb"]
+
+
+def _write_and_fail(path, fail):
+    import sys
+
+    print("to the log", flush=True)
+    print("errors too", file=sys.stderr, flush=True)
+    if fail:
+        raise ValueError(f"{path}: went wrong in the background")
+    path.write_text("done")
+
+
+def test_a_step_beside_the_demo_logs_its_output_and_raises_its_error(tmp_path, capfd):
+    from dfer_pd.commands.demo import beside
+
+    log = tmp_path / "step.log"
+    with beside(_write_and_fail, tmp_path / "ok.txt", False, log=log) as wait:
+        wait()
+    assert (tmp_path / "ok.txt").read_text() == "done"
+    assert log.read_text().splitlines() == ["to the log", "errors too"]
+    assert "to the log" not in capfd.readouterr().out  # nothing reached this process's terminal
+    with pytest.raises(ValueError, match="bad.txt: went wrong in the background"):
+        with beside(_write_and_fail, tmp_path / "bad.txt", True, log=log) as wait:
+            wait()

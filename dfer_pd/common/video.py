@@ -28,6 +28,7 @@ metadata (phone recordings).
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,11 +122,23 @@ def rotate_to_display(frame: np.ndarray, degrees: float) -> np.ndarray:
 # --------------------------------------------------------------------------- frame folders
 
 
-def _frame_sort_key(path: Path) -> tuple[int, int, str]:
-    match = _LAST_INTEGER.search(path.stem)
+def _frame_sort_key(name: str) -> tuple[int, int, str]:
+    match = _LAST_INTEGER.search(os.path.splitext(name)[0])
     if match is None:
-        return (1, 0, path.name)
-    return (0, int(match.group(1)), path.name)
+        return (1, 0, name)
+    return (0, int(match.group(1)), name)
+
+
+def _frame_names(folder: Path) -> list[str]:
+    """File names of a frame folder's images in frame order. os.scandir knows each entry's type without
+    a stat call, and names stay strings: training reads a folder per clip per epoch."""
+    if not folder.is_dir():
+        raise VideoReadError(f"{folder}: not a folder of frames")
+    with os.scandir(folder) as entries:
+        names = [entry.name for entry in entries
+                 if os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES and not entry.name.startswith(".")
+                 and entry.is_file()]
+    return sorted(names, key=_frame_sort_key)
 
 
 def list_frame_files(folder: str | Path) -> list[Path]:
@@ -135,23 +148,16 @@ def list_frame_files(folder: str | Path) -> list[Path]:
     Hidden files (``.DS_Store``, macOS ``._1.jpg`` copies) are skipped.
     """
     folder = Path(folder)
-    if not folder.is_dir():
-        raise VideoReadError(f"{folder}: not a folder of frames")
-    images = [
-        entry
-        for entry in folder.iterdir()
-        if entry.suffix.lower() in IMAGE_SUFFIXES and not entry.name.startswith(".") and entry.is_file()
-    ]
-    return sorted(images, key=_frame_sort_key)
+    return [folder / name for name in _frame_names(folder)]
 
 
-def _folder_frame_files(folder: Path) -> list[Path]:
-    files = list_frame_files(folder)
-    if not files:
+def _folder_frame_names(folder: Path) -> list[str]:
+    names = _frame_names(folder)
+    if not names:
         raise VideoReadError(
             f"{folder}: frame folder has no images ({', '.join(IMAGE_SUFFIXES)})"
         )
-    return files
+    return names
 
 
 def _load_image(path: Path) -> np.ndarray:
@@ -163,13 +169,13 @@ def _load_image(path: Path) -> np.ndarray:
 
 
 def _read_folder_frames(folder: Path, indices: np.ndarray) -> np.ndarray:
-    files = _folder_frame_files(folder)
+    files = _folder_frame_names(folder)
     if indices.max() >= len(files):
         raise ValueError(
             f"{folder}: frame index {int(indices.max())} is past the last frame "
             f"(the folder has {len(files)} images)"
         )
-    loaded = {int(i): _load_image(files[i]) for i in np.unique(indices)}
+    loaded = {int(i): _load_image(folder / files[i]) for i in np.unique(indices)}
     return _stack_frames(folder, [loaded[int(i)] for i in indices])
 
 
@@ -211,7 +217,7 @@ def count_frames(path: str | Path, exact: bool = False) -> int:
     """
     path = _existing_path(path)
     if path.is_dir():
-        return len(_folder_frame_files(path))
+        return len(_folder_frame_names(path))
     try:
         with _open_video(path) as container:
             stream = _video_stream(path, container)
