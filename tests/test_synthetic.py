@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -44,6 +45,10 @@ def _decode(path: Path) -> np.ndarray:
 
 def _tree_bytes(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _tree_sha256(root: Path) -> dict[str, str]:
+    return {name: hashlib.sha256(data).hexdigest() for name, data in _tree_bytes(root).items()}
 
 
 @pytest.fixture(scope="module")
@@ -265,3 +270,44 @@ def test_phone_recordings_move_the_face_in_a_larger_frame_where_the_default_dete
             assert 60 < face_side < 130  # the face is part of the picture, not all of it
     assert np.mean(fractions) > 0.9 and min(fractions) >= 0.5  # dlib, the default, finds the faces
     assert np.median(travel) > 3  # and they move, so tracking and alignment have work to do
+
+
+def test_dfew_workers_write_the_same_bytes_as_one_process(tmp_path):
+    args = dict(TINY_DFEW, num_clips=12, write_mp4=True, seed=4)
+    one = _tree_sha256(make_dfew_tree(tmp_path / "one", workers=1, **args))
+    two = _tree_sha256(make_dfew_tree(tmp_path / "two", workers=2, **args))
+    assert one == two and len(one) > 12 * 5  # frames, mp4s, ten split files and the info file
+    assert any(name.endswith(".mp4") for name in one) and "synthetic_info.json" in one
+
+
+def test_phone_cohort_workers_write_the_same_bytes_as_one_process(tmp_path):
+    args = dict(num_subjects=3, fps=5, seconds=1.2, seed=6, recording="phone", expressions=("neutral", "happiness"))
+    one = _tree_sha256(make_pd_cohort(tmp_path / "one", workers=1, **args).parent)
+    two = _tree_sha256(make_pd_cohort(tmp_path / "two", workers=2, **args).parent)
+    assert one == two and {"manifest.csv", "ground_truth.csv", "S003/happiness.mp4"} <= set(one)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_failing_clip_or_subject_is_named(tmp_path, workers):
+    blocked = tmp_path / "dfew" / DFEW_FRAMES_DIR / "00003"
+    blocked.parent.mkdir(parents=True)
+    blocked.write_text("a file where clip 00003's folder goes")
+    with pytest.raises(RuntimeError, match="clip 00003 failed: FileExistsError"):
+        make_dfew_tree(tmp_path / "dfew", num_clips=6, min_frames=2, max_frames=3, size=16, workers=workers)
+    (tmp_path / "cohort" / "S002" / "neutral.mp4").mkdir(parents=True)  # a folder where a video goes
+    with pytest.raises(RuntimeError, match="subject S002 failed"):
+        make_pd_cohort(tmp_path / "cohort", num_subjects=3, fps=2, seconds=1, size=16, expressions=("neutral",),
+                       workers=workers)
+    assert not (tmp_path / "cohort" / "manifest.csv").exists()
+
+
+def test_workers_argument_and_cli_flag(tmp_path):
+    with pytest.raises(ValueError, match="workers"):
+        make_dfew_tree(tmp_path / "dfew", num_clips=5, workers=-1)
+    assert not (tmp_path / "dfew").exists()
+    from dfer_pd.commands.synth import add_subcommands, build_parser
+
+    parser = build_parser()
+    add_subcommands(parser)
+    assert parser.parse_args(["cohort", "out"]).cohort.workers == 0  # the CLI uses every CPU by default
+    assert parser.parse_args(["dfew", "out", "--workers", "3"]).dfew.workers == 3

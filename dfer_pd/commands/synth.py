@@ -1,4 +1,8 @@
-"""`dfer-pd synth dfew|cohort ROOT`: synthetic data to try every command on, with nothing downloaded."""
+"""`dfer-pd synth dfew|cohort ROOT`: synthetic data to try every command on, with nothing downloaded.
+
+Rendering runs on all CPUs unless ``--workers N`` says otherwise (1 = one process); the files are
+byte-identical for any N.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +37,8 @@ def add_subcommands(parser: ArgumentParser) -> None:
         sub = ArgumentParser(prog=f"dfer-pd synth {target}", description=help_line)
         sub.add_argument("--config", action=ConfigFile, help="a YAML file with any of the options below")
         sub.add_function_arguments(_writer(target), as_positional=True)
+        # All CPUs by default: the files are the same for any number of workers, so only the wait differs.
+        sub.set_defaults(workers=0)
         subcommands.add_subcommand(target, sub, help=help_line)
 
 

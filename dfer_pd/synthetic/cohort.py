@@ -12,15 +12,16 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from dfer_pd.common.constants import COHORT_LABELS, EXPRESSIONS
-from dfer_pd.common.progress import track
 from dfer_pd.synthetic.encode import encode_mp4
 from dfer_pd.synthetic.render import (
-    expression_profile, render_face, sample_head_motion, sample_identity, sample_phone_motion, slow_drift,
+    expression_profile, render_face, resolve_workers, sample_head_motion, sample_identity, sample_phone_motion,
+    slow_drift, write_recordings,
 )
 
 # Hypomimia model: PD amplitude = HC amplitude * (1 - AMPLITUDE_LOSS * effect * severity) and
@@ -80,6 +81,31 @@ def _cohort_video_weights(
     return weights
 
 
+def _write_subject(
+    task: tuple[str, np.random.SeedSequence, float, float],
+    root: Path,
+    expressions: Sequence[str],
+    fps: float,
+    num_frames: int,
+    recording: str,
+    frame_size: tuple[int, int],
+    size: int,
+) -> None:
+    """Render and write one subject's videos from its own seed (in a worker process or not)."""
+    subject, subject_seed, expressivity, onset_seconds = task
+    rng = np.random.default_rng(subject_seed)
+    identity = sample_identity(rng)
+    for expression in expressions:
+        weights = _cohort_video_weights(expression, expressivity, onset_seconds, fps, num_frames, rng)
+        if recording == "phone":
+            poses = sample_phone_motion(rng, num_frames, PHONE_FACE_SCALE, frame_size[1] / frame_size[0])
+            canvas: int | tuple[int, int] = frame_size
+        else:
+            poses, canvas = sample_head_motion(rng, num_frames, amplitude=0.6), size
+        frames = np.stack([render_face(identity, w, canvas, rng, pose) for w, pose in zip(weights, poses)])
+        encode_mp4(root / subject / f"{expression}.mp4", frames, fps)
+
+
 def make_pd_cohort(
     root: str | Path,
     num_subjects: int = 40,
@@ -92,6 +118,7 @@ def make_pd_cohort(
     expressions: Sequence[str] = EXPRESSIONS,
     recording: str = "face",
     frame_size: tuple[int, int] = PHONE_FRAME,
+    workers: int | None = 1,
 ) -> Path:
     """Write a synthetic PD/HC cohort of expression-task videos and return the manifest path.
 
@@ -111,6 +138,8 @@ def make_pd_cohort(
         recording: ``"face"`` (square face crops of ``size``) or ``"phone"`` (the face moving in a
             ``frame_size`` = (width, height) frame with background).
         frame_size: width and height of phone-like recordings (even).
+        workers: processes rendering subjects; 0 or None = all CPUs, 1 = this process. The files
+            are the same for any number.
 
     Layout: ``<subject>/<expression>.mp4``; ``manifest.csv`` with columns
     ``subject_id,label,expression,path,sex,age`` (label PD/HC, path relative to the manifest's
@@ -134,6 +163,7 @@ def make_pd_cohort(
     num_frames = int(round(fps * seconds))
     if num_frames < 2:
         raise ValueError(f"fps * seconds must give at least 2 frames, got fps={fps}, seconds={seconds}")
+    resolve_workers(workers)  # a bad value fails before anything is written
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
 
@@ -148,25 +178,17 @@ def make_pd_cohort(
     ages = np.clip(np.rint(plan_rng.normal(66, 8, size=num_subjects)), 45, 90).astype(int)
     subject_ids = [f"S{i + 1:03d}" for i in range(num_subjects)]
 
+    tasks = [(subject, subject_seed, latents["expressivity"][i], latents["onset_seconds"][i])
+             for i, (subject, subject_seed) in enumerate(zip(subject_ids, subject_seeds))]
+    write = partial(_write_subject, root=root, expressions=tuple(expressions), fps=fps, num_frames=num_frames,
+                    recording=recording, frame_size=frame_size, size=size)
+    write_recordings(write, tasks, subject_ids, workers, "synthetic cohort subjects", "subject")
+
     manifest_rows, truth_rows = [], []
-    for i, (subject, subject_seed) in enumerate(track(zip(subject_ids, subject_seeds), num_subjects,
-                                                      "synthetic cohort subjects", "subject")):
-        rng = np.random.default_rng(subject_seed)
-        identity = sample_identity(rng)
+    for i, subject in enumerate(subject_ids):
         label = COHORT_LABELS[int(is_pd[i])]
-        for expression in expressions:
-            weights = _cohort_video_weights(
-                expression, latents["expressivity"][i], latents["onset_seconds"][i], fps, num_frames, rng
-            )
-            if recording == "phone":
-                poses = sample_phone_motion(rng, num_frames, PHONE_FACE_SCALE, frame_size[1] / frame_size[0])
-                canvas: int | tuple[int, int] = frame_size
-            else:
-                poses, canvas = sample_head_motion(rng, num_frames, amplitude=0.6), size
-            frames = np.stack([render_face(identity, w, canvas, rng, pose) for w, pose in zip(weights, poses)])
-            relative = f"{subject}/{expression}.mp4"
-            encode_mp4(root / relative, frames, fps)
-            manifest_rows.append([subject, label, expression, relative, sexes[i], int(ages[i])])
+        manifest_rows += [[subject, label, expression, f"{subject}/{expression}.mp4", sexes[i], int(ages[i])]
+                          for expression in expressions]
         truth_rows.append([
             subject, label, f"{latents['expressivity'][i]:.6f}", f"{latents['onset_seconds'][i]:.6f}",
             f"{latents['severity'][i]:.6f}",

@@ -10,16 +10,19 @@ from __future__ import annotations
 import csv
 import json
 import math
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from dfer_pd.common.constants import EXPRESSIONS
-from dfer_pd.common.progress import track
 from dfer_pd.stage1.datasets.dfew_layout import CLIP_DIR, DFEW_LABELS, NUM_FOLDS, SPLIT_DIR, SPLIT_ROOT, VIDEOS_DIR
 from dfer_pd.synthetic.encode import encode_mp4
-from dfer_pd.synthetic.render import expression_profile, render_face, sample_head_motion, sample_identity, slow_drift
+from dfer_pd.synthetic.render import (
+    expression_profile, render_face, resolve_workers, sample_head_motion, sample_identity, slow_drift,
+    write_recordings,
+)
 
 # The reader's layout (dfer_pd.stage1.datasets.dfew), relative to the dataset root.
 DFEW_SPLIT_DIRS: dict[str, str] = {split: f"{SPLIT_ROOT}/{SPLIT_DIR.format(split=split)}" for split in ("train", "test")}
@@ -94,6 +97,22 @@ def _dfew_clip_lengths(
     return rng.permutation(np.concatenate([short, regular]))
 
 
+def _write_clip(task: tuple[str, int, int, np.random.SeedSequence], root: Path, size: int, write_mp4: bool) -> None:
+    """Render and write one clip from its own seed (in a worker process or not)."""
+    name, label, num_frames, clip_seed = task
+    rng = np.random.default_rng(clip_seed)
+    identity = sample_identity(rng)
+    weights, names = _dfew_clip_weights(label, num_frames, rng)
+    poses = sample_head_motion(rng, num_frames)
+    frames = [render_face(identity, w, size, rng, pose, names) for w, pose in zip(weights, poses)]
+    clip_dir = root / DFEW_FRAMES_DIR / name
+    clip_dir.mkdir(parents=True, exist_ok=True)
+    for index, frame in enumerate(frames, start=1):
+        Image.fromarray(frame).save(clip_dir / f"{name}_{index:05d}.jpg", quality=90)
+    if write_mp4:
+        encode_mp4(root / DFEW_VIDEOS_DIR / f"{name}.mp4", np.stack(frames), fps=25)
+
+
 def make_dfew_tree(
     root: str | Path,
     num_clips: int = 120,
@@ -104,6 +123,7 @@ def make_dfew_tree(
     other_class_fraction: float = 0.1,
     short_clip_fraction: float = 0.05,
     write_mp4: bool = False,
+    workers: int | None = 1,
 ) -> Path:
     """Write a synthetic DFEW in DFEW's on-disk layout and return ``root``.
 
@@ -118,6 +138,8 @@ def make_dfew_tree(
             four-class loader must drop; the rest is balanced over neutral, happy, surprise, angry.
         short_clip_fraction: share of clips shorter than 16 frames (at least one when > 0).
         write_mp4: also write ``Clip/original/<id>.mp4`` (H.264, 25 fps; needs an even ``size``).
+        workers: processes rendering clips; 0 or None = all CPUs, 1 = this process. The files are
+            the same for any number.
 
     Layout: ``Clip/clip_224x224/<5-digit id>/<id>_<5-digit frame>.jpg`` (frames from 00001),
     ``EmoLabel_DataSplit/{train,test}(single-labeled)/set_{1..5}.csv`` with ``video_name,label``
@@ -135,6 +157,7 @@ def make_dfew_tree(
         )
     if write_mp4 and size % 2:
         raise ValueError(f"write_mp4 needs an even size for H.264 yuv420p, got {size}")
+    resolve_workers(workers)  # a bad value fails before anything is written
     root = Path(root)
     plan_seed, *clip_seeds = np.random.SeedSequence(seed).spawn(num_clips + 1)
     plan_rng = np.random.default_rng(plan_seed)
@@ -143,19 +166,10 @@ def make_dfew_tree(
     folds = _dfew_folds(labels, plan_rng)
     video_names = [f"{i + 1:05d}" for i in range(num_clips)]
 
-    for name, label, num_frames, clip_seed in track(zip(video_names, labels, lengths, clip_seeds), num_clips,
-                                                    "synthetic DFEW clips", "clip"):
-        rng = np.random.default_rng(clip_seed)
-        identity = sample_identity(rng)
-        weights, names = _dfew_clip_weights(int(label), int(num_frames), rng)
-        poses = sample_head_motion(rng, int(num_frames))
-        frames = [render_face(identity, w, size, rng, pose, names) for w, pose in zip(weights, poses)]
-        clip_dir = root / DFEW_FRAMES_DIR / name
-        clip_dir.mkdir(parents=True, exist_ok=True)
-        for index, frame in enumerate(frames, start=1):
-            Image.fromarray(frame).save(clip_dir / f"{name}_{index:05d}.jpg", quality=90)
-        if write_mp4:
-            encode_mp4(root / DFEW_VIDEOS_DIR / f"{name}.mp4", np.stack(frames), fps=25)
+    tasks = [(name, int(label), int(num_frames), clip_seed)
+             for name, label, num_frames, clip_seed in zip(video_names, labels, lengths, clip_seeds)]
+    write_recordings(partial(_write_clip, root=root, size=size, write_mp4=write_mp4), tasks, video_names, workers,
+                     "synthetic DFEW clips", "clip")
 
     for split, directory in DFEW_SPLIT_DIRS.items():
         (root / directory).mkdir(parents=True, exist_ok=True)

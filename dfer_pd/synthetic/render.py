@@ -18,14 +18,22 @@ per clip, so only the face's *shape* tells the class. Everything is seeded. The 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, fields
 from functools import lru_cache
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from dfer_pd.common.constants import EXPRESSIONS
+from dfer_pd.common.progress import progress_bar, track
+
+T = TypeVar("T")
 
 # Supersampling factor: shapes are drawn at this multiple of the output size, then box-filtered.
 _SUPERSAMPLE = 2
@@ -96,6 +104,11 @@ EXPRESSION_DELTAS: dict[str, ExpressionParams] = {
 }
 
 
+_DELTA_VECTORS: dict[str, np.ndarray] = {
+    name: np.array([getattr(delta, f.name) for f in fields(delta)]) for name, delta in EXPRESSION_DELTAS.items()
+}
+
+
 def expression_params(
     weights: Sequence[float] | np.ndarray, names: Sequence[str] = EXPRESSIONS
 ) -> ExpressionParams:
@@ -114,10 +127,11 @@ def expression_params(
     unknown = [n for n in names if n not in EXPRESSION_DELTAS]
     if unknown:
         raise ValueError(f"unknown expression names {unknown}; known: {sorted(EXPRESSION_DELTAS)}")
-    total = ExpressionParams()
+    # Elementwise float64, in the order of summing ``EXPRESSION_DELTAS[name].scaled(weight)``: same values.
+    total = np.zeros(len(_DELTA_VECTORS["neutral"]))
     for name, weight in zip(names, weights):
-        total = total + EXPRESSION_DELTAS[name].scaled(float(weight))
-    return total
+        total = total + float(weight) * _DELTA_VECTORS[name]
+    return ExpressionParams(*total.tolist())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -256,13 +270,27 @@ def sample_head_motion(rng: np.random.Generator, num_frames: int, amplitude: flo
 # --------------------------------------------------------------------------------------------------
 
 
-def _ellipse(cx: float, cy: float, rx: float, ry: float, n: int = 32) -> np.ndarray:
+def _constant(values: np.ndarray) -> np.ndarray:
+    values.flags.writeable = False
+    return values
+
+
+@lru_cache(maxsize=None)
+def _unit_circle(n: int) -> tuple[np.ndarray, np.ndarray]:
     a = np.linspace(0, 2 * np.pi, n, endpoint=False)
-    return np.stack([cx + rx * np.cos(a), cy + ry * np.sin(a)], axis=1)
+    return _constant(np.cos(a)), _constant(np.sin(a))
+
+
+def _ellipse(cx: float, cy: float, rx: float, ry: float, n: int = 32) -> np.ndarray:
+    cos, sin = _unit_circle(n)
+    points = np.empty((n, 2))
+    points[:, 0] = cx + rx * cos
+    points[:, 1] = cy + ry * sin
+    return points
 
 
 def _lerp_color(a: Sequence[float], b: Sequence[float], t: float) -> tuple[int, int, int]:
-    t = float(np.clip(t, 0.0, 1.0))
+    t = min(max(float(t), 0.0), 1.0)
     return tuple(int(round((1 - t) * x + t * y)) for x, y in zip(a, b))  # type: ignore[return-value]
 
 
@@ -280,11 +308,13 @@ class _Canvas:
         c, s = math.cos(theta), math.sin(theta)
         self.scale = pose.scale
         self.matrix = pose.scale * np.array([[c, -s], [s, c]])
+        self._matrix_t = self.matrix.T
         self.offset = np.array([origin[0] + pose.dx, origin[1] + pose.dy])
 
-    def _pixels(self, points: np.ndarray) -> list[tuple[float, float]]:
-        xy = (points @ self.matrix.T + self.offset) * self.half + self.centre
-        return [tuple(p) for p in xy.tolist()]
+    def _pixels(self, points: np.ndarray) -> list[float]:
+        """Flat ``[x0, y0, x1, y1, ...]``, which PIL draws exactly as a list of pairs."""
+        xy = (points @ self._matrix_t + self.offset) * self.half + self.centre
+        return xy.ravel().tolist()
 
     def polygon(self, points: np.ndarray, color: Sequence[int]) -> None:
         self.draw.polygon(self._pixels(points), fill=tuple(int(c) for c in color))
@@ -321,6 +351,19 @@ def _lighting(identity: FaceIdentity, width: int, height: int) -> np.ndarray:
     return (light[:, :, None] * gain).astype(np.float32)
 
 
+# Fixed sample positions along the drawn curves, computed once rather than per frame.
+_OUTLINE_COS, _OUTLINE_SIN = _unit_circle(48)
+_OUTLINE_LOWER = _constant(np.clip(_OUTLINE_SIN, 0.0, None))
+_EYE_X = _constant(np.linspace(-1.0, 1.0, 17))
+_EYE_BULGE = _constant(np.sqrt(np.clip(1 - _EYE_X**2, 0, 1)))
+_BROW_T = _constant(np.linspace(0, 1, 9)[:, None])
+_BROW_ARCH = _constant(np.sin(np.pi * _BROW_T[:, 0]))
+_BROW_TAPER = _constant(1.0 - 0.45 * _BROW_T)
+_MOUTH_X = _constant(np.linspace(-1.0, 1.0, 25))
+_MOUTH_X2 = _constant(_MOUTH_X**2)
+_MOUTH_SHAPE = _constant(np.sqrt(np.clip(1 - _MOUTH_X**2, 0, 1)))
+
+
 def _draw_head(canvas: _Canvas, identity: FaceIdentity, p: ExpressionParams) -> None:
     """Shoulders, neck, hair, ears and face outline; the jaw drops with the mouth."""
     w, h = identity.face_half_width, identity.face_half_height
@@ -333,9 +376,7 @@ def _draw_head(canvas: _Canvas, identity: FaceIdentity, p: ExpressionParams) -> 
     for side in (-1.0, 1.0):
         canvas.polygon(_ellipse(side * w * 0.97, identity.eye_y + 0.06, 0.1, 0.16, 16), shade)
     # Face outline: an ellipse whose lower half narrows toward the chin and stretches with the jaw.
-    a = np.linspace(0, 2 * np.pi, 48, endpoint=False)
-    x, y = np.cos(a), np.sin(a)
-    lower = np.clip(y, 0.0, None)
+    x, y, lower = _OUTLINE_COS, _OUTLINE_SIN, _OUTLINE_LOWER
     jaw = h + max(p.mouth_open, 0.0) * 0.6
     outline = np.stack([w * x * (1 - identity.chin_taper * lower**2), np.where(y > 0, jaw, h) * y], axis=1)
     # Rounded shading: the rim of the face a little darker than its middle, and shadowed eye sockets,
@@ -358,8 +399,7 @@ def _draw_eyes(canvas: _Canvas, identity: FaceIdentity, p: ExpressionParams) -> 
     lower = identity.eye_lower * max(1.0 - p.lower_lid_raise, 0.1)
     blush = _lerp_color(skin, (215, 90, 95), 0.45 * p.cheek_raise)
     fold = _lerp_color(skin, (50, 25, 20), 0.7 * max(p.cheek_raise, 0.0))
-    x = np.linspace(-1.0, 1.0, 17)
-    bulge = np.sqrt(np.clip(1 - x**2, 0, 1))
+    x, bulge = _EYE_X, _EYE_BULGE
     for side in (-1.0, 1.0):
         ex, ey = side * identity.eye_spacing, identity.eye_y
         # Cheek: lifts and reddens with cheek_raise.
@@ -398,11 +438,11 @@ def _draw_brows(canvas: _Canvas, identity: FaceIdentity, p: ExpressionParams) ->
         inner_x = side * (identity.eye_spacing - length * 0.95 - p.brow_squeeze)
         inner = np.array([inner_x, base_y + p.brow_inner_drop])
         outer = np.array([side * (identity.eye_spacing + length * 0.9), base_y + 0.02])
-        t = np.linspace(0, 1, 9)[:, None]
+        t = _BROW_T
         arch_height = 0.035 * (1 + 2 * max(p.brow_raise, 0.0) / 0.07)  # raised brows arch more
-        arch = np.stack([np.zeros(9), -arch_height * np.sin(np.pi * t[:, 0])], 1)
+        arch = np.stack([np.zeros(9), -arch_height * _BROW_ARCH], 1)
         centre = inner + (outer - inner) * t + arch
-        taper = thick * (1.0 - 0.45 * t)
+        taper = thick * _BROW_TAPER
         brow = np.concatenate([centre - np.hstack([np.zeros_like(taper), taper / 2]),
                                (centre + np.hstack([np.zeros_like(taper), taper / 2]))[::-1]])
         canvas.polygon(brow, brow_color)
@@ -434,10 +474,9 @@ def _draw_mouth(canvas: _Canvas, identity: FaceIdentity, p: ExpressionParams) ->
     corner = p.mouth_corner + identity.resting_corner
     opening = max(p.mouth_open, 0.0)
     lip = identity.lip_thickness * max(1.0 - 0.8 * p.lip_press, 0.15)
-    x = np.linspace(-1.0, 1.0, 25)
-    shape = np.sqrt(np.clip(1 - x**2, 0, 1))
+    x, shape = _MOUTH_X, _MOUTH_SHAPE
     xs = half * x
-    centre = identity.mouth_y - corner * x**2 - p.upper_lip_raise * 0.5 * shape
+    centre = identity.mouth_y - corner * _MOUTH_X2 - p.upper_lip_raise * 0.5 * shape
     inner_upper = centre - 0.25 * opening * shape - p.upper_lip_raise * shape
     inner_lower = centre + 0.75 * opening * shape
     outer_upper = inner_upper - lip * (0.3 + 0.7 * shape)
@@ -547,3 +586,73 @@ def slow_drift(
     level = rng.uniform(0.0, ceiling, size=count)
     wave = np.sin(2 * np.pi * rng.uniform(0.2 * max_rate, max_rate) * times[:, None] + rng.uniform(0, 2 * np.pi))
     return level * (0.5 + 0.5 * wave)
+
+
+# --------------------------------------------------------------------------------------------------
+# Many recordings at once
+# --------------------------------------------------------------------------------------------------
+
+# Recordings per task sent to a worker: enough to hide the per-task cost, few enough for a lively bar.
+_MAX_CHUNK = 32
+
+
+def resolve_workers(workers: int | None) -> int:
+    """``workers`` as a process count: 0 or None means every CPU this process may use."""
+    if workers is None or workers == 0:
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0 (0 = all CPUs), got {workers}")
+    return int(workers)
+
+
+def _write_named(write: Callable[[T], object], tasks: Sequence[T], names: Sequence[str], what: str) -> None:
+    for task, name in zip(tasks, names):
+        try:
+            write(task)
+        except Exception as error:  # name the recording: a worker's traceback alone does not say which
+            raise RuntimeError(f"{what} {name} failed: {type(error).__name__}: {error}") from error
+
+
+def write_recordings(
+    write: Callable[[T], object],
+    tasks: Sequence[T],
+    names: Sequence[str],
+    workers: int | None,
+    description: str,
+    unit: str,
+) -> None:
+    """Run ``write(task)`` for every task (each writes its own files), in ``workers`` processes when > 1.
+
+    Each task carries its own seed, so the files do not depend on ``workers``. Workers start by
+    forkserver (spawn where there is none), not fork: a parent holding threads (torch, W&B) cannot
+    deadlock them, but a script calling this needs an ``if __name__ == "__main__":`` guard. The first
+    failure is raised as a RuntimeError naming its ``unit`` and task name.
+    """
+    if len(tasks) != len(names):
+        raise ValueError(f"{len(tasks)} tasks but {len(names)} names")
+    workers = min(resolve_workers(workers), len(tasks))
+    if workers <= 1:
+        for task, name in track(zip(tasks, names), len(tasks), description, unit):
+            _write_named(write, [task], [name], unit)
+        return
+    size = max(1, min(_MAX_CHUNK, len(tasks) // (8 * workers)))
+    chunks = [(list(tasks[i:i + size]), list(names[i:i + size])) for i in range(0, len(tasks), size)]
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    with progress_bar(len(tasks), description, unit) as bar, \
+            ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
+        pending = {pool.submit(_write_named, write, chunk, chunk_names, unit): len(chunk)
+                   for chunk, chunk_names in chunks}
+        try:
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    future.result()  # a worker's error, raised here
+                    bar.advance(pending.pop(future))
+        except BaseException as error:  # do not wait for the chunks not yet started
+            pool.shutdown(wait=True, cancel_futures=True)
+            if isinstance(error, BrokenProcessPool):
+                raise RuntimeError(
+                    f"{description}: a worker process died (out of memory, or a script calling this without "
+                    "`if __name__ == '__main__':`?); workers=1 renders in this process"
+                ) from error
+            raise
