@@ -108,6 +108,8 @@ def main() -> None:
     acc.add_argument("--dfew_root", required=True, help="the synthetic DFEW tree it was trained on (fold 1)")
     acc.add_argument("--cohort", required=True, help="the synthetic cohort's manifest.csv")
     acc.add_argument("--crop_faces", default="false", choices=["true", "false"], help="how the cohort is scored")
+    acc.add_argument("--stage2_config", help="a stage-2 config (name or YAML, e.g. pd_demo) whose face: section says "
+                                            "how the cohort is scored (overrides --crop_faces)")
     acc.add_argument("--work", default=None, help="folder for the exports and caches (default: a temporary one)")
     args = parser.parse_args()
     if args.mode == "accuracy":
@@ -254,6 +256,12 @@ def accuracy(args) -> None:
         print(f"| {r} | {war:.4f} | {uar:.4f} | {delta:.2e} | {same:.4f} |")
 
     face = FaceCropSettings(crop_faces=args.crop_faces == "true")
+    if args.stage2_config:
+        import yaml
+
+        from dfer_pd.configs import resolve_config
+
+        face = FaceCropSettings(**yaml.safe_load(Path(resolve_config(args.stage2_config)).read_text())["face"])
     classifier = ClassifierConfig(name="lstm_processed_residual", kind="lstm", features="processed", residual=True,
                                   hidden_size=32, num_layers=2, dropout=0.2, max_epochs=60, patience=15)
     cv = CVConfig(n_splits=5, seeds=[0], accelerator="cpu")
@@ -278,7 +286,8 @@ def accuracy(args) -> None:
         subject = next(s for s in cohort.subjects if s.label == label)
         results = {r: diagnose(subject.videos, checkpoint, model, runtime=r) for r in runtimes}
         print(f"  {group} {subject.subject_id}: " + "; ".join(
-            f"{r} p(PD) {res.p_pd:.4f} {'POSITIVE' if res.positive else 'negative'}" for r, res in results.items()))
+            f"{r} p(PD) {res.p_pd:.4f} {'POSITIVE' if res.positive else 'negative'}" if res.p_pd is not None
+            else f"{r} INCONCLUSIVE ({'; '.join(res.reasons)})" for r, res in results.items()))
 
 
 if __name__ == "__main__":

@@ -147,8 +147,9 @@ def build_parser(command: str = "train-pd") -> ArgumentParser:
     parser.add_argument("--plots", type=bool, default=True, help="write and log ROC, confusion matrix, box plots and t-SNE")
     parser.add_argument("--save_screening_model", type=bool, default=True,
                         help="after CV, train on the whole cohort and save out_dir/screening_model for `dfer-pd diagnose`")
-    # Figures over 10 repeats of the k-fold CV unless asked otherwise (the demo's config asks for fewer).
-    parser.set_defaults({"cv.repeats": REPEATS_DEFAULT})
+    # Figures over 10 repeats of the k-fold CV unless asked otherwise (the demo's config asks for fewer), the
+    # fits shared among one process per CPU (the demo's config asks for one: it runs Table 3 beside train-pd).
+    parser.set_defaults({"cv.repeats": REPEATS_DEFAULT, "cv.workers": 0})
     hide_options(parser, [g for g in COMMAND_GROUPS["train-pd"] if g not in COMMAND_GROUPS[command]])
     return parser
 

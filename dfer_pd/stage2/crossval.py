@@ -21,6 +21,7 @@ import pandas as pd
 from lightning.pytorch.loggers import Logger
 
 from dfer_pd.common.loggers import finish_wandb_run
+from dfer_pd.common.parallel import process_context, resolve_workers
 from dfer_pd.common.progress import progress_bar
 from dfer_pd.stage2.classifiers import (
     ClassifierConfig,
@@ -98,6 +99,8 @@ def fit_predict_jobs(
     selection. ``logger_factory`` loggers get each network's curves (``train/loss``, ``val/loss`` ...)
     and each fit's ``test/<metric>``; an active W&B run is finished after each, so fits do not merge.
     """
+    if logger_factory is None and cv.workers != 1 and min(resolve_workers(cv.workers), len(jobs)) > 1:
+        return _fit_predict_in_processes(data, jobs, cv, progress)
     subject_ids = np.asarray(data.subject_ids)
     inputs_by_kind: dict[str, np.ndarray] = {}
     pipelines, train_inputs, train_labels = [], [], []
@@ -159,6 +162,57 @@ def fit_predict_jobs(
         finally:
             if logger is not None:
                 finish_wandb_run()
+    return outcomes
+
+
+_progress_queue = None  # in a worker process: where its fits report progress to the parent
+
+
+def _start_worker(progress_queue) -> None:
+    global _progress_queue
+    _progress_queue = progress_queue
+
+
+def _fit_predict_share(data: CohortIntensities, jobs: Sequence[FitJob], cv: CVConfig) -> list[JobOutcome]:
+    report = None if _progress_queue is None else _progress_queue.put
+    return fit_predict_jobs(data, jobs, dataclasses.replace(cv, workers=1), report)
+
+
+def _fit_predict_in_processes(data: CohortIntensities, jobs: Sequence[FitJob], cv: CVConfig,
+                              progress: Callable[[float], None] | None) -> list[JobOutcome]:
+    """:func:`fit_predict_jobs` with the jobs dealt round-robin to ``cv.workers`` processes.
+
+    Each share holds every kind of fit, so each process trains its networks as batched ensembles of
+    its own. A network's batch-mates change only float32 rounding: p(PD) agrees with one process to
+    about 1e-7, and a given number of workers repeats itself exactly (``tests/test_crossval.py``)."""
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+    from queue import Empty
+
+    workers = min(resolve_workers(cv.workers), len(jobs))
+    context = process_context()
+    updates = context.Queue() if progress is not None else None
+    shares = [list(range(k, len(jobs), workers)) for k in range(workers)]
+
+    def forward_progress() -> None:
+        while updates is not None:
+            try:
+                progress(updates.get_nowait())
+            except Empty:
+                return
+
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(updates,)) as pool:
+        futures = [pool.submit(_fit_predict_share, data, [jobs[i] for i in share], cv) for share in shares]
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=0.25, return_when=FIRST_EXCEPTION)
+            forward_progress()
+            for future in done:
+                future.result()  # a worker's error, raised here
+        forward_progress()
+    outcomes: list[JobOutcome | None] = [None] * len(jobs)
+    for share, future in zip(shares, futures):
+        for i, outcome in zip(share, future.result()):
+            outcomes[i] = outcome
     return outcomes
 
 

@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from dfer_pd.common.constants import COHORT_LABELS, EXPRESSIONS
+from dfer_pd.common.parallel import resolve_workers
 from dfer_pd.synthetic.encode import encode_mp4
 from dfer_pd.synthetic.render import (
-    expression_profile, render_face, resolve_workers, sample_head_motion, sample_identity, sample_phone_motion,
+    expression_profile, render_face, sample_head_motion, sample_identity, sample_phone_motion,
     slow_drift, write_recordings,
 )
 

@@ -17,10 +17,11 @@ import numpy as np
 from PIL import Image
 
 from dfer_pd.common.constants import EXPRESSIONS
+from dfer_pd.common.parallel import resolve_workers
 from dfer_pd.stage1.datasets.dfew_layout import CLIP_DIR, DFEW_LABELS, NUM_FOLDS, SPLIT_DIR, SPLIT_ROOT, VIDEOS_DIR
 from dfer_pd.synthetic.encode import encode_mp4
 from dfer_pd.synthetic.render import (
-    expression_profile, render_face, resolve_workers, sample_head_motion, sample_identity, slow_drift,
+    expression_profile, render_face, sample_head_motion, sample_identity, slow_drift,
     write_recordings,
 )
 

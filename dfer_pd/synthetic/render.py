@@ -18,8 +18,6 @@ per clip, so only the face's *shape* tells the class. Everything is seeded. The 
 from __future__ import annotations
 
 import math
-import multiprocessing
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -31,6 +29,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from dfer_pd.common.constants import EXPRESSIONS
+from dfer_pd.common.parallel import process_context, resolve_workers
 from dfer_pd.common.progress import progress_bar, track
 
 T = TypeVar("T")
@@ -596,15 +595,6 @@ def slow_drift(
 _MAX_CHUNK = 32
 
 
-def resolve_workers(workers: int | None) -> int:
-    """``workers`` as a process count: 0 or None means every CPU this process may use."""
-    if workers is None or workers == 0:
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if workers < 0:
-        raise ValueError(f"workers must be >= 0 (0 = all CPUs), got {workers}")
-    return int(workers)
-
-
 def _write_named(write: Callable[[T], object], tasks: Sequence[T], names: Sequence[str], what: str) -> None:
     for task, name in zip(tasks, names):
         try:
@@ -637,9 +627,8 @@ def write_recordings(
         return
     size = max(1, min(_MAX_CHUNK, len(tasks) // (8 * workers)))
     chunks = [(list(tasks[i:i + size]), list(names[i:i + size])) for i in range(0, len(tasks), size)]
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     with progress_bar(len(tasks), description, unit) as bar, \
-            ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
+            ProcessPoolExecutor(workers, mp_context=process_context()) as pool:
         pending = {pool.submit(_write_named, write, chunk, chunk_names, unit): len(chunk)
                    for chunk, chunk_names in chunks}
         try:
