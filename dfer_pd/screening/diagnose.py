@@ -171,8 +171,8 @@ def diagnose(
         entry["asked_probability"] = float(asked[j])
         if model.recognition_threshold is not None and asked[j] < model.recognition_threshold:
             entry["flags"] = [*entry["flags"], "expression_not_recognised"]
-            reason = (f"stage 1 does not recognise {expression} (probability {asked[j]:.3f}, below the screening "
-                      f"model's threshold {model.recognition_threshold:.3f})")
+            reason = (f"stage 1 does not recognise {expression} (probability {asked[j]:.2g}, below the screening "
+                      f"model's threshold {model.recognition_threshold:.2g})")
             entry["reasons"] = [*entry["reasons"], reason]
             reasons.append(f"{expression} video ({Path(videos[expression]).name}): {reason}")
     if model.kinematics_settings:
