@@ -179,12 +179,7 @@ def run_ablation(
     for row, config, (result, seconds) in zip(rows, configs, results):
         record = {"network": row.network, "data_processing": row.processing, "residual": row.residual,
                   "name": config.name, "seconds": seconds, "fits": len(result.folds)}
-        mean, std, interval = result.mean, result.std, result.interval
-        pooled, pooled_std = result.pooled, result.pooled_std
-        for name in mean:
-            record[f"{name}_mean"], record[f"{name}_std"] = mean[name], std[name]
-            record[f"{name}_ci_low"], record[f"{name}_ci_high"] = interval[name]
-            record[f"oof_{name}_mean"], record[f"oof_{name}_std"] = pooled[name], pooled_std[name]
+        record.update(result.figures())
         for metric in COMPARED_WITH_REFERENCE:
             test = None
             if reference_result is not None and config.name != reference:

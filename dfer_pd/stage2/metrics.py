@@ -181,16 +181,21 @@ class CVResult:
         """Counts summed over folds, seeds and repeats; rows = true (HC, PD), columns = predicted (HC, PD)."""
         return self.folds[["tn", "fp", "fn", "tp"]].sum().to_numpy().reshape(2, 2)
 
-    def summary(self) -> dict[str, float]:
-        """Flat figures for W&B and sweeps: ``cv/<metric>_mean``, ``_std``, ``_ci_low``, ``_ci_high`` and
-        ``cv/oof_<metric>_mean`` / ``_std`` (out-of-fold), plus the design (repeats, folds, subjects per fold)."""
+    def figures(self, prefix: str = "") -> dict[str, float]:
+        """``<prefix><metric>_mean``, ``_std``, ``_ci_low``, ``_ci_high``, ``<prefix>oof_<metric>_mean`` and ``_std``."""
         out: dict[str, float] = {}
         mean, std, interval = self.mean, self.std, self.interval
         pooled, pooled_std = self.pooled, self.pooled_std
         for name in METRIC_NAMES:
-            out[f"cv/{name}_mean"], out[f"cv/{name}_std"] = mean[name], std[name]
-            out[f"cv/{name}_ci_low"], out[f"cv/{name}_ci_high"] = interval[name]
-            out[f"cv/oof_{name}_mean"], out[f"cv/oof_{name}_std"] = pooled[name], pooled_std[name]
+            out[f"{prefix}{name}_mean"], out[f"{prefix}{name}_std"] = mean[name], std[name]
+            out[f"{prefix}{name}_ci_low"], out[f"{prefix}{name}_ci_high"] = interval[name]
+            out[f"{prefix}oof_{name}_mean"], out[f"{prefix}oof_{name}_std"] = pooled[name], pooled_std[name]
+        return out
+
+    def summary(self) -> dict[str, float]:
+        """Flat figures for W&B and sweeps: ``cv/<metric>_mean``, ``_std``, ``_ci_low``, ``_ci_high`` and
+        ``cv/oof_<metric>_mean`` / ``_std`` (out-of-fold), plus the design (repeats, folds, subjects per fold)."""
+        out = self.figures("cv/")
         n_train, n_test = self.fold_sizes
         out.update({"cv/repeats": float(self.repeats), "cv/n_splits": float(self.cv.n_splits),
                     "cv/n_train": n_train, "cv/n_test": n_test, "cv/confidence": self.confidence})
