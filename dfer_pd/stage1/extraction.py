@@ -19,7 +19,7 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from dfer_pd.common.files import file_digest
 from dfer_pd.common.progress import progress_enabled, track
@@ -241,8 +241,6 @@ class _VideoChecks(Dataset):
 def _check_videos(cohort, digests, paths, cache, contract, datamodule, landmarks, min_decoded_share,
                   report: ExtractionReport) -> dict[str, list[UnusableVideo]]:
     """Check every video that still needs scoring or landmarks; ``{digest: [problems]}`` for the unusable ones."""
-    from torch.utils.data import DataLoader
-
     from dfer_pd.screening.faces import FaceCropCache
 
     started = time.perf_counter()
