@@ -21,6 +21,7 @@ import torch
 
 from _common import VIT_B32, save_random_vit_b32
 
+from dfer_pd.common.machine import machine_line
 from dfer_pd.stage1.datasets.dfew import DfewDataModule, four_class_records
 from dfer_pd.common.sampling import sample_frame_indices
 from dfer_pd.synthetic.dfew import make_dfew_tree
@@ -120,4 +121,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    print(machine_line(), flush=True)  # every figure names the machine it was measured on
     main()

@@ -20,6 +20,7 @@ import lightning
 import torch
 from _common import save_random_vit_b32
 
+from dfer_pd.common.machine import machine_line
 from dfer_pd.screening.faces import FaceCropSettings
 from dfer_pd.stage1.contract import ScoringContract
 from dfer_pd.stage2.classifiers import ClassifierConfig
@@ -66,4 +67,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    print(machine_line(), flush=True)  # every figure names the machine it was measured on
     main()

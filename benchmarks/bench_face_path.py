@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from dfer_pd.common.machine import machine_line
 from dfer_pd.common.constants import EXPRESSIONS
 from dfer_pd.screening.faces import FaceCropSettings, read_face_clip
 from dfer_pd.stage2.cohort import read_manifest
@@ -80,4 +81,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    print(machine_line(), flush=True)  # every figure names the machine it was measured on
     main()

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 from skimage import data
 
+from dfer_pd.common.machine import machine_line
 from dfer_pd.screening.faces import DlibHogFaceDetector, FallbackDetector, HaarFaceDetector, detect_boxes
 
 FRAME = (540, 960)
@@ -108,4 +109,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    print(machine_line(), flush=True)  # every figure names the machine it was measured on
     main()

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from _common import save_random_vit_b32
 
+from dfer_pd.common.machine import machine_line
 from dfer_pd.common.constants import EXPRESSIONS
 from dfer_pd.screening.diagnose import diagnose
 from dfer_pd.screening.faces import FaceCropSettings
@@ -291,4 +292,5 @@ def accuracy(args) -> None:
 
 
 if __name__ == "__main__":
+    print(machine_line(), flush=True)  # every figure names the machine it was measured on
     main()

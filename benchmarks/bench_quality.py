@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 from skimage import data
 
+from dfer_pd.common.machine import machine_line
 from dfer_pd.common.video import read_clip
 from dfer_pd.screening.faces import DlibHogFaceDetector
 from dfer_pd.screening.quality import BLURRY_LAPLACIAN_VARIANCE, STILL_IMAGE_MOTION, blur_score, frame_motion
@@ -64,4 +65,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    print(machine_line(), flush=True)  # every figure names the machine it was measured on
     main()

@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from dfer_pd.common.machine import machine_line
 from dfer_pd.synthetic.cohort import make_pd_cohort
 from dfer_pd.synthetic.dfew import make_dfew_tree
 
@@ -64,4 +65,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    print(machine_line(), flush=True)  # every figure names the machine it was measured on
     main()

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from dfer_pd.common.machine import machine_line
 from dfer_pd.stage2.ablation import run_ablation
 from dfer_pd.stage2.classifiers import ClassifierConfig
 from dfer_pd.stage2.features import CohortIntensities
@@ -108,4 +109,5 @@ def before(commit: str, data: CohortIntensities, max_epochs: int):
 
 
 if __name__ == "__main__":
+    print(machine_line(), flush=True)  # every figure names the machine it was measured on
     main()

@@ -75,7 +75,6 @@ USER_ERRORS: dict[str, tuple[str, ...]] = {
     "dfer_pd.stage2.screening_model": ("ScreeningModelError",),
     "dfer_pd.stage2.features": ("CohortFileError",),
     "dfer_pd.screening.diagnose": ("DiagnoseInputError",),
-    "dfer_pd.stage1.export": ("OnnxModelError", "OnnxUnavailableError"),
     "dfer_pd.common.video": ("VideoReadError",),
     "dfer_pd.stage1.extraction": ("UnusableVideosError",),
     "dfer_pd.stage1.export": ("OnnxUnavailableError", "OnnxModelError"),
@@ -83,6 +82,8 @@ USER_ERRORS: dict[str, tuple[str, ...]] = {
 }
 # What to do, per error class (the message itself names the file, line or flag and the problem).
 HINTS: dict[str, str] = {
+    "OnnxProbeError": "the float32 export (best.onnx, --runtime onnx) is right on every CPU; an int8 file only where "
+                      "its probe passes",
     "OnnxModelError": "export the stage-1 checkpoint again: dfer-pd export --checkpoint <best.ckpt> [--int8 true]",
     "OnnxUnavailableError": "install the optional extra: pip install 'dfer-pd[onnx]' (or use --runtime torch)",
     "ManifestError": "fix the manifest (columns subject_id,label,expression,path[,sex,age]; label PD or HC; "

@@ -1,6 +1,7 @@
 """Test defaults: CPU only, nothing reaches the network, outputs under tmp_path."""
 
 import os
+import tempfile
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -8,6 +9,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ["CUDA_VISIBLE_DEVICES"] = ""
+# Help texts and ONNX probe results go to a cache of the test session's own, never the user's.
+os.environ.setdefault("DFER_PD_CACHE_DIR", tempfile.mkdtemp(prefix="dfer_pd_test_cache_"))
 
 import pytest  # noqa: E402
 

@@ -76,3 +76,28 @@ def test_foreign_or_corrupt_checkpoints_are_named(tmp_path):
         ScoringContract.from_checkpoint(corrupt)
     with pytest.raises(CheckpointError, match="does not exist"):
         ScoringContract.from_checkpoint(tmp_path / "missing.ckpt")
+
+
+def test_bf16_scoring_on_a_cpu_that_emulates_it_warns(tiny_stage1_checkpoint, monkeypatch):
+    import warnings
+
+    import torch
+
+    from dfer_pd.stage1 import contract as contract_module
+    from dfer_pd.stage1.contract import SlowPrecisionWarning, check_precision, load_stage1
+    from dfer_pd.stage1.scoring import score_clips
+
+    monkeypatch.setattr(contract_module, "native_bf16", lambda: False)
+    with pytest.warns(SlowPrecisionWarning, match="bf16-mixed on this CPU .* emulated"):
+        check_precision("bf16-mixed", "cpu")
+    network = load_stage1(tiny_stage1_checkpoint).net
+    contract = ScoringContract.from_checkpoint(tiny_stage1_checkpoint, precision="bf16-mixed")
+    pixels = torch.zeros(1, contract.num_frames, 3, contract.image_size, contract.image_size)
+    with pytest.warns(SlowPrecisionWarning):
+        score_clips(network, pixels, contract)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_precision("bf16-mixed", "cuda")  # a GPU runs bf16 natively
+        check_precision("32-true", "cpu")
+        monkeypatch.setattr(contract_module, "native_bf16", lambda: True)
+        check_precision("bf16-mixed", "cpu")  # AVX512-BF16 or AMX

@@ -18,10 +18,15 @@ from dfer_pd.stage1.contract import ContractError, ScoringContract, load_stage1 
 from dfer_pd.stage1.datasets.dfew import DfewDataModule  # noqa: E402
 from dfer_pd.stage1.export import (  # noqa: E402
     FP32_TOLERANCE,
+    INT8_TOLERANCE,
+    META_PROBE,
     OnnxModelError,
+    OnnxProbeError,
     OnnxStage1,
     OnnxUnavailableError,
+    Probe,
     onnx_path_for,
+    probe_cache_file,
     read_export_info,
     require_onnx,
 )
@@ -31,10 +36,8 @@ from dfer_pd.stage2.cohort import read_manifest  # noqa: E402
 from dfer_pd.stage2.cohort_datamodule import PDCohortDataModule  # noqa: E402
 from dfer_pd.synthetic.dfew import make_dfew_tree  # noqa: E402
 
-# Dynamic int8 quantisation moves a cosine by up to 3.6e-3 for this untrained tiny CLIP on the test fold below,
-# and by up to 1.4e-2 for the demo's trained tiny CLIP on its 174-clip fold-1 test set (benchmarks/
-# bench_inference.py accuracy, where WAR/UAR and the stage-2 accuracy did not drop). The bound covers both.
-INT8_TOLERANCE = 2e-2
+# INT8_TOLERANCE is the export's own bound, the one its probe holds on every machine that loads the file; the
+# measured errors on CPUs with and without VNNI are in docs/performance.md.
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +86,85 @@ def test_fp32_export_matches_pytorch_and_int8_stays_within_tolerance(exported, d
     assert np.abs(fp32 - reference).max() <= FP32_TOLERANCE
     int8_delta = np.abs(int8 - reference).max()
     assert 0 < int8_delta <= INT8_TOLERANCE  # quantised: different, but close
+
+
+def _with_probe(source, destination, edit):
+    """A copy of an export whose probe was changed by ``edit(Probe) -> Probe`` (its weights untouched)."""
+    model = onnx.load(str(source))
+    for entry in model.metadata_props:
+        if entry.key == META_PROBE:
+            entry.value = edit(Probe.from_text(entry.value)).to_text()
+    onnx.save(model, str(destination))
+    return destination
+
+
+def test_each_export_carries_a_probe_that_runs_once_per_machine(exported, tmp_path, monkeypatch):
+    checkpoint, result = exported
+    monkeypatch.setenv("DFER_PD_CACHE_DIR", str(tmp_path / "cache"))
+    contract = ScoringContract.from_checkpoint(checkpoint)
+    network = load_stage1(checkpoint).net
+    for path, runtime, tolerance in ((result["onnx"], "onnx", FP32_TOLERANCE), (result["int8"], "onnx-int8", INT8_TOLERANCE)):
+        info = read_export_info(path)
+        probe = info.probe
+        assert probe.tolerance == tolerance and probe.pixels.dtype == np.uint8
+        assert probe.pixels.shape[1:] == (contract.num_frames, 3, contract.image_size, contract.image_size)
+        # The stored cosines are PyTorch's for the stored pixels, normalised as the contract's transform does.
+        with torch.no_grad():
+            cosine = network(torch.from_numpy(Probe.normalise(probe.pixels, info.network))).cosine.double().numpy()
+        np.testing.assert_allclose(probe.cosine, cosine, atol=1e-6)
+        session = OnnxStage1(path, contract.with_runtime(runtime))
+        assert session.probe_delta <= tolerance
+        cached = json.loads(probe_cache_file(info).read_text())
+        assert cached["max_abs_cosine_delta"] == session.probe_delta and cached["machine"].startswith("machine: ")
+    # The second load reads the result instead of running the probe again.
+    calls = []
+    monkeypatch.setattr("dfer_pd.stage1.export.Probe.normalise", lambda *a: calls.append(a))
+    OnnxStage1(result["int8"], contract.with_runtime("onnx-int8"))
+    assert calls == []
+
+
+def test_an_export_whose_probe_fails_on_this_machine_is_refused_everywhere(exported, tiny_cohort, screening_setup,
+                                                                          tmp_path, monkeypatch, capsys):
+    """What a machine whose int8 kernels overflow sees: the probe's cosines are off by more than the tolerance."""
+    from dfer_pd.cli import main as cli_main
+    from dfer_pd.screening.webapp import Screener
+
+    checkpoint, result = exported
+    monkeypatch.setenv("DFER_PD_CACHE_DIR", str(tmp_path / "cache"))
+    laptop = tmp_path / "laptop"
+    laptop.mkdir()
+    (laptop / checkpoint.name).write_bytes(checkpoint.read_bytes())
+    off = _with_probe(result["int8"], onnx_path_for(laptop / checkpoint.name, "onnx-int8"),
+                      lambda p: Probe(p.pixels, p.cosine + 0.05, p.tolerance))
+    contract = ScoringContract.from_checkpoint(laptop / checkpoint.name, runtime="onnx-int8")
+    with pytest.raises(OnnxProbeError, match=r"int8 cosines differ from PyTorch's by 0\.0[5-7].*tolerance 0\.02.*--runtime onnx"):
+        OnnxStage1(off, contract)
+    # extract, diagnose and serve all open the file through OnnxStage1, so all refuse it.
+    with pytest.raises(OnnxProbeError):
+        extract_intensities(PDCohortDataModule(str(tiny_cohort), batch_size=3), laptop / checkpoint.name, contract,
+                            tmp_path / "intensities", accelerator="cpu")
+    _, model, videos = screening_setup
+    with pytest.raises(OnnxProbeError):
+        Screener(off, model, tmp_path / "serve")
+    args = ["diagnose", "--stage1", str(off), "--screening_model", str(model), "--out", str(tmp_path / "report")]
+    for expression, path in videos.items():
+        args += [f"--{expression}", str(path)]
+    assert cli_main(args) == 2
+    err = capsys.readouterr().err
+    assert "differ from PyTorch's by" in err and "what to do:" in err and "Traceback" not in err
+    # A file whose probe passes is accepted beside it.
+    OnnxStage1(result["int8"], ScoringContract.from_checkpoint(checkpoint, runtime="onnx-int8"))
+
+
+def test_export_refuses_to_write_an_int8_file_beyond_its_tolerance(tiny_stage1_checkpoint, tmp_path, monkeypatch):
+    import dfer_pd.stage1.export as export
+
+    monkeypatch.setattr(export, "TOLERANCE_OF_QUANTIZATION", {"none": FP32_TOLERANCE, "dynamic-int8": 1e-9})
+    out = tmp_path / "stage1.onnx"
+    with pytest.raises(OnnxProbeError, match=r"stage1\.int8\.onnx: its int8 cosines differ.*not written"):
+        export.export_stage1(tiny_stage1_checkpoint, out, int8=True)
+    assert out.is_file() and not (tmp_path / "stage1.int8.onnx").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stage1.onnx"]  # nothing half-written
 
 
 def test_text_features_are_computed_once_per_checkpoint(tiny_stage1_checkpoint, tiny_cohort, monkeypatch):

@@ -10,23 +10,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
 import dfer_pd
+from dfer_pd.common.machine import user_cache_dir
 
 # Libraries whose classes' signatures and docstrings appear in the help text.
 LIBRARIES = ("lightning", "jsonargparse", "torch", "transformers", "docstring-parser", "typeshed-client")
 
 
 def cache_dir() -> Path:
-    if os.environ.get("DFER_PD_CACHE_DIR"):
-        return Path(os.environ["DFER_PD_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "dfer-pd"
+    return user_cache_dir()
 
 
 def help_key(command: str, package: Path | None = None) -> str:

@@ -13,6 +13,7 @@ within the runtime's tolerance (``dfer-pd export`` measures it), so ``diagnose``
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import torch
 
 from dfer_pd.common.constants import EXPRESSIONS
 from dfer_pd.common.files import content_key, file_digest
+from dfer_pd.common.machine import cpu_info, native_bf16
 from dfer_pd.screening.faces import FaceCropSettings
 from dfer_pd.stage1.modeling_dfer_clip import DferClipConfig
 
@@ -31,6 +33,20 @@ PRECISIONS: tuple[str, ...] = ("32-true", "bf16-mixed", "16-mixed")
 # dynamically quantised int8 weights). The runtime is in the cache key: int8 scores differ from float32.
 RUNTIMES: tuple[str, ...] = ("torch", "onnx", "onnx-int8")
 ONNX_RUNTIMES: tuple[str, ...] = ("onnx", "onnx-int8")
+
+
+class SlowPrecisionWarning(UserWarning):
+    """A precision this device only emulates (bf16 on a CPU without AVX512-BF16 or AMX)."""
+
+
+def check_precision(precision: str, device_type: str) -> None:
+    """Warn when bf16 is chosen for a CPU run on a CPU that emulates it: the scores are the same, but it
+    ran 6.5x slower than float32 on an AVX2 CPU (docs/performance.md)."""
+    if precision.startswith("bf16") and device_type == "cpu" and not native_bf16():
+        warnings.warn(
+            f"precision {precision} on this CPU ({cpu_info().model}) is emulated, without AVX512-BF16 or AMX: it is "
+            "several times slower than 32-true here; use precision 32-true (or the onnx runtime) for CPU scoring",
+            SlowPrecisionWarning, stacklevel=3)
 
 
 class CheckpointError(ValueError):

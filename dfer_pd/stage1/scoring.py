@@ -34,7 +34,7 @@ from torch.utils.data import Dataset, get_worker_info
 
 from dfer_pd.common.video import read_sampled_clip
 from dfer_pd.screening.faces import FaceCropCache, FaceTrackReport, read_face_clip
-from dfer_pd.stage1.contract import ONNX_RUNTIMES, ContractError, ScoringContract, load_stage1
+from dfer_pd.stage1.contract import ONNX_RUNTIMES, ContractError, ScoringContract, check_precision, load_stage1
 from dfer_pd.stage1.modeling_dfer_clip import DferClip
 from dfer_pd.stage1.transforms import build_clip_transform, frames_to_video
 
@@ -85,6 +85,7 @@ def _precision_context(contract: ScoringContract, device: torch.device) -> conte
     dtype = AUTOCAST_DTYPES.get(contract.precision)
     if dtype is None:
         return contextlib.nullcontext()
+    check_precision(contract.precision, device.type)
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
