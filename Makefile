@@ -10,7 +10,8 @@ COHORT ?= data/cohort/manifest.csv
 STAGE1_CKPT ?= runs/dfer_clip/fold$(FOLD)/checkpoints/best.ckpt
 SCREENING_MODEL ?= runs/pd_lstm/screening_model
 PORT ?= 7860
-PYTEST_ARGS ?= -m "not slow"
+# One test process per CPU (pytest-xdist); an idle process takes tests from a busy one (worksteal).
+PYTEST_ARGS ?= -m "not slow" -n auto --dist worksteal
 
 .DEFAULT_GOAL := help
 .PHONY: help venv install demo test test-all test-browser train-dfer train-pd ablation extract serve serve-demo bench clean
@@ -39,7 +40,7 @@ test: venv ## the default test suite (what CI runs)
 	WANDB_MODE=disabled $(PY) -m pytest $(PYTEST_ARGS)
 
 test-all: venv ## every test, slow ones included
-	WANDB_MODE=disabled $(PY) -m pytest
+	WANDB_MODE=disabled $(PY) -m pytest -n auto --dist worksteal
 
 test-browser: venv ## the web page in headless chromium (needs: apt-get install chromium); screenshot in runs/test-artifacts/
 	DFER_PD_REQUIRE_BROWSER=1 DFER_PD_TEST_ARTIFACTS=runs/test-artifacts WANDB_MODE=disabled $(PY) -m pytest -m browser -v

@@ -9,6 +9,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ["CUDA_VISIBLE_DEVICES"] = ""
+# One torch (OpenMP) thread per process: `make test` runs the tests in one process per CPU (pytest-xdist), and
+# two threads per process on 2 cores wait for each other at every small operation (the suite ran 2x slower).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Help texts and ONNX probe results go to a cache of the test session's own, never the user's.
 os.environ.setdefault("DFER_PD_CACHE_DIR", tempfile.mkdtemp(prefix="dfer_pd_test_cache_"))
 

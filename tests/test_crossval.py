@@ -307,3 +307,21 @@ def test_fits_shared_among_worker_processes_predict_what_one_process_does(effect
     pd.testing.assert_frame_equal(tables[1][columns], tables[2][columns], check_exact=False, rtol=1e-6, atol=1e-7)
     with pytest.raises(ValueError, match="workers must be 0"):
         CVConfig(workers=-1)
+
+
+def test_one_process_per_cpu_only_where_the_network_fits_pay_for_starting_it(monkeypatch):
+    from dfer_pd.stage2 import crossval
+
+    monkeypatch.setattr(crossval, "resolve_workers", lambda workers: workers or 4)  # a 4-CPU machine
+
+    def jobs(kind: str, count: int) -> list:
+        config = ClassifierConfig(kind=kind)
+        return [crossval.FitJob(config, 0, 0, k, np.arange(2), np.arange(2, 4)) for k in range(count)]
+
+    per = crossval.NETWORK_FITS_PER_WORKER
+    assert crossval.worker_count(jobs("dt", 200), 0) == 1  # baselines take milliseconds: never worth a process
+    assert crossval.worker_count(jobs("lstm", per - 1), 0) == 1
+    assert crossval.worker_count(jobs("lstm", 2 * per), 0) == 2
+    assert crossval.worker_count(jobs("lstm", 100 * per) + jobs("rf", 10), 0) == 4  # one per CPU at most
+    assert crossval.worker_count(jobs("dt", 3), 2) == 2  # a count given explicitly is used as given
+    assert crossval.worker_count(jobs("dt", 1), 3) == 1  # but never more processes than fits

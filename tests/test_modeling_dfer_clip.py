@@ -265,3 +265,18 @@ def test_intensities_do_not_overflow_at_the_top_of_the_range():
     from_numpy = intensities_from_cosine(cosine.numpy(), tau=0.01)
     assert isinstance(from_numpy, np.ndarray) and from_numpy.dtype == np.float64
     np.testing.assert_array_equal(from_numpy, intensities.numpy())
+
+
+def test_eager_attention_computes_the_same_network(tiny_clip_dir):
+    """The demo trains with eager attention (faster for a tiny CLIP on a CPU): the same function as sdpa."""
+    settings = dict(clip_name_or_path=str(tiny_clip_dir), random_init=True, num_frames=4, num_context=2,
+                    gate_heads=4, temporal_heads=4, temporal_mlp_dim=32)
+    eager, fused = DferClip(dict(settings, attention="eager")), DferClip(settings)
+    assert eager.vision_model.config._attn_implementation == "eager"
+    assert fused.vision_model.config._attn_implementation == "sdpa"
+    pixels = torch.randn(2, 4, 3, eager.config.image_size, eager.config.image_size)
+    with torch.no_grad():
+        torch.testing.assert_close(eager(pixels).cosine, fused(pixels).cosine, atol=1e-5, rtol=0)
+    assert DferClipConfig.from_value(eager.config.to_dict()).attention == "eager"
+    with pytest.raises(ValueError, match="attention must be sdpa or eager"):
+        DferClipConfig(attention="flash")

@@ -32,6 +32,31 @@ def expression_metrics(prefix: str, num_classes: int) -> MetricCollection:
     )
 
 
+class TorchThreads(L.Callback):
+    """torch's intra-op threads while the Trainer runs (restored after), set in ``trainer.callbacks``.
+
+    On a CPU with few cores the loader workers and a second job (the demo renders its cohort beside
+    stage 1) share the cores; two threads that wait for each other at every operation then ran the
+    demo's epochs at 3.1 s against 2.2 s with one thread (docs/performance.md).
+    """
+
+    def __init__(self, threads: int = 1) -> None:
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        self.threads = threads
+        self._before: int | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self._before is None:
+            self._before = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self._before is not None:
+            torch.set_num_threads(self._before)
+            self._before = None
+
+
 class DferClipModule(L.LightningModule):
     """Trains the expression-intensity network built from ``network`` with the paper's optimiser recipe.
 

@@ -32,6 +32,7 @@ from sklearn.tree import DecisionTreeClassifier
 from sklearn.utils.validation import check_is_fitted
 from torch.utils.data import DataLoader, TensorDataset
 
+from dfer_pd.common.parallel import torch_threads
 from dfer_pd.stage2.features import SequenceScaler
 from dfer_pd.stage2.module import LOSS_OUTPUTS, PDClassifierModule, pd_probability
 from dfer_pd.stage2.sequence_classifier import ResidualRNNClassifier
@@ -127,22 +128,6 @@ def _quiet_and_restored_torch_flags() -> Iterator[None]:
 
 ENGINES: tuple[str, ...] = ("batched", "lightning")
 """How the residual networks train: many at once in one lean loop, or one Lightning fit each."""
-
-
-@contextlib.contextmanager
-def torch_threads(count: int) -> Iterator[None]:
-    """torch's intra-op thread count set to ``count`` (0: leave it) for the block, then restored.
-
-    On a 2-core machine two threads gain little for these small networks and collapse (10-20x slower)
-    as soon as another process computes; one thread stays steady.
-    """
-    before = torch.get_num_threads()
-    if count:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _as_tensors(inputs: np.ndarray, labels: np.ndarray) -> TensorDataset:
@@ -398,6 +383,7 @@ CLASSIFIERS: dict[str, ClassifierFactory] = {
     "svm": flat(_svm),
 }
 """Classifier kind -> factory. ``ClassifierConfig.kind`` must be one of these keys."""
+RECURRENT_KINDS = ("lstm", "gru")  # the kinds that are networks (trained in epochs, seconds per fit)
 
 
 def build_pipeline(config: ClassifierConfig, seed: int, cv: CVConfig | None = None) -> Pipeline:

@@ -21,15 +21,15 @@ import pandas as pd
 from lightning.pytorch.loggers import Logger
 
 from dfer_pd.common.loggers import finish_wandb_run
-from dfer_pd.common.parallel import process_context, resolve_workers
+from dfer_pd.common.parallel import process_context, resolve_workers, torch_threads
 from dfer_pd.common.progress import progress_bar
 from dfer_pd.stage2.classifiers import (
+    RECURRENT_KINDS,
     ClassifierConfig,
     batches_with_others,
     build_pipeline,
     fit_pipelines,
     log_history,
-    torch_threads,
 )
 from dfer_pd.stage2.features import CohortIntensities
 from dfer_pd.stage2.metrics import CVResult, classification_metrics, confusion_counts
@@ -86,6 +86,21 @@ def cv_jobs(config: ClassifierConfig, cv: CVConfig, splits: Sequence[Folds]) -> 
             for fold, (train, test) in enumerate(folds, start=1)]
 
 
+# A worker process costs seconds to start (it imports torch and scikit-learn) and a network fit about a
+# second, so with ``workers`` 0 (one per CPU) a process is started only for this many network fits;
+# baselines take milliseconds. Fewer stay in this process. A worker count given explicitly is used as given.
+NETWORK_FITS_PER_WORKER = 20
+
+
+def worker_count(jobs: Sequence[FitJob], workers: int) -> int:
+    """Processes that share ``jobs``: ``workers`` as given, or for 0 one per CPU where the network fits pay for it."""
+    count = min(resolve_workers(workers), len(jobs))
+    if workers == 0:
+        networks = sum(job.config.kind in RECURRENT_KINDS for job in jobs)
+        count = min(count, networks // NETWORK_FITS_PER_WORKER)
+    return max(count, 1)
+
+
 def fit_predict_jobs(
     data: CohortIntensities,
     jobs: Sequence[FitJob],
@@ -99,7 +114,7 @@ def fit_predict_jobs(
     selection. ``logger_factory`` loggers get each network's curves (``train/loss``, ``val/loss`` ...)
     and each fit's ``test/<metric>``; an active W&B run is finished after each, so fits do not merge.
     """
-    if logger_factory is None and cv.workers != 1 and min(resolve_workers(cv.workers), len(jobs)) > 1:
+    if logger_factory is None and worker_count(jobs, cv.workers) > 1:
         return _fit_predict_in_processes(data, jobs, cv, progress)
     subject_ids = np.asarray(data.subject_ids)
     inputs_by_kind: dict[str, np.ndarray] = {}
@@ -188,7 +203,7 @@ def _fit_predict_in_processes(data: CohortIntensities, jobs: Sequence[FitJob], c
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
     from queue import Empty
 
-    workers = min(resolve_workers(cv.workers), len(jobs))
+    workers = worker_count(jobs, cv.workers)
     context = process_context()
     updates = context.Queue() if progress is not None else None
     shares = [list(range(k, len(jobs), workers)) for k in range(workers)]

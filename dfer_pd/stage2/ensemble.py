@@ -158,7 +158,7 @@ def fit_members(
     for member in members:
         device = resolve_device(member.estimator.accelerator)
         groups[_group_key(member, device)].append(member)
-    from dfer_pd.stage2.classifiers import torch_threads
+    from dfer_pd.common.parallel import torch_threads
 
     for key, group in groups.items():
         started = time.perf_counter()

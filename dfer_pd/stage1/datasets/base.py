@@ -13,6 +13,7 @@ data module's ``class_names``. Stage 2 needs four of them by name: :func:`check_
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -27,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from dfer_pd.common.constants import EXPRESSIONS
-from dfer_pd.common.video import VideoReadError, count_frames, read_clip
+from dfer_pd.common.video import FrameFolderCache, VideoReadError, count_frames, read_clip
 from dfer_pd.stage1.transforms import build_clip_transform, frames_to_video
 
 log = logging.getLogger(__name__)
@@ -151,6 +152,9 @@ class ClipDataModule(L.LightningDataModule):
         brightness: training brightness jitter.
         crop_scale: training random-resized-crop area range.
         skip_unreadable: skip (and report) missing or unreadable clips; False stops the run instead.
+        frame_cache_mb: keep frame folders' decoded images in memory, up to this many MB per loader process
+            (0: off). Worth it when the frames fit: the demo's synthetic DFEW is decoded once instead of every
+            epoch. Video files are not cached.
     """
 
     name: ClassVar[str] = "clips"
@@ -173,8 +177,11 @@ class ClipDataModule(L.LightningDataModule):
         brightness: float = 0.5,
         crop_scale: tuple[float, float] = (0.08, 1.0),
         skip_unreadable: bool = True,
+        frame_cache_mb: float = 0,
     ) -> None:
         super().__init__()
+        if frame_cache_mb < 0:
+            raise ValueError(f"frame_cache_mb must be 0 (off) or more, got {frame_cache_mb}")
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
         self.save_hyperparameters()  # the subclass's own arguments (fold, classes, ...) are collected too
@@ -246,18 +253,21 @@ class ClipDataModule(L.LightningDataModule):
         mean, std, size = self._normalisation()
         train_tf = build_clip_transform(True, size, mean, std, brightness=hp.brightness, crop_scale=tuple(hp.crop_scale))
         eval_tf = build_clip_transform(False, size, mean, std)
+        reader = read_clip
+        if hp.frame_cache_mb > 0:  # one cache for the three splits, copied into each loader process
+            reader = functools.partial(read_clip, cache=FrameFolderCache(hp.frame_cache_mb))
         if stage in (None, "fit", "validate") and not hasattr(self, "train_set"):
             listed = self.split_records("train")
             self._check_disjoint(listed, self.split_records("test"))
             records = self._readable(listed, "train")
             train_records, val_records = self._validation_split(records)
-            self.train_set = VideoClipDataset(train_records, hp.num_frames, True, train_tf)
-            self.val_set = VideoClipDataset(val_records, hp.num_frames, False, eval_tf)
+            self.train_set = VideoClipDataset(train_records, hp.num_frames, True, train_tf, reader)
+            self.val_set = VideoClipDataset(val_records, hp.num_frames, False, eval_tf, reader)
             self.split_counts["train"] = class_counts(train_records, self.class_names)
             self.split_counts["val"] = class_counts(val_records, self.class_names)
         if stage in (None, "test") and not hasattr(self, "test_set"):
             records = self._readable(self.split_records("test"), "test")
-            self.test_set = VideoClipDataset(records, hp.num_frames, False, eval_tf)
+            self.test_set = VideoClipDataset(records, hp.num_frames, False, eval_tf, reader)
             self.split_counts["test"] = class_counts(records, self.class_names)
         for split, counts in self.split_counts.items():
             log.info("%s: %s", self.describe(split), counts)
