@@ -66,3 +66,18 @@ def test_network_config_is_received_not_copied():
         class_names=("neutral", "happiness", "surprise", "anger", "sadness", "disgust", "fear")))
     assert seven.net(torch.randn(1, 4, 3, 48, 48)).cosine.shape == (1, 7)
     assert seven.num_classes == 7
+
+
+def test_torch_threads_callback_sets_and_restores_the_thread_count():
+    import torch
+
+    from dfer_pd.stage1.module import TorchThreads
+
+    before = torch.get_num_threads()
+    callback = TorchThreads(threads=3)
+    callback.setup(None, None, "fit")
+    assert torch.get_num_threads() == 3
+    callback.teardown(None, None, "fit")
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="threads must be at least 1"):
+        TorchThreads(threads=0)

@@ -162,3 +162,23 @@ def test_sixteen_frame_folders_sort_numerically(tmp_path):
     gray = ((frames[:, 0].mean(dim=(1, 2)) * std + mean) * 255).round()
     expected = torch.tensor([30.0, 80.0, 130.0, 180.0])
     assert torch.allclose(gray, expected, atol=3), gray
+
+
+def test_frame_cache_gives_the_same_batches(tmp_path):
+    """frame_cache_mb (the demo's) changes where decoded frames come from, never the batches."""
+    root = write_tree(tmp_path)
+    batches = []
+    for cache_mb in (0, 64):
+        dm = make_datamodule(root, frame_cache_mb=cache_mb)
+        dm.setup("fit")
+        epochs = []
+        for epoch in range(2):  # the second epoch reads through a warm cache
+            torch.manual_seed(epoch)
+            epochs.append([batch["pixel_values"] for batch in dm.train_dataloader()])
+        batches.append(epochs)
+    for plain, cached in zip(*batches):
+        assert len(plain) == len(cached)
+        for a, b in zip(plain, cached):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="frame_cache_mb must be 0"):
+        make_datamodule(root, frame_cache_mb=-1)

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from dfer_pd.common.video import (
+    FrameFolderCache,
     VideoReadError,
     count_frames,
     list_frame_files,
@@ -84,6 +85,30 @@ def write_frame_folder(folder: Path, names: list[str]) -> Path:
     for number, name in enumerate(names):
         Image.fromarray(numbered_frame(number)).save(folder / name, quality=95)
     return folder
+
+
+def test_frame_folder_cache_reads_what_the_files_hold_within_its_budget(tmp_path, monkeypatch):
+    import dfer_pd.common.video as video
+
+    folders = [write_frame_folder(tmp_path / f"{k:05d}", [f"{i}.jpg" for i in range(1, 13)]) for k in range(3)]
+    one_frame = numbered_frame(0).nbytes
+    cache = FrameFolderCache(max_mb=20 * one_frame / 2**20)  # room for 20 of the 36 frames
+    decoded = []
+    original = video._load_image
+    monkeypatch.setattr(video, "_load_image", lambda path: decoded.append(path) or original(path))
+    for mode, seed in (("train", 0), ("train", 1), ("eval", None)):
+        for folder in folders:
+            rng = None if seed is None else np.random.default_rng(seed)
+            plain, plain_idx = read_clip(folder, 6, mode=mode, rng=None if seed is None else np.random.default_rng(seed))
+            cached, cached_idx = read_clip(folder, 6, mode=mode, rng=rng, cache=cache)
+            np.testing.assert_array_equal(cached_idx, plain_idx)  # the same sampling
+            np.testing.assert_array_equal(cached, plain)  # the same pixels
+            assert cached.flags.writeable  # a copy: the cached images cannot be changed through it
+            assert cache.bytes <= cache.max_bytes
+    decoded.clear()
+    read_clip(folders[2], 6, mode="eval", cache=cache)  # the last clip read is still held: nothing decoded
+    assert decoded == []
+    assert len(cache._images) == 20 and cache.bytes == 20 * one_frame
 
 
 def test_frame_files_sort_by_last_integer_not_text(tmp_path):
