@@ -33,3 +33,32 @@ def test_cli_prints_lightning_log_lines_once():
     output = done.stdout + done.stderr
     assert output.count("GPU available: probe") == 1, output
     assert output.count("a project line") == 1, output
+
+
+def _sleep(seconds: float) -> None:
+    import time
+
+    time.sleep(seconds)
+
+
+def test_pooled_writers_advance_the_bar_as_each_chunk_finishes(monkeypatch):
+    """The bar moves when the first chunk is done, not when the last one is (its time left was 33 min for 70 s)."""
+    import contextlib
+    import time
+
+    from dfer_pd.synthetic import render
+
+    advanced = []
+
+    class Recording:
+        def advance(self, amount=1.0):
+            advanced.append((time.perf_counter(), amount))
+
+    @contextlib.contextmanager
+    def recording_bar(total, description, unit="fit", enabled=True):
+        yield Recording()
+
+    monkeypatch.setattr(render, "progress_bar", recording_bar)
+    render.write_recordings(_sleep, [0.0, 3.0], ["fast", "slow"], workers=2, description="writing", unit="clip")
+    assert [amount for _, amount in advanced] == [1, 1]
+    assert advanced[1][0] - advanced[0][0] > 1.5, "the fast chunk was reported only when the slow one ended"

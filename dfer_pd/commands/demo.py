@@ -45,6 +45,18 @@ def diagnose_examples(manifest: Path, stage1_checkpoint: str, out: Path) -> dict
     return headlines
 
 
+def render_cohort(root: Path, landmark_root: Path, kinematics: dict, **render) -> None:
+    """The synthetic cohort, then its videos' landmarks into extraction's landmark cache (they do not
+    depend on stage 1, so this second process does both while stage 1 trains)."""
+    from dfer_pd.stage2.kinematics import KinematicsSettings, read_landmarks_ahead
+    from dfer_pd.synthetic.cohort import make_pd_cohort
+
+    make_pd_cohort(root, **render)
+    settings = KinematicsSettings(**kinematics)
+    if settings.enabled:
+        read_landmarks_ahead(root / "manifest.csv", landmark_root, settings)
+
+
 def main(args: list[str] | None = None) -> dict:
     """`dfer-pd demo ARGS` from Python (tests)."""
     return run(build_parser().parse_args(args))
@@ -81,10 +93,11 @@ def beside(function, *args, log: str | Path | None = None, **kwargs):
 
 
 def run(cfg: Namespace) -> dict:
-    from dfer_pd.synthetic.cohort import make_pd_cohort
     from dfer_pd.synthetic.dfew import make_dfew_tree
     from dfer_pd.commands.train_dfer import main as train_dfer
+    from dfer_pd.commands.train_pd import build_parser as stage2_parser
     from dfer_pd.commands.train_pd import main as stage2
+    from dfer_pd.stage2.kinematics import landmark_cache_root
 
     out = Path(cfg.out)
     # Every W&B run of the demo (stage 1, train-pd, ablation) in one folder, unless the user chose one.
@@ -92,15 +105,19 @@ def run(cfg: Namespace) -> dict:
     started = time.perf_counter()
     dfew_root = out / "data" / "dfew"
     cohort_root = out / "data" / "cohort"
+    intensity_cache = out / "intensity_cache"
     seconds = {}
     print(f"[1/6] synthetic DFEW tree ({cfg.dfew_clips} clips) and cohort ({cfg.subjects} subjects) under {out / 'data'}; "
-          "the cohort is rendered in a second process while stage 1 trains")
+          "the cohort is rendered (and its landmarks read) in a second process while stage 1 trains")
+    stage2_config = resolve_config("pd_demo")
+    kinematics = stage2_parser("extract").parse_args(["--config", str(stage2_config)]).kinematics.as_dict()
     # 5 s per expression, as the paper's protocol asks (shorter videos are flagged by diagnose).
     # Phone-like recordings (the face moving in a portrait frame with background), so extraction runs face
     # detection, tracking, landmarks and alignment as on real cohorts; 6 fps keeps rendering and landmarks cheap.
     cohort_root.mkdir(parents=True, exist_ok=True)
-    with beside(make_pd_cohort, cohort_root, num_subjects=cfg.subjects, effect_size=cfg.effect_size, seconds=5.0,
-                fps=6, seed=cfg.seed, recording="phone", log=cohort_root / "synth.log") as cohort_written:
+    with beside(render_cohort, cohort_root, landmark_cache_root(intensity_cache), kinematics,
+                num_subjects=cfg.subjects, effect_size=cfg.effect_size, seconds=5.0, fps=6, seed=cfg.seed,
+                recording="phone", log=cohort_root / "synth.log") as cohort_written:
         make_dfew_tree(dfew_root, num_clips=cfg.dfew_clips, seed=cfg.seed, workers=0)
         seconds["synthetic DFEW"] = time.perf_counter() - started
 
@@ -121,10 +138,10 @@ def run(cfg: Namespace) -> dict:
     manifest = cohort_root / "manifest.csv"
 
     stage2_args = [
-        "--config", str(resolve_config("pd_demo")),
+        "--config", str(stage2_config),
         "--cohort.manifest", str(manifest),
         "--extraction.checkpoint", stage1["best_checkpoint"],
-        "--extraction.cache_dir", str(out / "intensity_cache"),
+        "--extraction.cache_dir", str(intensity_cache),
         "--cohort.face_crop_cache", str(out / "face_crops"),
         "--out_dir", str(out / "stage2"),
         "--wandb.dir", wandb_dir,

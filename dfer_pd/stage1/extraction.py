@@ -29,7 +29,7 @@ from dfer_pd.stage1.contract import ONNX_RUNTIMES, ScoringContract
 from dfer_pd.stage1.scoring import Stage1Scorer, expression_cosines
 from dfer_pd.stage2.cohort_datamodule import PDCohortDataModule
 from dfer_pd.stage2.features import CohortIntensities
-from dfer_pd.stage2.kinematics import KinematicsSettings, LandmarkCache, subject_kinematics
+from dfer_pd.stage2.kinematics import KinematicsSettings, LandmarkCache, landmark_cache_root, subject_kinematics
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def extract_intensities(
     report = ExtractionReport(cache_folder=cache.folder)
 
     kinematics = kinematics if kinematics is not None and kinematics.enabled else None
-    landmarks = LandmarkCache(Path(cache_dir) / "landmarks", kinematics) if kinematics else None
+    landmarks = LandmarkCache(landmark_cache_root(cache_dir), kinematics) if kinematics else None
 
     digests: dict[tuple[str, str], str] = {}
     paths: dict[str, Path] = {}

@@ -201,6 +201,11 @@ def video_landmarks(path: str | Path, settings: KinematicsSettings = KinematicsS
                          follow.face_fraction, clip.summary())
 
 
+def landmark_cache_root(intensity_cache_dir: str | Path) -> Path:
+    """Where extraction keeps landmark tracks: beside the intensity cache's contract folders."""
+    return Path(intensity_cache_dir) / "landmarks"
+
+
 class LandmarkCache:
     """Landmark tracks on disk: ``<root>/<settings key>/<video sha256>.npz``, written atomically."""
 
@@ -226,6 +231,28 @@ class LandmarkCache:
         atomic_save_npz(file, times=track.times, points=track.points, detected=track.detected,
                         face_fraction=np.asarray(track.face_fraction), decode=np.asarray(json.dumps(track.decode)))
         return track
+
+
+def read_landmarks_ahead(manifest: str | Path, root: str | Path, settings: KinematicsSettings) -> int:
+    """Read every video of a cohort's manifest into the landmark cache under ``root``; returns how many were read.
+
+    Landmarks do not depend on stage 1, so this can run while stage 1 trains (the demo does, beside it);
+    extraction then finds them in the cache. A video that cannot be read is left for extraction's
+    checks, which report every problem with its manifest line.
+    """
+    from dfer_pd.common.video import VideoReadError
+    from dfer_pd.stage2.cohort import read_manifest
+
+    cache = LandmarkCache(root, settings)
+    read = 0
+    for subject in read_manifest(manifest).subjects:
+        for path in subject.videos.values():
+            try:
+                cache.get(path)
+                read += 1
+            except VideoReadError:
+                pass
+    return read
 
 
 # --------------------------------------------------------------------------- plots

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, fields
 from functools import lru_cache
@@ -633,7 +633,9 @@ def write_recordings(
                    for chunk, chunk_names in chunks}
         try:
             while pending:
-                done, _ = wait(pending, return_when=FIRST_EXCEPTION)
+                # FIRST_COMPLETED: FIRST_EXCEPTION waits for all of them when none fails, so the bar
+                # stood still until the end (and its time left read 33 min for a 70 s step).
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     future.result()  # a worker's error, raised here
                     bar.advance(pending.pop(future))
