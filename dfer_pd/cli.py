@@ -98,7 +98,8 @@ HINTS: dict[str, str] = {
     "CohortFileError": "give an intensities .npz written by `dfer-pd extract` or `train-pd`",
     "DiagnoseInputError": "give --videos FOLDER with one video per expression, or --neutral/--happiness/--surprise/--anger PATH",
     "VideoReadError": "check that the file is a complete, playable video (re-export or re-record it)",
-    "NoFaceError": "record the face frontally and well lit, or give --crop_faces false for videos that are already face crops",
+    "NoFaceError": "record the face frontally and well lit; videos that are already face crops need a screening model "
+                   "whose cohort was scored without face cropping (--face.crop_faces false in train-pd)",
 }
 # OS errors a user causes by naming a path that is not there or not readable.
 OS_USER_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)

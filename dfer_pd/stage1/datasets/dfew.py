@@ -1,7 +1,7 @@
 """DFEW in its official layout: the paper's four classes, or the standard seven.
 
 Layout (DFEW's release, as read by DFER-CLIP's ``annotation/preprocess_annotation.py`` and MAE-DFER's
-``preprocess/dfew.py``; see also REFERENCE.md):
+``preprocess/dfew.py``):
 
 - frames: ``Clip/clip_224x224/<5-digit id>/<id>_<5-digit frame>.jpg`` (face-aligned),
   ``Clip/clip_224x224_16f/<id>/1.jpg ... 16.jpg``, or the videos ``Clip/original/<id>.mp4``;
