@@ -21,7 +21,7 @@ from PIL import Image
 from skimage import data
 
 from dfer_pd.common.machine import machine_line
-from dfer_pd.screening.faces import DlibHogFaceDetector, FallbackDetector, HaarFaceDetector, detect_boxes
+from dfer_pd.faces.tracking import DlibHogFaceDetector, FallbackDetector, HaarFaceDetector, detect_boxes
 
 FRAME = (540, 960)
 

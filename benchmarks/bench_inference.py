@@ -47,11 +47,11 @@ from _common import save_random_vit_b32
 from dfer_pd.common.machine import machine_line
 from dfer_pd.common.constants import EXPRESSIONS
 from dfer_pd.screening.diagnose import diagnose
-from dfer_pd.screening.faces import FaceCropSettings
+from dfer_pd.faces.tracking import FaceCropSettings
 from dfer_pd.stage1.contract import ScoringContract
 from dfer_pd.stage1.export import export_stage1
 from dfer_pd.stage1.module import DferClipModule
-from dfer_pd.screening.quality import video_quality
+from dfer_pd.stage1.quality import video_quality
 from dfer_pd.stage1.scoring import Stage1Scorer, default_threads, expression_cosines, prepare_clip
 from dfer_pd.stage2.classifiers import ClassifierConfig
 from dfer_pd.stage2.cohort import read_manifest
@@ -229,7 +229,7 @@ def accuracy(args) -> None:
     from torchmetrics.functional.classification import multiclass_accuracy, multiclass_recall
 
     from dfer_pd.stage1.datasets.dfew import DfewDataModule
-    from dfer_pd.stage1.extraction import extract_intensities
+    from dfer_pd.stage2.extraction import extract_intensities
     from dfer_pd.stage2.cohort_datamodule import PDCohortDataModule
     from dfer_pd.stage2.crossval import cross_validate
 

@@ -1,4 +1,4 @@
-"""Benchmark (not a test): where the blur and still-image thresholds of dfer_pd.screening.quality come from.
+"""Benchmark (not a test): where the blur and still-image thresholds of dfer_pd.faces.measures come from.
 
     .venv/bin/python benchmarks/bench_quality.py
 
@@ -22,8 +22,8 @@ from skimage import data
 
 from dfer_pd.common.machine import machine_line
 from dfer_pd.common.video import read_clip
-from dfer_pd.screening.faces import DlibHogFaceDetector
-from dfer_pd.screening.quality import BLURRY_LAPLACIAN_VARIANCE, STILL_IMAGE_MOTION, blur_score, frame_motion
+from dfer_pd.faces.tracking import DlibHogFaceDetector
+from dfer_pd.faces.measures import BLURRY_LAPLACIAN_VARIANCE, STILL_IMAGE_MOTION, blur_score, frame_motion
 from dfer_pd.synthetic.encode import encode_mp4
 from dfer_pd.synthetic.render import HeadPose, render_face, sample_identity
 

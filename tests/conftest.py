@@ -65,7 +65,7 @@ def screening_setup(tiny_cohort, tiny_stage1_checkpoint, tmp_path_factory):
     """A stage-1 checkpoint, a screening model trained on the tiny cohort scored with it, and one subject's
     four videos: what `dfer-pd diagnose` and `dfer-pd serve` need (CLI error and browser tests)."""
     from dfer_pd.stage1.contract import ScoringContract
-    from dfer_pd.stage1.extraction import extract_intensities
+    from dfer_pd.stage2.extraction import extract_intensities
     from dfer_pd.stage2.classifiers import ClassifierConfig
     from dfer_pd.stage2.cohort import read_manifest
     from dfer_pd.stage2.cohort_datamodule import PDCohortDataModule

@@ -14,16 +14,12 @@ import numpy as np
 import pytest
 
 from dfer_pd.stage1.datasets.base import ClipRecord, check_readable
-from dfer_pd.screening.faces import NoFaceError, read_face_clip
+from dfer_pd.faces.tracking import NoFaceError, read_face_clip
 from dfer_pd.common.sampling import sample_frame_indices
 from dfer_pd.common.video import VideoReadError, count_frames, read_clip, read_video_frames
-from dfer_pd.screening.quality import (
-    BLURRY_LAPLACIAN_VARIANCE,
-    MIN_DURATION_SECONDS,
-    blur_score,
-    video_duration,
-    video_quality,
-)
+from dfer_pd.common.video import video_duration
+from dfer_pd.faces.measures import BLURRY_LAPLACIAN_VARIANCE, blur_score
+from dfer_pd.stage1.quality import MIN_DURATION_SECONDS, video_quality
 
 
 def numbered_frame(number: int, height: int, width: int) -> np.ndarray:
@@ -345,7 +341,7 @@ def test_dark_bright_and_blurry_flags():
 
 
 def test_face_flags_from_the_track_report(tmp_path):
-    from dfer_pd.screening.faces import FaceTrackReport
+    from dfer_pd.faces.tracking import FaceTrackReport
 
     def report(fraction: float, faces: int) -> FaceTrackReport:
         empty = np.zeros((4, 4))

@@ -126,7 +126,7 @@ def test_describe_user_error_maps_every_project_error_class():
     """One table in cli.py names the user errors; each class it names exists, and a bug is not one."""
     import importlib
 
-    from dfer_pd.cli import USER_ERRORS, describe_user_error
+    from dfer_pd.common.errors import USER_ERRORS, describe_user_error
 
     for module, names in USER_ERRORS.items():
         loaded = importlib.import_module(module)
@@ -140,7 +140,7 @@ def test_describe_user_error_maps_every_project_error_class():
                 instance.args = (f"x.bin: something wrong with {name}",)
             message = describe_user_error(instance)
             assert message is not None and message.startswith(f"x.bin: something wrong with {name}"), (name, message)
-    from dfer_pd.screening.faces import NoFaceError
+    from dfer_pd.faces.tracking import NoFaceError
 
     assert "record the face frontally" in describe_user_error(NoFaceError("v.mp4: a face in 1 of 16 frames"))
     assert describe_user_error(FileNotFoundError(2, "No such file or directory", "a/b.csv")) == "a/b.csv: No such file or directory"

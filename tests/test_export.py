@@ -30,7 +30,7 @@ from dfer_pd.stage1.export import (  # noqa: E402
     read_export_info,
     require_onnx,
 )
-from dfer_pd.stage1.extraction import extract_intensities  # noqa: E402
+from dfer_pd.stage2.extraction import extract_intensities  # noqa: E402
 from dfer_pd.stage1.scoring import ScoringDataset, Stage1Scorer, TorchStage1, prepare_clip  # noqa: E402
 from dfer_pd.stage2.cohort import read_manifest  # noqa: E402
 from dfer_pd.stage2.cohort_datamodule import PDCohortDataModule  # noqa: E402

@@ -11,7 +11,7 @@ from dfer_pd.common.files import atomic_save_npz
 from dfer_pd.common.video import read_clip
 from dfer_pd.stage1.cache import IntensityCache, IntensityCacheWriter
 from dfer_pd.stage1.contract import CheckpointError, ContractError, ScoringContract, load_stage1
-from dfer_pd.stage1.extraction import extract_intensities
+from dfer_pd.stage2.extraction import extract_intensities
 from dfer_pd.stage1.scoring import Stage1Scorer, prepare_clip
 from dfer_pd.stage2.cohort_datamodule import PDCohortDataModule
 from dfer_pd.stage2.features import CohortIntensities

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from skimage import data
 
-from dfer_pd.screening.faces import (
+from dfer_pd.faces.tracking import (
     DETECTORS,
     DlibHogFaceDetector,
     FaceCropCache,
@@ -26,7 +26,7 @@ from dfer_pd.screening.faces import (
     square_boxes,
     track_face,
 )
-from dfer_pd.screening.landmarks import DlibLandmarker, eye_geometry
+from dfer_pd.faces.landmarks import DlibLandmarker, eye_geometry
 from dfer_pd.synthetic.encode import encode_mp4
 from dfer_pd.common.video import VideoReadError, read_frames
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from skimage import data
 
-from dfer_pd.screening.landmarks import MOUTH_CORNERS, DlibLandmarker, eye_geometry
+from dfer_pd.faces.landmarks import MOUTH_CORNERS, DlibLandmarker, eye_geometry
 from dfer_pd.stage2.cohort import read_manifest
 from dfer_pd.stage2.features import CohortFileError, CohortIntensities, sequence_inputs
 from dfer_pd.stage2.kinematics import (
@@ -36,7 +36,7 @@ def similarity(points: np.ndarray, degrees: float, scale: float, shift: tuple[fl
 
 @pytest.fixture(scope="module")
 def astronaut_landmarks():
-    boxes = __import__("dfer_pd.screening.faces", fromlist=["DlibHogFaceDetector"]).DlibHogFaceDetector().detect(ASTRONAUT)
+    boxes = __import__("dfer_pd.faces.tracking", fromlist=["DlibHogFaceDetector"]).DlibHogFaceDetector().detect(ASTRONAUT)
     return DlibLandmarker().predict(ASTRONAUT, boxes[0, :4])
 
 

@@ -9,7 +9,7 @@ from conftest import save_stage1_checkpoint
 from dfer_pd.screening.diagnose import DiagnoseInputError, diagnose, find_expression_videos
 from dfer_pd.screening.report import write_report
 from dfer_pd.stage1.contract import ContractError, ScoringContract
-from dfer_pd.stage1.extraction import extract_intensities
+from dfer_pd.stage2.extraction import extract_intensities
 from dfer_pd.stage2.classifiers import ClassifierConfig
 from dfer_pd.stage2.cohort import read_manifest
 from dfer_pd.stage2.cohort_datamodule import PDCohortDataModule

@@ -9,7 +9,7 @@ import pytest
 
 from dfer_pd.common.video import read_clip
 from dfer_pd.stage1.contract import ScoringContract
-from dfer_pd.stage1.extraction import UnusableVideosError, extract_intensities
+from dfer_pd.stage2.extraction import UnusableVideosError, extract_intensities
 from dfer_pd.stage2.cohort import read_manifest
 from dfer_pd.stage2.cohort_datamodule import PDCohortDataModule
 from dfer_pd.stage2.features import CohortIntensities

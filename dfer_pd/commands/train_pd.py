@@ -15,7 +15,7 @@ from jsonargparse import ArgumentParser, Namespace
 
 from dfer_pd.common.errors import UsageError
 from dfer_pd.configs import ConfigFile
-from dfer_pd.screening.faces import FaceCropSettings
+from dfer_pd.faces.tracking import FaceCropSettings
 from dfer_pd.stage2.kinematics import KinematicsSettings
 from dfer_pd.stage2.settings import ClassifierConfig, CVConfig, HoldoutConfig, StatsConfig
 
@@ -182,7 +182,7 @@ def cohort_intensities(cfg: Namespace, command: str = "train-pd") -> CohortInten
     require_file(cfg.extraction.checkpoint, "--extraction.checkpoint",
                  f"a stage-1 checkpoint written by `dfer-pd train-dfer` (<run>/checkpoints/best.ckpt){alternative}")
     from dfer_pd.stage1.contract import ScoringContract
-    from dfer_pd.stage1.extraction import extract_intensities
+    from dfer_pd.stage2.extraction import extract_intensities
     from dfer_pd.stage2.cohort_datamodule import PDCohortDataModule
 
     contract = ScoringContract.from_checkpoint(cfg.extraction.checkpoint, FaceCropSettings(**cfg.face.as_dict()),

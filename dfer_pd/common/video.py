@@ -601,3 +601,27 @@ def read_clip(
     """Sample ``num_frames`` frames and read them: (frames, indices) of :func:`read_sampled_clip`."""
     clip = read_sampled_clip(path, num_frames, mode=mode, rng=rng, threads=threads, cache=cache)
     return clip.frames, clip.indices
+
+
+def video_duration(path: str | Path) -> float:
+    """Length of a video file in seconds, from its container.
+
+    Uses the video stream's duration, else the container's, else frames over frame rate.
+    Raises :class:`VideoReadError` for files that are missing, unreadable or have no video.
+    """
+    path = _existing_path(path)
+    if path.is_dir():
+        raise VideoReadError(f"{path}: is a folder of frames, which has no duration")
+    try:
+        with _open_video(path) as container:
+            stream = _video_stream(path, container)
+            if stream.duration and stream.time_base:
+                return float(stream.duration * stream.time_base)
+            if container.duration:
+                return container.duration / av.time_base
+            rate = stream.average_rate or stream.guessed_rate
+    except av.error.FFmpegError as error:
+        raise VideoReadError(f"{path}: cannot read video duration ({error})") from error
+    if not rate:
+        raise VideoReadError(f"{path}: container gives neither a duration nor a frame rate")
+    return count_frames(path) / float(rate)

@@ -2,7 +2,7 @@
 
 The verdict is POSITIVE or NEGATIVE (p(PD) against the model's threshold) only when every input
 passes; otherwise it is INCONCLUSIVE and names its reasons: a video that cannot be used (no face,
-truncated, a still image: :func:`dfer_pd.screening.quality.check_video`), or an asked expression that
+truncated, a still image: :func:`dfer_pd.stage1.quality.check_video`), or an asked expression that
 stage 1 does not recognise above the threshold stored with the screening model. A research
 screening aid, not a diagnosis: every headline and report says so.
 """
@@ -17,8 +17,8 @@ import numpy as np
 
 from dfer_pd.common.constants import EXPRESSIONS
 from dfer_pd.common.video import DEFAULT_MIN_DECODED_SHARE, VIDEO_SUFFIXES, VideoReadError
-from dfer_pd.screening.faces import FaceCropCache, NoFaceError
-from dfer_pd.screening.quality import check_video
+from dfer_pd.faces.tracking import FaceCropCache, NoFaceError
+from dfer_pd.stage1.quality import check_video
 from dfer_pd.stage1.contract import ContractError, ScoringContract
 from dfer_pd.stage1.scoring import Stage1Scorer, expression_cosines, in_background
 from dfer_pd.stage2.cohort import EXPRESSION_ALIASES

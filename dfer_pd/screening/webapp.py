@@ -163,7 +163,7 @@ def build_app(screener: Screener):
     """The Gradio page: four video inputs (upload or webcam), one prompt each; verdict, figure, downloads."""
     import gradio as gr
 
-    from dfer_pd.cli import describe_user_error
+    from dfer_pd.common.errors import describe_user_error
 
     theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
                               font_mono=["ui-monospace", "monospace"])  # system fonts: nothing fetched

@@ -1,7 +1,7 @@
 """Landmark kinematics: hypomimia measured directly from the face's movement, beside stage 1's intensities.
 
 Following the video-based PD literature (e.g. Bandini et al. 2017, facial expressions in PD), each
-expression video's 68 facial landmarks (:mod:`dfer_pd.screening.landmarks`) are turned into four
+expression video's 68 facial landmarks (:mod:`dfer_pd.faces.landmarks`) are turned into four
 movement signals, in units of the eye distance and in a frame that turns with the head (eye line
 level, origin between the eyes), so head motion and distance to the camera cancel:
 
@@ -29,7 +29,7 @@ import numpy as np
 
 from dfer_pd.common.constants import EXPRESSIONS
 from dfer_pd.common.files import atomic_save_npz, content_key, file_digest
-from dfer_pd.screening.landmarks import CHIN, LANDMARK_GROUPS, LID_PAIRS, MOUTH_CORNERS, eye_geometry
+from dfer_pd.faces.landmarks import CHIN, LANDMARK_GROUPS, LID_PAIRS, MOUTH_CORNERS, eye_geometry
 
 KINEMATIC_MEASURES: tuple[str, ...] = ("mouth_corners", "brows", "eyelids", "jaw")
 KINEMATIC_STATS: tuple[str, ...] = ("amplitude", "peak_speed", "time_to_peak")
@@ -183,11 +183,11 @@ def video_landmarks(path: str | Path, settings: KinematicsSettings = KinematicsS
     """Read ``path`` at ``settings.fps`` (by time; at most ``max_frames``) and find the face's landmarks.
 
     Raises :class:`~dfer_pd.common.video.VideoReadError` for unreadable videos and
-    :class:`~dfer_pd.screening.faces.NoFaceError` when too few frames show a face.
+    :class:`~dfer_pd.faces.tracking.NoFaceError` when too few frames show a face.
     """
     from dfer_pd.common.video import count_frames, read_sampled_clip
-    from dfer_pd.screening.faces import build_detector, follow_face
-    from dfer_pd.screening.quality import video_duration
+    from dfer_pd.faces.tracking import build_detector, follow_face
+    from dfer_pd.common.video import video_duration
 
     duration = video_duration(path)
     count = count_frames(path)

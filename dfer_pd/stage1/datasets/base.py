@@ -108,7 +108,7 @@ class VideoClipDataset(Dataset):
         reader: Callable[..., tuple[np.ndarray, object]] = read_clip,
     ) -> None:
         self.records = list(records)
-        self.reader = reader  # read_clip, or a face-cropping reader for raw videos (dfer_pd.screening.faces)
+        self.reader = reader  # read_clip, or a face-cropping reader for raw videos (dfer_pd.faces.tracking)
         self.num_frames = num_frames
         self.train = train
         self.transform = transform

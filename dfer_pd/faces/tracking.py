@@ -5,7 +5,7 @@ sample the ``M`` frames the model will see (only those are decoded), detect face
 the boxes into tracks by overlap and nearness, keep the main face (the track with the largest sum
 of box sides, so large *and* persistent beats a brief false positive or a smaller second person), fill frames
 without a detection by interpolating over frame indices, smooth the box with a short moving
-median, find the 68 facial landmarks inside it (:mod:`dfer_pd.screening.landmarks`), and cut a crop
+median, find the 68 facial landmarks inside it (:mod:`dfer_pd.faces.landmarks`), and cut a crop
 aligned on the eyes (level, a fixed distance apart), as DFEW's ``clip_224x224`` faces were cut. With
 ``align=False`` the crop is a square of ``margin`` times the face box side instead.
 
@@ -31,8 +31,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 from dfer_pd.common.files import atomic_save_npz, content_key, file_digest
 from dfer_pd.common.sampling import SamplingMode
 from dfer_pd.common.video import VideoReadError, read_sampled_clip
-from dfer_pd.screening.quality import face_measures
-from dfer_pd.screening.landmarks import DlibLandmarker, aligned_crop, alignment_matrix, apply_affine, eye_geometry
+from dfer_pd.faces.measures import face_measures
+from dfer_pd.faces.landmarks import DlibLandmarker, aligned_crop, alignment_matrix, apply_affine, eye_geometry
 
 # A face continues a track when it overlaps the track's last box this much, or when it has a
 # similar size and lies within two face sides of it: 16 frames sampled from a 10 s phone video
@@ -411,7 +411,7 @@ class FaceTrackReport:
     them (a one-frame false positive is not a second person; in a still photo every face counts).
     ``decode`` is the video reader's finding (:meth:`dfer_pd.common.video.ClipRead.summary`);
     ``measures`` the brightness, blur and motion of the face region in the source frames
-    (:func:`dfer_pd.screening.quality.face_measures`).
+    (:func:`dfer_pd.faces.measures.face_measures`).
     """
 
     frame_indices: np.ndarray

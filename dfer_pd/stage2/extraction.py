@@ -1,7 +1,7 @@
 """Stage 1 -> stage 2: score every cohort video once under a scoring contract, through the cache.
 
 Before any scoring every video still to be scored is checked exactly as it will be read
-(:func:`dfer_pd.screening.quality.check_video`: unreadable, truncated beyond the accepted share, a
+(:func:`dfer_pd.stage1.quality.check_video`: unreadable, truncated beyond the accepted share, a
 still image, no face; and, with kinematics on, no face in the landmark pass). All problems are
 listed at once, each with its file, manifest line and reason; then extraction stops with that list
 (:class:`UnusableVideosError`) or, with ``skip_unusable``, leaves those subjects out and records
@@ -223,8 +223,8 @@ class _VideoChecks(Dataset):
         return len(self.jobs)
 
     def __getitem__(self, index: int) -> tuple[str, list[str]]:
-        from dfer_pd.screening.faces import NoFaceError
-        from dfer_pd.screening.quality import check_video
+        from dfer_pd.faces.tracking import NoFaceError
+        from dfer_pd.stage1.quality import check_video
 
         digest, path, needs_scores, needs_landmarks = self.jobs[index]
         found = check_video(path, self.contract, self.face_cache, self.min_decoded_share).reasons if needs_scores else []
@@ -241,7 +241,7 @@ class _VideoChecks(Dataset):
 def _check_videos(cohort, digests, paths, cache, contract, datamodule, landmarks, min_decoded_share,
                   report: ExtractionReport) -> dict[str, list[UnusableVideo]]:
     """Check every video that still needs scoring or landmarks; ``{digest: [problems]}`` for the unusable ones."""
-    from dfer_pd.screening.faces import FaceCropCache
+    from dfer_pd.faces.tracking import FaceCropCache
 
     started = time.perf_counter()
     face_cache = FaceCropCache(datamodule.hparams.face_crop_cache) if datamodule.hparams.face_crop_cache else None

@@ -1,0 +1,28 @@
+"""The package's layers import one way (pyproject.toml's import-linter contract): a change that imports upward fails here."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
+
+
+def lint(config: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(LINT_IMPORTS), "--config", str(config), "--no-cache"], capture_output=True, text=True,
+                          cwd=REPO, timeout=300)
+
+
+def test_layers_import_one_way():
+    done = lint(REPO / "pyproject.toml")
+    assert done.returncode == 0 and "1 kept, 0 broken" in done.stdout, done.stdout + done.stderr
+
+
+def test_the_contract_catches_an_upward_import(tmp_path):
+    """The same tool on a contract that puts common above stage 1: stage 1 imports common, so it must break."""
+    config = tmp_path / "upside_down.toml"
+    config.write_text('[tool.importlinter]\nroot_package = "dfer_pd"\n\n[[tool.importlinter.contracts]]\n'
+                      'name = "upside down"\ntype = "layers"\nlayers = ["dfer_pd.common", "dfer_pd.stage1"]\n')
+    done = lint(config)
+    assert done.returncode != 0 and "0 kept, 1 broken" in done.stdout, done.stdout + done.stderr
+    assert "dfer_pd.stage1" in done.stdout and "dfer_pd.common" in done.stdout
