@@ -1,1 +1,1 @@
-"""Screening one person: the face path, quality checks, the verdict and its report."""
+"""Screening one person: the verdict (or INCONCLUSIVE), its report and the local web page."""
