@@ -21,7 +21,7 @@ import torch
 from _common import save_random_vit_b32
 
 from dfer_pd.common.machine import machine_line
-from dfer_pd.faces.tracking import FaceCropSettings
+from dfer_pd.faces.settings import FaceCropSettings
 from dfer_pd.stage1.contract import ScoringContract
 from dfer_pd.stage2.classifiers import ClassifierConfig
 from dfer_pd.stage2.splits import CVConfig

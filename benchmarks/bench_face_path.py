@@ -22,9 +22,11 @@ from sklearn.metrics import roc_auc_score
 
 from dfer_pd.common.machine import machine_line
 from dfer_pd.common.constants import EXPRESSIONS
-from dfer_pd.faces.tracking import FaceCropSettings, read_face_clip
+from dfer_pd.faces.settings import FaceCropSettings
+from dfer_pd.faces.tracking import read_face_clip
 from dfer_pd.stage2.cohort import read_manifest
-from dfer_pd.stage2.kinematics import KINEMATIC_FEATURES, KinematicsSettings, subject_kinematics, video_landmarks
+from dfer_pd.stage2.kinematics import KINEMATIC_FEATURES, subject_kinematics, video_landmarks
+from dfer_pd.stage2.settings import KinematicsSettings
 from dfer_pd.synthetic.cohort import make_pd_cohort
 
 

@@ -47,7 +47,7 @@ from _common import save_random_vit_b32
 from dfer_pd.common.machine import machine_line
 from dfer_pd.common.constants import EXPRESSIONS
 from dfer_pd.screening.diagnose import diagnose
-from dfer_pd.faces.tracking import FaceCropSettings
+from dfer_pd.faces.settings import FaceCropSettings
 from dfer_pd.stage1.contract import ScoringContract
 from dfer_pd.stage1.export import export_stage1
 from dfer_pd.stage1.module import DferClipModule

@@ -11,9 +11,9 @@ from skimage import data
 from dfer_pd.faces.landmarks import MOUTH_CORNERS, DlibLandmarker, eye_geometry
 from dfer_pd.stage2.cohort import read_manifest
 from dfer_pd.stage2.features import CohortFileError, CohortIntensities, sequence_inputs
+from dfer_pd.stage2.settings import KinematicsSettings
 from dfer_pd.stage2.kinematics import (
     KINEMATIC_FEATURES,
-    KinematicsSettings,
     LandmarkCache,
     facial_signals,
     head_frame,

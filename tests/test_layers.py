@@ -26,3 +26,11 @@ def test_the_contract_catches_an_upward_import(tmp_path):
     done = lint(config)
     assert done.returncode != 0 and "0 kept, 1 broken" in done.stdout, done.stdout + done.stderr
     assert "dfer_pd.stage1" in done.stdout and "dfer_pd.common" in done.stdout
+
+
+def test_stage2_parser_settings_load_no_image_library_or_torch():
+    """`dfer-pd train-pd --help` builds its parser from the face and stage-2 settings: they import nothing heavy."""
+    code = ("import sys; import dfer_pd.commands.train_pd; "
+            "print(sorted(m for m in ('cv2', 'av', 'PIL', 'dlib', 'torch', 'lightning') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from dfer_pd.faces.tracking import DlibHogFaceDetector, FaceCropSettings, read_face_clip
+from dfer_pd.faces.settings import FaceCropSettings
+from dfer_pd.faces.tracking import DlibHogFaceDetector, read_face_clip
 from dfer_pd.faces.measures import BLURRY_LAPLACIAN_VARIANCE, STILL_IMAGE_MOTION, blur_score, face_measures
 from dfer_pd.stage1.quality import check_video, video_quality
 from dfer_pd.stage1.contract import ScoringContract

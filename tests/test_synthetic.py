@@ -250,7 +250,8 @@ def test_bad_arguments_raise_clear_errors(tmp_path):
 
 def test_phone_recordings_move_the_face_in_a_larger_frame_where_the_default_detector_finds_it(tmp_path):
     from dfer_pd.common.video import read_clip
-    from dfer_pd.faces.tracking import FaceCropSettings, read_face_clip
+    from dfer_pd.faces.settings import FaceCropSettings
+    from dfer_pd.faces.tracking import read_face_clip
     from dfer_pd.stage2.cohort import read_manifest
 
     manifest = make_pd_cohort(tmp_path, num_subjects=4, fps=5, seconds=2.0, seed=7, recording="phone")

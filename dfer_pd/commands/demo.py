@@ -48,7 +48,8 @@ def diagnose_examples(manifest: Path, stage1_checkpoint: str, out: Path) -> dict
 def render_cohort(root: Path, landmark_root: Path, kinematics: dict, **render) -> None:
     """The synthetic cohort, then its videos' landmarks into extraction's landmark cache (they do not
     depend on stage 1, so this second process does both while stage 1 trains)."""
-    from dfer_pd.stage2.kinematics import KinematicsSettings, read_landmarks_ahead
+    from dfer_pd.stage2.kinematics import read_landmarks_ahead
+    from dfer_pd.stage2.settings import KinematicsSettings
     from dfer_pd.synthetic.cohort import make_pd_cohort
 
     make_pd_cohort(root, **render)

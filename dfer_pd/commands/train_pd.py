@@ -15,9 +15,8 @@ from jsonargparse import ArgumentParser, Namespace
 
 from dfer_pd.common.errors import UsageError
 from dfer_pd.configs import ConfigFile
-from dfer_pd.faces.tracking import FaceCropSettings
-from dfer_pd.stage2.kinematics import KinematicsSettings
-from dfer_pd.stage2.settings import ClassifierConfig, CVConfig, HoldoutConfig, StatsConfig
+from dfer_pd.faces.settings import FaceCropSettings
+from dfer_pd.stage2.settings import ClassifierConfig, CVConfig, HoldoutConfig, KinematicsSettings, StatsConfig
 
 # Heavy modules (torch, Lightning, W&B) are imported inside the functions that run, so that
 # `dfer-pd train-pd --help` answers at once.

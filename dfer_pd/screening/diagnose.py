@@ -185,7 +185,8 @@ def diagnose(
 
 def _person_kinematics(videos: dict[str, Path], model: ScreeningModel, reasons: list[str]) -> np.ndarray | None:
     """The person's (4, 12) landmark kinematics, read as the cohort's were; a failure is a reason only when the model needs them."""
-    from dfer_pd.stage2.kinematics import KinematicsSettings, subject_kinematics, video_landmarks
+    from dfer_pd.stage2.kinematics import subject_kinematics, video_landmarks
+    from dfer_pd.stage2.settings import KinematicsSettings
 
     settings = KinematicsSettings(**model.kinematics_settings)
     tracks = {}

@@ -23,7 +23,7 @@ import torch
 from dfer_pd.common.constants import EXPRESSIONS
 from dfer_pd.common.files import content_key, file_digest
 from dfer_pd.common.machine import cpu_info, native_bf16
-from dfer_pd.faces.tracking import FaceCropSettings
+from dfer_pd.faces.settings import FaceCropSettings
 from dfer_pd.stage1.modeling_dfer_clip import DferClipConfig
 
 CONTRACT_VERSION = 1

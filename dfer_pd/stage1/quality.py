@@ -30,7 +30,8 @@ from dfer_pd.faces.measures import (
 )
 
 if TYPE_CHECKING:
-    from dfer_pd.faces.tracking import FaceCropSettings, FaceTrackReport
+    from dfer_pd.faces.settings import FaceCropSettings
+    from dfer_pd.faces.tracking import FaceTrackReport
     from dfer_pd.stage1.contract import ScoringContract
     from dfer_pd.stage1.scoring import PreparedClip
 

@@ -29,7 +29,8 @@ from dfer_pd.stage1.contract import ONNX_RUNTIMES, ScoringContract
 from dfer_pd.stage1.scoring import Stage1Scorer, expression_cosines
 from dfer_pd.stage2.cohort_datamodule import PDCohortDataModule
 from dfer_pd.stage2.features import CohortIntensities
-from dfer_pd.stage2.kinematics import KinematicsSettings, LandmarkCache, landmark_cache_root, subject_kinematics
+from dfer_pd.stage2.kinematics import LandmarkCache, landmark_cache_root, subject_kinematics
+from dfer_pd.stage2.settings import KinematicsSettings
 
 log = logging.getLogger(__name__)
 

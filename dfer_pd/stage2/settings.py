@@ -8,7 +8,7 @@ classifier registry imports it when a config is built, not when the parser is.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 
@@ -173,3 +173,39 @@ class HoldoutConfig:
             raise ValueError(f"fraction must be in [0, 1), got {self.fraction}")
         if self.evaluate and self.fraction == 0:
             raise ValueError("evaluate needs a held-out share: set fraction > 0 (the same as during tuning)")
+
+
+@dataclass(frozen=True)
+class KinematicsSettings:
+    """How landmarks are read for kinematics. Off by default (the shipped stage-2 configs turn it on):
+    without it the ``kinematics`` feature kinds cannot be used and Table 3 leaves their rows out, saying so.
+
+    Args:
+        enabled: read every cohort video's facial landmarks and add their kinematics to the intensities.
+        fps: landmark frames per second of video, sampled by time.
+        max_frames: at most this many landmark frames per video (long videos are sampled more sparsely).
+        detector: face detector that starts the landmark track: dlib (HOG) or haar.
+        detect_every: run the detector on every k-th landmark frame and track the face between.
+        min_face_fraction: fewest share of examined frames that must show the face.
+        smooth_window: moving-median length that smooths the face box.
+    """
+
+    enabled: bool = False
+    fps: float = 10.0
+    max_frames: int = 150
+    detector: str = "dlib"
+    detect_every: int = 5
+    min_face_fraction: float = 0.5
+    smooth_window: int = 3
+
+    def __post_init__(self) -> None:
+        if self.fps <= 0 or self.max_frames < 2:
+            raise ValueError(f"kinematics need fps > 0 and max_frames >= 2, got {self.fps} and {self.max_frames}")
+        if self.detect_every < 1 or self.smooth_window < 1 or not 0 < self.min_face_fraction <= 1:
+            raise ValueError("detect_every and smooth_window must be >= 1 and min_face_fraction in (0, 1]")
+
+    def key(self) -> dict:
+        """What decides the landmarks (``enabled`` does not)."""
+        values = asdict(self)
+        values.pop("enabled")
+        return values
