@@ -57,3 +57,30 @@ def atomic_save_npz(path: str | Path, **arrays: np.ndarray) -> None:
 def atomic_write_json(path: str | Path, value: object) -> None:
     with atomic_write(path, "w") as handle:
         json.dump(value, handle, indent=2, default=str)
+
+
+class NpzStore:
+    """Per-video arrays on disk: ``<root>/<key>/<video sha256>.npz``, each file written atomically.
+
+    ``key`` names what made the arrays (a scoring contract, face-crop or landmark settings), so other
+    settings read and write another folder and a changed video (another digest) is computed again.
+    The one content-keyed cache behind the face crops, the landmark tracks and the intensities.
+    """
+
+    def __init__(self, root: str | Path, key: str) -> None:
+        self.root = Path(root)
+        self.key = key
+        self.folder = self.root / key
+
+    def path(self, digest: str) -> Path:
+        return self.folder / f"{digest}.npz"
+
+    def has(self, digest: str) -> bool:
+        return self.path(digest).exists()
+
+    def read(self, digest: str) -> dict[str, np.ndarray]:
+        with np.load(self.path(digest), allow_pickle=False) as stored:
+            return {name: stored[name] for name in stored.files}
+
+    def write(self, digest: str, **arrays: np.ndarray) -> None:
+        atomic_save_npz(self.path(digest), **arrays)

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from dfer_pd.common.files import atomic_save_npz, content_key, file_digest
+from dfer_pd.common.files import NpzStore, content_key, file_digest
 from dfer_pd.common.sampling import SamplingMode
 from dfer_pd.common.video import VideoReadError, read_sampled_clip
 from dfer_pd.faces.measures import face_measures
@@ -586,7 +586,7 @@ def read_face_clip(
 
 
 class FaceCropCache:
-    """Face crops on disk: ``<root>/<settings key>/<video sha256>.npz``, written atomically.
+    """Face crops on disk: ``<root>/<settings key>/<video sha256>.npz`` (:class:`~dfer_pd.common.files.NpzStore`).
 
     A video's crops depend on its bytes and on the crop settings (frames, size, alignment, detector
     and its parameters), so both make the key: edit either and the crops are recomputed.
@@ -597,17 +597,18 @@ class FaceCropCache:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
 
+    def store(self, settings: dict) -> NpzStore:
+        return NpzStore(self.root, content_key({"settings": settings, "version": self.VERSION}))
+
     def path(self, video: str | Path, settings: dict) -> Path:
-        key = content_key({"settings": settings, "version": self.VERSION})
-        return self.root / key / f"{file_digest(video)}.npz"
+        return self.store(settings).path(file_digest(video))
 
     def get_or_compute(
         self, video: str | Path, settings: dict, compute: Callable[[], tuple[np.ndarray, FaceTrackReport]]
     ) -> tuple[np.ndarray, FaceTrackReport]:
-        file = self.path(video, settings)
-        if file.exists():
-            with np.load(file, allow_pickle=False) as stored:
-                arrays = {name: stored[name] for name in stored.files}
+        store, digest = self.store(settings), file_digest(video)
+        if store.has(digest):
+            arrays = store.read(digest)
             crops = arrays.pop("crops")
             report = FaceTrackReport(
                 **{name: arrays[name] for name in ("frame_indices", "face_boxes", "crop_boxes", "examined", "detected")},
@@ -623,5 +624,5 @@ class FaceCropCache:
         for name in ("decode", "measures"):
             if name in fields:
                 fields[name] = json.dumps(fields[name], sort_keys=True)
-        atomic_save_npz(file, crops=crops, **{name: np.asarray(value) for name, value in fields.items()})
+        store.write(digest, crops=crops, **{name: np.asarray(value) for name, value in fields.items()})
         return crops, report

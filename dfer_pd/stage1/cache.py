@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from dfer_pd.common.files import atomic_save_npz, atomic_write_json
+from dfer_pd.common.files import NpzStore, atomic_write_json
 from dfer_pd.stage1.contract import ContractError, ScoringContract
 
 CONTRACT_FILE = "contract.json"
 
 
-class IntensityCache:
+class IntensityCache(NpzStore):
     """Per-video stage-1 outputs: ``<root>/<contract key>/<video sha256>.npz``.
 
     The folder is named by the scoring contract and holds it as ``contract.json``; every file also
@@ -21,34 +21,22 @@ class IntensityCache:
     """
 
     def __init__(self, root: str | Path, contract: ScoringContract) -> None:
-        self.root = Path(root)
+        super().__init__(root, contract.key())
         self.contract = contract
-        self.contract_key = contract.key()
-        self.folder = self.root / self.contract_key
+        self.contract_key = self.key
         self.folder.mkdir(parents=True, exist_ok=True)
         if not (self.folder / CONTRACT_FILE).exists():
             atomic_write_json(self.folder / CONTRACT_FILE, contract.to_dict())
 
-    def path(self, video_digest: str) -> Path:
-        return self.folder / f"{video_digest}.npz"
-
-    def has(self, video_digest: str) -> bool:
-        return self.path(video_digest).exists()
-
     def write(self, video_digest: str, cosine: np.ndarray, video_features: np.ndarray) -> None:
-        atomic_save_npz(
-            self.path(video_digest),
-            cosine=np.asarray(cosine, dtype=np.float64),
-            video_features=np.asarray(video_features, dtype=np.float32),
-            contract_key=np.asarray(self.contract_key),
-        )
+        super().write(video_digest, cosine=np.asarray(cosine, dtype=np.float64),
+                      video_features=np.asarray(video_features, dtype=np.float32),
+                      contract_key=np.asarray(self.contract_key))
 
     def read(self, video_digest: str) -> dict[str, np.ndarray]:
-        path = self.path(video_digest)
-        with np.load(path, allow_pickle=False) as data:
-            entry = {name: data[name] for name in data.files}
+        entry = super().read(video_digest)
         if str(entry.get("contract_key")) != self.contract_key:
-            raise ContractError(f"{path} was scored under another contract ({entry.get('contract_key')}), "
+            raise ContractError(f"{self.path(video_digest)} was scored under another contract ({entry.get('contract_key')}), "
                                 f"not {self.contract_key}: delete it and extract again")
         return entry
 

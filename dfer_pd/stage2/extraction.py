@@ -249,7 +249,7 @@ def _check_videos(cohort, digests, paths, cache, contract, datamodule, landmarks
     jobs = []
     for digest, path in paths.items():
         needs_scores = not cache.has(digest)
-        needs_landmarks = landmarks is not None and not landmarks.path(digest).exists()
+        needs_landmarks = landmarks is not None and not landmarks.has(digest)
         if needs_scores or needs_landmarks:
             jobs.append((digest, path, needs_scores, needs_landmarks))
     report.checked += len(jobs)

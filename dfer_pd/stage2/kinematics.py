@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from dfer_pd.common.constants import EXPRESSIONS
-from dfer_pd.common.files import atomic_save_npz, content_key, file_digest
+from dfer_pd.common.files import NpzStore, content_key, file_digest
 from dfer_pd.stage2.settings import KinematicsSettings
 from dfer_pd.faces.landmarks import CHIN, LANDMARK_GROUPS, LID_PAIRS, MOUTH_CORNERS, eye_geometry
 
@@ -171,30 +171,27 @@ def landmark_cache_root(intensity_cache_dir: str | Path) -> Path:
     return Path(intensity_cache_dir) / "landmarks"
 
 
-class LandmarkCache:
-    """Landmark tracks on disk: ``<root>/<settings key>/<video sha256>.npz``, written atomically."""
+class LandmarkCache(NpzStore):
+    """Landmark tracks on disk: ``<root>/<settings key>/<video sha256>.npz`` (:class:`~dfer_pd.common.files.NpzStore`)."""
 
     VERSION = 1
 
     def __init__(self, root: str | Path, settings: KinematicsSettings) -> None:
-        self.folder = Path(root) / content_key({"settings": settings.key(), "version": self.VERSION})
+        super().__init__(root, content_key({"settings": settings.key(), "version": self.VERSION}))
         self.settings = settings
-
-    def path(self, video_digest: str) -> Path:
-        return self.folder / f"{video_digest}.npz"
 
     def get(self, video: str | Path, digest: str | None = None) -> LandmarkTrack:
         """The video's landmarks, from disk when present, else read (and stored)."""
         import json
 
-        file = self.path(digest or file_digest(video))
-        if file.exists():
-            with np.load(file, allow_pickle=False) as stored:
-                return LandmarkTrack(stored["times"], stored["points"], stored["detected"],
-                                     float(stored["face_fraction"]), json.loads(str(stored["decode"])))
+        digest = digest or file_digest(video)
+        if self.has(digest):
+            stored = self.read(digest)
+            return LandmarkTrack(stored["times"], stored["points"], stored["detected"],
+                                 float(stored["face_fraction"]), json.loads(str(stored["decode"])))
         track = video_landmarks(video, self.settings)
-        atomic_save_npz(file, times=track.times, points=track.points, detected=track.detected,
-                        face_fraction=np.asarray(track.face_fraction), decode=np.asarray(json.dumps(track.decode)))
+        self.write(digest, times=track.times, points=track.points, detected=track.detected,
+                   face_fraction=np.asarray(track.face_fraction), decode=np.asarray(json.dumps(track.decode)))
         return track
 
 
