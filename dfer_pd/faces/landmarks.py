@@ -99,7 +99,7 @@ class DlibLandmarker:
     ``refine`` runs the predictor a second time from the box around its first answer: boxes from
     other detectors (Haar's include the forehead), and boxes tracked or interpolated between
     detections, then give the points dlib's own box would. On the synthetic cohort of
-    ``tests/test_kinematics.py`` the PD subjects' loss of smile amplitude correlated 0.92 with the
+    ``tests/stage2/test_kinematics.py`` the PD subjects' loss of smile amplitude correlated 0.92 with the
     expressivity the generator took away with the second fit, 0.48 without it.
     """
 

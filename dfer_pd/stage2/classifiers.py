@@ -149,7 +149,7 @@ class ResidualRNNEstimator(ClassifierMixin, BaseEstimator):
     ``engine="batched"`` (the default) trains through :func:`dfer_pd.stage2.ensemble.fit_members`, the
     lean loop that cross-validation uses to train many such networks at once; ``engine="lightning"``
     runs one Lightning ``Trainer`` fit. Both follow the same recipe with the same random streams and
-    agree to rounding (tests/test_ensemble.py).
+    agree to rounding (tests/stage2/test_ensemble.py).
     """
 
     def __init__(

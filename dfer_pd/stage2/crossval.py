@@ -199,7 +199,7 @@ def _fit_predict_in_processes(data: CohortIntensities, jobs: Sequence[FitJob], c
 
     Each share holds every kind of fit, so each process trains its networks as batched ensembles of
     its own. A network's batch-mates change only float32 rounding: p(PD) agrees with one process to
-    about 1e-7, and a given number of workers repeats itself exactly (``tests/test_crossval.py``)."""
+    about 1e-7, and a given number of workers repeats itself exactly (``tests/stage2/test_crossval.py``)."""
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
     from queue import Empty
 

@@ -11,7 +11,7 @@ Each member follows the recipe of the one-network Lightning fit (:meth:`Residual
 PyTorch's ``DataLoader`` draws), the same dropout masks (its own generator, replaying the global stream
 the single fit draws from), AdamW, early stopping on the validation loss with the same patience and the
 weights of its best epoch. Members stop on their own; finished members leave the batch. Only rounding
-differs (batched matmuls here, oneDNN's fused LSTM kernel there): ``tests/test_ensemble.py`` states the
+differs (batched matmuls here, oneDNN's fused LSTM kernel there): ``tests/stage2/test_ensemble.py`` states the
 tolerance. Members of a group share the network shape, loss, optimiser settings and steps per epoch;
 their input width, residual path, dropout, patience, epochs, seeds and data may differ.
 """

@@ -4,7 +4,7 @@
 module logs the same function on its validation split. It computes scikit-learn's definitions
 (``zero_division=0``) from the 2x2 counts and ROC AUC from ranks: a repeated CV, a Table 3 or a
 permutation test calls it thousands of times, and scikit-learn's input validation cost more than the
-networks (``tests/test_crossval.py`` checks it against scikit-learn).
+networks (``tests/stage2/test_crossval.py`` checks it against scikit-learn).
 """
 
 from __future__ import annotations

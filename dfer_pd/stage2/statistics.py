@@ -1,6 +1,6 @@
 """Statistics a reviewer can trust on a small cohort: intervals, paired tests, permutation p-values, calibration.
 
-Pure functions on arrays, tested directly (tests/test_statistics.py):
+Pure functions on arrays, tested directly (tests/stage2/test_statistics.py):
 
 - :func:`corrected_t_interval` and :func:`corrected_paired_ttest`: the corrected resampled t statistic of
   Nadeau and Bengio (2003), in the repeated k-fold form of Bouckaert and Frank (2004). The k x r fold

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from conftest import save_stage1_checkpoint
+from helpers import save_stage1_checkpoint
 from dfer_pd.stage1.contract import load_stage1
 from dfer_pd.stage1.module import DferClipModule, expression_metrics
 

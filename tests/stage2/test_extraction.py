@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import save_stage1_checkpoint
+from helpers import save_stage1_checkpoint
 from dfer_pd.common.files import atomic_save_npz
 from dfer_pd.common.video import read_clip
 from dfer_pd.stage1.cache import IntensityCache, IntensityCacheWriter

@@ -14,7 +14,7 @@ from dfer_pd import __version__
 from dfer_pd.cli import COMMANDS, build_parser, main
 from dfer_pd.configs import ConfigNotFoundError, resolve_config, shipped_configs
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LIGHT_COMMANDS = [name for name, command in COMMANDS.items() if not command.cache_help]
 HEAVY = ("torch", "lightning", "transformers", "sklearn", "wandb", "gradio")
 

@@ -12,7 +12,7 @@ from dfer_pd.stage1.contract import ScoringContract, load_stage1
 from dfer_pd.synthetic.dfew import make_dfew_tree
 from dfer_pd.commands.train_dfer import main as train_dfer
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEMO = str(REPO / "experiments" / "dfer_demo.yaml")
 
 

@@ -11,7 +11,7 @@ import torch
 pytest.importorskip("onnxruntime", reason="the onnx extra (pip install 'dfer-pd[onnx]') is not installed")
 onnx = pytest.importorskip("onnx")
 
-from conftest import save_stage1_checkpoint  # noqa: E402
+from helpers import save_stage1_checkpoint  # noqa: E402
 from dfer_pd.commands.export import main as export_main  # noqa: E402
 from dfer_pd.stage1.cache import CONTRACT_FILE  # noqa: E402
 from dfer_pd.stage1.contract import ContractError, ScoringContract, load_stage1  # noqa: E402

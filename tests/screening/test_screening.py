@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import save_stage1_checkpoint
+from helpers import save_stage1_checkpoint
 from dfer_pd.screening.diagnose import DiagnoseInputError, diagnose, find_expression_videos
 from dfer_pd.screening.report import write_report
 from dfer_pd.stage1.contract import ContractError, ScoringContract

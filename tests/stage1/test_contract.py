@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import save_stage1_checkpoint
+from helpers import save_stage1_checkpoint
 from dfer_pd.faces.settings import FaceCropSettings
 from dfer_pd.stage1.contract import CheckpointError, ContractError, ScoringContract, read_network_config
 from dfer_pd.stage1.scoring import expression_cosines

@@ -13,7 +13,7 @@ import yaml
 from dfer_pd.synthetic.intensities import synthetic_cohort
 from dfer_pd.commands.train_pd import build_parser
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 STAGE1_CONFIGS = sorted((REPO / "experiments").glob("dfer_*.yaml"))
 DATASET_CONFIGS = sorted((REPO / "experiments" / "datasets").glob("*.yaml"))
 STAGE2_CONFIGS = sorted((REPO / "experiments").glob("pd_*.yaml"))

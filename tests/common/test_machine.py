@@ -7,7 +7,7 @@ from pathlib import Path
 from dfer_pd.common import machine
 from dfer_pd.common.machine import CpuInfo, ISA_FEATURES, machine_key, machine_line
 
-BENCHMARKS = sorted((Path(__file__).resolve().parents[1] / "benchmarks").glob("bench_*.py"))
+BENCHMARKS = sorted((Path(__file__).resolve().parents[2] / "benchmarks").glob("bench_*.py"))
 
 
 def test_machine_line_names_the_cpu_its_cores_features_and_versions():
