@@ -18,21 +18,22 @@ downloaded at run time.
 
 from __future__ import annotations
 
-import json
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Callable, Literal, Protocol, Sequence, runtime_checkable
 
 import cv2
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from dfer_pd.common.files import NpzStore, content_key, file_digest
 from dfer_pd.common.sampling import SamplingMode
 from dfer_pd.common.video import VideoReadError, read_sampled_clip
 from dfer_pd.faces.measures import face_measures
 from dfer_pd.faces.settings import FaceCropSettings
+
+if TYPE_CHECKING:
+    from dfer_pd.faces.cache import FaceCropCache
 from dfer_pd.faces.landmarks import DlibLandmarker, aligned_crop, alignment_matrix, apply_affine, eye_geometry
 
 # A face continues a track when it overlaps the track's last box this much, or when it has a
@@ -583,46 +584,3 @@ def read_face_clip(
     if mode != "eval":
         raise ValueError(f"{path}: face crops are cached for eval sampling only, got mode={mode!r}")
     return cache.get_or_compute(path, {**settings, "detector": repr(build_detector(detector))}, compute)
-
-
-class FaceCropCache:
-    """Face crops on disk: ``<root>/<settings key>/<video sha256>.npz`` (:class:`~dfer_pd.common.files.NpzStore`).
-
-    A video's crops depend on its bytes and on the crop settings (frames, size, alignment, detector
-    and its parameters), so both make the key: edit either and the crops are recomputed.
-    """
-
-    VERSION = 2
-
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-
-    def store(self, settings: dict) -> NpzStore:
-        return NpzStore(self.root, content_key({"settings": settings, "version": self.VERSION}))
-
-    def path(self, video: str | Path, settings: dict) -> Path:
-        return self.store(settings).path(file_digest(video))
-
-    def get_or_compute(
-        self, video: str | Path, settings: dict, compute: Callable[[], tuple[np.ndarray, FaceTrackReport]]
-    ) -> tuple[np.ndarray, FaceTrackReport]:
-        store, digest = self.store(settings), file_digest(video)
-        if store.has(digest):
-            arrays = store.read(digest)
-            crops = arrays.pop("crops")
-            report = FaceTrackReport(
-                **{name: arrays[name] for name in ("frame_indices", "face_boxes", "crop_boxes", "examined", "detected")},
-                face_fraction=float(arrays["face_fraction"]), num_faces_max=int(arrays["num_faces_max"]),
-                frame_size=tuple(int(v) for v in arrays["frame_size"]),
-                upright=arrays.get("upright"), landmarks=arrays.get("landmarks"), aligned=bool(arrays["aligned"]),
-                decode=json.loads(str(arrays["decode"])) if "decode" in arrays else None,
-                measures=json.loads(str(arrays["measures"])) if "measures" in arrays else None,
-            )
-            return crops, report
-        crops, report = compute()
-        fields = {name: value for name, value in asdict(report).items() if value is not None}
-        for name in ("decode", "measures"):
-            if name in fields:
-                fields[name] = json.dumps(fields[name], sort_keys=True)
-        store.write(digest, crops=crops, **{name: np.asarray(value) for name, value in fields.items()})
-        return crops, report

@@ -17,7 +17,8 @@ import numpy as np
 
 from dfer_pd.common.constants import EXPRESSIONS
 from dfer_pd.common.video import DEFAULT_MIN_DECODED_SHARE, VIDEO_SUFFIXES, VideoReadError
-from dfer_pd.faces.tracking import FaceCropCache, NoFaceError
+from dfer_pd.faces.cache import FaceCropCache
+from dfer_pd.faces.tracking import NoFaceError
 from dfer_pd.stage1.quality import check_video
 from dfer_pd.stage1.contract import ContractError, ScoringContract
 from dfer_pd.stage1.scoring import Stage1Scorer, expression_cosines, in_background

@@ -33,7 +33,8 @@ from torch import nn
 from torch.utils.data import Dataset, get_worker_info
 
 from dfer_pd.common.video import read_sampled_clip
-from dfer_pd.faces.tracking import FaceCropCache, FaceTrackReport, read_face_clip
+from dfer_pd.faces.cache import FaceCropCache
+from dfer_pd.faces.tracking import FaceTrackReport, read_face_clip
 from dfer_pd.stage1.contract import ONNX_RUNTIMES, ContractError, ScoringContract, check_precision, load_stage1
 from dfer_pd.stage1.modeling_dfer_clip import DferClip
 from dfer_pd.stage1.transforms import build_clip_transform, frames_to_video

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from dfer_pd.common.constants import EXPRESSIONS
-from dfer_pd.faces.tracking import FaceCropCache
+from dfer_pd.faces.cache import FaceCropCache
 from dfer_pd.stage1.contract import ScoringContract
 from dfer_pd.stage1.scoring import ScoringDataset
 from dfer_pd.stage2.cohort import CohortManifest, read_manifest

@@ -242,7 +242,7 @@ class _VideoChecks(Dataset):
 def _check_videos(cohort, digests, paths, cache, contract, datamodule, landmarks, min_decoded_share,
                   report: ExtractionReport) -> dict[str, list[UnusableVideo]]:
     """Check every video that still needs scoring or landmarks; ``{digest: [problems]}`` for the unusable ones."""
-    from dfer_pd.faces.tracking import FaceCropCache
+    from dfer_pd.faces.cache import FaceCropCache
 
     started = time.perf_counter()
     face_cache = FaceCropCache(datamodule.hparams.face_crop_cache) if datamodule.hparams.face_crop_cache else None

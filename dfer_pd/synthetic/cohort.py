@@ -22,8 +22,9 @@ from dfer_pd.common.parallel import resolve_workers
 from dfer_pd.synthetic.encode import encode_mp4
 from dfer_pd.synthetic.render import (
     expression_profile, render_face, sample_head_motion, sample_identity, sample_phone_motion,
-    slow_drift, write_recordings,
+    slow_drift,
 )
+from dfer_pd.synthetic.writers import write_recordings
 
 # Hypomimia model: PD amplitude = HC amplitude * (1 - AMPLITUDE_LOSS * effect * severity) and
 # onset time = HC onset * (1 + ONSET_SLOWING * effect * severity).

@@ -22,8 +22,8 @@ from dfer_pd.stage1.datasets.dfew_layout import CLIP_DIR, DFEW_LABELS, NUM_FOLDS
 from dfer_pd.synthetic.encode import encode_mp4
 from dfer_pd.synthetic.render import (
     expression_profile, render_face, sample_head_motion, sample_identity, slow_drift,
-    write_recordings,
 )
+from dfer_pd.synthetic.writers import write_recordings
 
 # The reader's layout (dfer_pd.stage1.datasets.dfew), relative to the dataset root.
 DFEW_SPLIT_DIRS: dict[str, str] = {split: f"{SPLIT_ROOT}/{SPLIT_DIR.format(split=split)}" for split in ("train", "test")}

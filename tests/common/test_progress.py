@@ -46,7 +46,7 @@ def test_pooled_writers_advance_the_bar_as_each_chunk_finishes(monkeypatch):
     import contextlib
     import time
 
-    from dfer_pd.synthetic import render
+    from dfer_pd.synthetic import writers
 
     advanced = []
 
@@ -58,7 +58,7 @@ def test_pooled_writers_advance_the_bar_as_each_chunk_finishes(monkeypatch):
     def recording_bar(total, description, unit="fit", enabled=True):
         yield Recording()
 
-    monkeypatch.setattr(render, "progress_bar", recording_bar)
-    render.write_recordings(_sleep, [0.0, 3.0], ["fast", "slow"], workers=2, description="writing", unit="clip")
+    monkeypatch.setattr(writers, "progress_bar", recording_bar)
+    writers.write_recordings(_sleep, [0.0, 3.0], ["fast", "slow"], workers=2, description="writing", unit="clip")
     assert [amount for _, amount in advanced] == [1, 1]
     assert advanced[1][0] - advanced[0][0] > 1.5, "the fast chunk was reported only when the slow one ended"

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dfer_pd.common.frame_cache import FrameFolderCache
 from dfer_pd.common.video import (
-    FrameFolderCache,
     VideoReadError,
     count_frames,
     list_frame_files,

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from skimage import data
 
+from dfer_pd.faces.cache import FaceCropCache
+from dfer_pd.faces.settings import FaceCropSettings
 from dfer_pd.faces.tracking import (
     DETECTORS,
     DlibHogFaceDetector,
-    FaceCropCache,
-    FaceCropSettings,
     FallbackDetector,
     HaarFaceDetector,
     NoFaceError,

@@ -28,7 +28,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from dfer_pd.common.constants import EXPRESSIONS
-from dfer_pd.common.video import FrameFolderCache, VideoReadError, count_frames, read_clip
+from dfer_pd.common.frame_cache import FrameFolderCache
+from dfer_pd.common.video import VideoReadError, count_frames, read_clip
 from dfer_pd.stage1.transforms import build_clip_transform, frames_to_video
 
 log = logging.getLogger(__name__)
