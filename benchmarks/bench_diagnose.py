@@ -23,8 +23,8 @@ from _common import save_random_vit_b32
 from dfer_pd.common.machine import machine_line
 from dfer_pd.faces.settings import FaceCropSettings
 from dfer_pd.stage1.contract import ScoringContract
-from dfer_pd.stage2.classifiers import ClassifierConfig
-from dfer_pd.stage2.splits import CVConfig
+from dfer_pd.stage2.settings import ClassifierConfig
+from dfer_pd.stage2.settings import CVConfig
 from dfer_pd.stage2.cohort import read_manifest
 from dfer_pd.synthetic.cohort import make_pd_cohort
 from dfer_pd.commands.diagnose import main as diagnose

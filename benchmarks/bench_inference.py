@@ -53,10 +53,10 @@ from dfer_pd.stage1.export import export_stage1
 from dfer_pd.stage1.module import DferClipModule
 from dfer_pd.stage1.quality import video_quality
 from dfer_pd.stage1.scoring import Stage1Scorer, default_threads, expression_cosines, prepare_clip
-from dfer_pd.stage2.classifiers import ClassifierConfig
+from dfer_pd.stage2.settings import ClassifierConfig
 from dfer_pd.stage2.cohort import read_manifest
 from dfer_pd.stage2.screening_model import fit_screening_model
-from dfer_pd.stage2.splits import CVConfig
+from dfer_pd.stage2.settings import CVConfig
 from dfer_pd.synthetic.cohort import make_pd_cohort
 from dfer_pd.synthetic.intensities import synthetic_cohort
 

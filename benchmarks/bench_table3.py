@@ -30,9 +30,9 @@ import torch
 
 from dfer_pd.common.machine import machine_line
 from dfer_pd.stage2.ablation import run_ablation
-from dfer_pd.stage2.classifiers import ClassifierConfig
+from dfer_pd.stage2.settings import ClassifierConfig
 from dfer_pd.stage2.features import CohortIntensities
-from dfer_pd.stage2.splits import CVConfig
+from dfer_pd.stage2.settings import CVConfig
 from dfer_pd.synthetic.intensities import synthetic_cohort
 
 

@@ -47,11 +47,11 @@ def screening_setup(tiny_cohort, tiny_stage1_checkpoint, tmp_path_factory):
     four videos: what `dfer-pd diagnose` and `dfer-pd serve` need (CLI error and browser tests)."""
     from dfer_pd.stage1.contract import ScoringContract
     from dfer_pd.stage2.extraction import extract_intensities
-    from dfer_pd.stage2.classifiers import ClassifierConfig
+    from dfer_pd.stage2.settings import ClassifierConfig
     from dfer_pd.stage2.cohort import read_manifest
     from dfer_pd.stage2.cohort_datamodule import PDCohortDataModule
     from dfer_pd.stage2.screening_model import fit_screening_model
-    from dfer_pd.stage2.splits import CVConfig
+    from dfer_pd.stage2.settings import CVConfig
 
     contract = ScoringContract.from_checkpoint(tiny_stage1_checkpoint)
     data, _ = extract_intensities(PDCohortDataModule(str(tiny_cohort), batch_size=4), tiny_stage1_checkpoint, contract,

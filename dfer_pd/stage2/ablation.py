@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dfer_pd.stage2.classifiers import ClassifierConfig
+from dfer_pd.stage2.settings import ClassifierConfig
 from dfer_pd.stage2.features import CohortIntensities
 from dfer_pd.stage2.metrics import CVResult
-from dfer_pd.stage2.splits import CVConfig
+from dfer_pd.stage2.settings import CVConfig
 
 PAPER_METRICS: tuple[str, ...] = ("accuracy", "precision", "recall", "f1")
 # Our metric compared with each paper column: support-weighted (see the note written into table3.md).

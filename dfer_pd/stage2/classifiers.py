@@ -36,11 +36,9 @@ from dfer_pd.common.parallel import torch_threads
 from dfer_pd.stage2.features import SequenceScaler
 from dfer_pd.stage2.module import LOSS_OUTPUTS, PDClassifierModule, pd_probability
 from dfer_pd.stage2.sequence_classifier import ResidualRNNClassifier
-from dfer_pd.stage2.splits import CVConfig, validation_split
+from dfer_pd.stage2.settings import ClassifierConfig, CVConfig
+from dfer_pd.stage2.splits import validation_split
 
-
-# The settings dataclass lives in a light module (the CLI builds its parser without torch); re-exported here.
-from dfer_pd.stage2.settings import ClassifierConfig  # noqa: E402,F401
 
 
 def _sequences(X: Any, estimator: str) -> np.ndarray:
@@ -192,7 +190,8 @@ class ResidualRNNEstimator(ClassifierMixin, BaseEstimator):
         self.engine = engine
         self.num_threads = num_threads
 
-    def _network(self, input_size: int) -> ResidualRNNClassifier:
+    def build_network(self, input_size: int) -> ResidualRNNClassifier:
+        """The untrained network these parameters describe (the batched engine builds its members with it)."""
         if self.loss not in LOSS_OUTPUTS:
             raise ValueError(f"loss must be one of {tuple(LOSS_OUTPUTS)}, got {self.loss!r}")
         return ResidualRNNClassifier(
@@ -205,7 +204,7 @@ class ResidualRNNEstimator(ClassifierMixin, BaseEstimator):
             num_outputs=LOSS_OUTPUTS[self.loss],
         )
 
-    def _check_training_rows(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def check_training_rows(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(X, labels 0/1, classes) after the checks every fit makes."""
         X, y = _sequences(X, type(self).__name__), np.asarray(y)
         if y.shape != (len(X),):
@@ -219,10 +218,10 @@ class ResidualRNNEstimator(ClassifierMixin, BaseEstimator):
             raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
         return X, labels, classes
 
-    def _set_fitted(self, state: dict[str, torch.Tensor], classes: np.ndarray, best_epoch: int | None,
-                    n_epochs: int, history: list[dict[str, float]] | None = None) -> ResidualRNNEstimator:
+    def set_fitted(self, state: dict[str, torch.Tensor], classes: np.ndarray, best_epoch: int | None,
+                   n_epochs: int, history: list[dict[str, float]] | None = None) -> ResidualRNNEstimator:
         """Become fitted with ``state`` (a ResidualRNNClassifier state dict); used by the batched engine."""
-        network = self._network(state["input_projection.weight"].shape[1])
+        network = self.build_network(state["input_projection.weight"].shape[1])
         network.load_state_dict(state)
         self.network_ = network.eval()
         self.classes_ = np.asarray(classes)
@@ -235,7 +234,7 @@ class ResidualRNNEstimator(ClassifierMixin, BaseEstimator):
 
     def fit(self, X: np.ndarray, y: np.ndarray, logger: Logger | None = None) -> ResidualRNNEstimator:
         """Train on (X, y); ``logger`` (a Lightning logger) records the training and validation curves."""
-        X, labels, classes = self._check_training_rows(X, y)
+        X, labels, classes = self.check_training_rows(X, y)
         if self.engine == "batched":
             from dfer_pd.stage2.ensemble import fit_members
 
@@ -245,7 +244,7 @@ class ResidualRNNEstimator(ClassifierMixin, BaseEstimator):
             return self
         fit_idx, val_idx = validation_split(labels, np.arange(len(X)), self.val_fraction, self.split_seed)
         L.seed_everything(self.random_state, verbose=False)
-        module = PDClassifierModule(self._network(X.shape[-1]), loss=self.loss, lr=self.lr,
+        module = PDClassifierModule(self.build_network(X.shape[-1]), loss=self.loss, lr=self.lr,
                                     weight_decay=self.weight_decay)
         train_loader = DataLoader(
             _as_tensors(X[fit_idx], labels[fit_idx]),
@@ -308,7 +307,7 @@ class ResidualRNNEstimator(ClassifierMixin, BaseEstimator):
 
     def import_fitted(self, tensors: dict[str, torch.Tensor], attributes: dict[str, Any]) -> ResidualRNNEstimator:
         """This (unfitted) estimator made fitted from :meth:`export_fitted`'s output; shapes must match its params."""
-        network = self._network(int(attributes["n_features_in"]))
+        network = self.build_network(int(attributes["n_features_in"]))
         network.load_state_dict(tensors)  # strict: a missing, extra or mis-shaped tensor raises
         self.network_ = network.eval()
         self.classes_ = np.asarray(attributes["classes"])

@@ -116,11 +116,11 @@ class _Member:
 
 def _prepare(estimator: ResidualRNNEstimator, X: np.ndarray, y: np.ndarray) -> _Member:
     """Everything the one-network fit sets up before its first step, in the same order and from the same seeds."""
-    X, labels, classes = estimator._check_training_rows(X, y)
+    X, labels, classes = estimator.check_training_rows(X, y)
     fit_idx, val_idx = validation_split(labels, np.arange(len(X)), estimator.val_fraction, estimator.split_seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(estimator.random_state)  # what L.seed_everything does to torch's generator
-        network = estimator._network(X.shape[-1])
+        network = estimator.build_network(X.shape[-1])
         dropout_rng = torch.Generator()
         dropout_rng.set_state(torch.get_rng_state())  # dropout draws from where the global stream stands now
     loader_rng = torch.Generator().manual_seed(estimator.random_state)
@@ -455,7 +455,7 @@ class _GroupTrainer:
         for i in finished:
             member = self.members[i]
             source = self.best if bool(self.has_best[i]) else {k: v.detach() for k, v in self.params.items()}
-            member.estimator._set_fitted(self._state_dict(source, i, member.network), member.classes,
+            member.estimator.set_fitted(self._state_dict(source, i, member.network), member.classes,
                                          self.best_epoch[i], epoch + 1, member.history)
             if self.progress is not None:
                 self.progress(1.0 - epoch / self.max_epochs[i])

@@ -20,8 +20,8 @@ import pandas as pd
 from scipy.stats import rankdata
 
 if TYPE_CHECKING:
-    from dfer_pd.stage2.classifiers import ClassifierConfig
-    from dfer_pd.stage2.splits import CVConfig
+    from dfer_pd.stage2.settings import ClassifierConfig
+    from dfer_pd.stage2.settings import CVConfig
 
 METRIC_NAMES: tuple[str, ...] = (
     "accuracy",

@@ -24,12 +24,13 @@ from dfer_pd.common.constants import COHORT_LABELS, EXPRESSIONS
 from dfer_pd.common.files import atomic_write, atomic_write_json
 from dfer_pd.stage1.contract import ContractError, ScoringContract
 from dfer_pd.stage1.modeling_dfer_clip import intensities_from_cosine, log_intensities_from_cosine
-from dfer_pd.stage2.classifiers import ClassifierConfig, build_pipeline, pickle_free_kinds, saves_without_pickle
+from dfer_pd.stage2.classifiers import build_pipeline, pickle_free_kinds, saves_without_pickle
+from dfer_pd.stage2.settings import ClassifierConfig
 from dfer_pd.stage2.features import (
     FEATURE_NAMES, KINEMATIC_KINDS, CohortIntensities, SequenceScaler, expression_features, sequence_inputs,
 )
 from dfer_pd.stage2.kinematics import NUM_KINEMATIC_FEATURES
-from dfer_pd.stage2.splits import CVConfig
+from dfer_pd.stage2.settings import CVConfig
 from dfer_pd.stage2.statistics import Calibrator
 
 FORMAT = "dfer-pd-screening"

@@ -1,9 +1,8 @@
 """Stage-2 settings as plain dataclasses, in a module that imports nothing heavy.
 
 The command line builds its parser from these classes (``dfer-pd train-pd --help`` must not wait for
-torch or Lightning); :mod:`dfer_pd.stage2.classifiers` and :mod:`dfer_pd.stage2.splits` re-export them,
-so ``from dfer_pd.stage2.classifiers import ClassifierConfig`` keeps working. Validation that needs the
-classifier registry imports it when a config is built, not when the parser is.
+torch or Lightning); every module imports them from here. Validation that needs the classifier registry
+imports it when a config is built, not when the parser is.
 """
 
 from __future__ import annotations

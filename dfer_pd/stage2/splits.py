@@ -18,9 +18,6 @@ class FoldLeakageError(RuntimeError):
     """A subject appears on both sides of a split."""
 
 
-# The settings dataclass lives in a light module (the CLI builds its parser without torch); re-exported here.
-from dfer_pd.stage2.settings import CVConfig  # noqa: E402,F401
-
 
 def subject_folds(
     labels: np.ndarray, subject_ids: Sequence[str], n_splits: int = 5, seed: int = 0

@@ -27,7 +27,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss
 from sklearn.model_selection import StratifiedGroupKFold
 
-from dfer_pd.stage2.settings import CALIBRATION_METHODS, HoldoutConfig, StatsConfig  # noqa: F401 (re-exported)
+from dfer_pd.stage2.settings import CALIBRATION_METHODS
 
 
 def _corrected_se(values: np.ndarray, n_train: float, n_test: float) -> tuple[float, int]:

@@ -10,12 +10,12 @@ from dfer_pd.screening.diagnose import DiagnoseInputError, diagnose, find_expres
 from dfer_pd.screening.report import write_report
 from dfer_pd.stage1.contract import ContractError, ScoringContract
 from dfer_pd.stage2.extraction import extract_intensities
-from dfer_pd.stage2.classifiers import ClassifierConfig
+from dfer_pd.stage2.settings import ClassifierConfig
 from dfer_pd.stage2.cohort import read_manifest
 from dfer_pd.stage2.cohort_datamodule import PDCohortDataModule
 from dfer_pd.synthetic.intensities import synthetic_cohort
 from dfer_pd.stage2.screening_model import ScreeningModel, ScreeningModelError, fit_screening_model
-from dfer_pd.stage2.splits import CVConfig
+from dfer_pd.stage2.settings import CVConfig
 
 CLASSIFIER = ClassifierConfig(name="lstm", kind="lstm", features="processed", hidden_size=8, num_layers=2, max_epochs=30)
 

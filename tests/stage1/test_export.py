@@ -281,9 +281,9 @@ def test_runtime_is_in_the_contract_and_mismatched_exports_are_refused(exported,
 
 def test_diagnose_with_the_onnx_runtime_agrees_with_torch(exported, tiny_cohort, tmp_path):
     from dfer_pd.screening.diagnose import diagnose
-    from dfer_pd.stage2.classifiers import ClassifierConfig
+    from dfer_pd.stage2.settings import ClassifierConfig
     from dfer_pd.stage2.screening_model import fit_screening_model
-    from dfer_pd.stage2.splits import CVConfig
+    from dfer_pd.stage2.settings import CVConfig
 
     checkpoint, result = exported
     data, _ = extract_intensities(PDCohortDataModule(str(tiny_cohort), batch_size=4), checkpoint,

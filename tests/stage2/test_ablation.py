@@ -7,9 +7,10 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
 from dfer_pd.stage2.ablation import REFERENCE_ROW, TABLE3_ROWS, row_config, run_ablation, table3_row
-from dfer_pd.stage2.classifiers import CLASSIFIERS, ClassifierConfig, flat
+from dfer_pd.stage2.classifiers import CLASSIFIERS, flat
+from dfer_pd.stage2.settings import ClassifierConfig
 from dfer_pd.synthetic.intensities import synthetic_cohort
-from dfer_pd.stage2.splits import CVConfig
+from dfer_pd.stage2.settings import CVConfig
 
 TINY = ClassifierConfig(hidden_size=4, num_layers=2, max_epochs=2, batch_size=32, patience=1)
 

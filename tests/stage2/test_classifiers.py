@@ -19,18 +19,19 @@ from torch.utils.data import DataLoader, TensorDataset
 from dfer_pd.stage2.classifiers import (
     CLASSIFIERS,
     BestWeights,
-    ClassifierConfig,
     FlatClassifier,
     ResidualRNNEstimator,
     build_pipeline,
     flat,
     pickle_free_kinds,
 )
+from dfer_pd.stage2.settings import ClassifierConfig
 from dfer_pd.stage2.features import SequenceScaler, sequence_inputs
 from dfer_pd.synthetic.intensities import synthetic_cohort
 from dfer_pd.stage2.module import PDClassifierModule
 from dfer_pd.stage2.sequence_classifier import ResidualRNNClassifier
-from dfer_pd.stage2.splits import CVConfig, subject_folds, validation_split
+from dfer_pd.stage2.splits import subject_folds, validation_split
+from dfer_pd.stage2.settings import CVConfig
 
 TINY = ClassifierConfig(hidden_size=4, num_layers=1, max_epochs=2, batch_size=32, patience=1)
 CV = CVConfig(accelerator="cpu")

@@ -13,7 +13,8 @@ import pytest
 from lightning.pytorch.loggers import CSVLogger
 
 from dfer_pd.common.loggers import finish_wandb_run
-from dfer_pd.stage2.classifiers import CLASSIFIERS, ClassifierConfig
+from dfer_pd.stage2.classifiers import CLASSIFIERS
+from dfer_pd.stage2.settings import ClassifierConfig
 from dfer_pd.stage2.crossval import (
     cross_validate,
     fit_predict_fold,
@@ -25,7 +26,8 @@ from dfer_pd.stage2.crossval import (
 from dfer_pd.synthetic.intensities import synthetic_cohort
 from dfer_pd.stage2.metrics import METRIC_NAMES, classification_metrics
 from dfer_pd.stage2.plots import plot_intensity_boxplots, tsne_plot
-from dfer_pd.stage2.splits import CVConfig, FoldLeakageError, subject_folds
+from dfer_pd.stage2.splits import FoldLeakageError, subject_folds
+from dfer_pd.stage2.settings import CVConfig
 
 FAST_LSTM = ClassifierConfig(hidden_size=16, max_epochs=30, lr=1e-2, patience=8, batch_size=16)
 TINY_LSTM = ClassifierConfig(hidden_size=4, num_layers=1, max_epochs=2, batch_size=32)

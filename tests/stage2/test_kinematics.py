@@ -161,7 +161,7 @@ def test_table3_gains_kinematic_rows_when_the_cohort_has_kinematics(tmp_path):
     import dataclasses
 
     from dfer_pd.stage2.ablation import KINEMATIC_ROWS, TABLE3_ROWS, default_rows, run_ablation
-    from dfer_pd.stage2.splits import CVConfig
+    from dfer_pd.stage2.settings import CVConfig
     from dfer_pd.synthetic.intensities import synthetic_cohort
 
     data = synthetic_cohort(n_pd=15, n_hc=15, seed=1)

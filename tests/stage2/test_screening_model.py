@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file
 
-from dfer_pd.stage2.classifiers import ClassifierConfig, build_pipeline
+from dfer_pd.stage2.classifiers import build_pipeline
+from dfer_pd.stage2.settings import ClassifierConfig
 from dfer_pd.stage2.features import sequence_inputs
 from dfer_pd.synthetic.intensities import synthetic_cohort
 from dfer_pd.stage2.screening_model import ScreeningModel, ScreeningModelError, fit_screening_model
-from dfer_pd.stage2.splits import CVConfig
+from dfer_pd.stage2.settings import CVConfig
 
 CLASSIFIER = ClassifierConfig(name="lstm", kind="lstm", features="processed", hidden_size=8, num_layers=2, max_epochs=30)
 

@@ -11,7 +11,6 @@ from scipy import stats
 
 from dfer_pd.stage2.statistics import (
     Calibrator,
-    StatsConfig,
     brier_score,
     corrected_paired_ttest,
     corrected_t_interval,
@@ -19,6 +18,7 @@ from dfer_pd.stage2.statistics import (
     permutation_p_value,
     reliability_curve,
 )
+from dfer_pd.stage2.settings import StatsConfig
 
 
 def test_corrected_interval_by_hand():
