@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from dfer_pd.common.constants import EXPRESSIONS
+from dfer_pd.common.parallel import process_context
 from dfer_pd.faces.cache import FaceCropCache
 from dfer_pd.stage1.contract import ScoringContract
 from dfer_pd.stage1.scoring import ScoringDataset
@@ -54,4 +55,6 @@ class PDCohortDataModule(L.LightningDataModule):
             shuffle=False,
             num_workers=hp.num_workers,
             pin_memory=torch.cuda.is_available(),
+            # forkserver, not fork: a child forked while a thread of this process holds a lock hangs.
+            multiprocessing_context=process_context() if hp.num_workers > 0 else None,
         )

@@ -22,6 +22,7 @@ import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
 from dfer_pd.common.files import file_digest
+from dfer_pd.common.parallel import process_context
 from dfer_pd.common.progress import progress_enabled, track
 from dfer_pd.common.video import DEFAULT_MIN_DECODED_SHARE, VideoReadError
 from dfer_pd.stage1.cache import IntensityCache, IntensityCacheWriter
@@ -257,7 +258,10 @@ def _check_videos(cohort, digests, paths, cache, contract, datamodule, landmarks
     if jobs:
         checks = _VideoChecks(jobs, contract, face_cache, landmarks, min_decoded_share)
         workers = min(int(datamodule.hparams.num_workers), len(jobs))
-        loader = DataLoader(checks, batch_size=None, num_workers=workers, collate_fn=_as_is)
+        # Workers start by forkserver, not fork: this process may hold threads (the scoring path's
+        # preparation pool, W&B, Lightning), and a child forked while one of them holds a lock hung.
+        loader = DataLoader(checks, batch_size=None, num_workers=workers, collate_fn=_as_is,
+                            multiprocessing_context=process_context() if workers > 0 else None)
         for digest, found in track(loader, len(jobs), "checking videos (faces, landmarks)", "video"):
             if found:
                 reasons[digest] = found
