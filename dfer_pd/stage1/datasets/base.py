@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from abc import abstractmethod
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -191,6 +192,7 @@ class ClipDataModule(L.LightningDataModule):
 
     # ------------------------------------------------------------------ what a dataset file provides
 
+    @abstractmethod
     def split_records(self, split: Split) -> list[ClipRecord]:
         """The official split's clips with labels indexing ``class_names`` (existence is checked later)."""
         raise NotImplementedError(f"{type(self).__name__} must implement split_records")
