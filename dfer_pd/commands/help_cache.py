@@ -22,10 +22,6 @@ from dfer_pd.common.machine import user_cache_dir
 LIBRARIES = ("lightning", "jsonargparse", "torch", "transformers", "docstring-parser", "typeshed-client")
 
 
-def cache_dir() -> Path:
-    return user_cache_dir()
-
-
 def help_key(command: str, package: Path | None = None) -> str:
     """Hash of what the help text depends on (source files, library versions, terminal width)."""
     package = package or Path(dfer_pd.__file__).resolve().parent
@@ -46,7 +42,7 @@ def help_key(command: str, package: Path | None = None) -> str:
 
 def cached_help(command: str, build: Callable[[], str]) -> str:
     """The help text of ``command``: from the cache when it is current, else ``build()`` (and stored)."""
-    path = cache_dir() / f"help-{command}-{help_key(command)}.txt"
+    path = user_cache_dir() / f"help-{command}-{help_key(command)}.txt"
     try:
         return path.read_text(encoding="utf-8")
     except OSError:

@@ -28,9 +28,6 @@ class FaceCropCache:
     def store(self, settings: dict) -> NpzStore:
         return NpzStore(self.root, content_key({"settings": settings, "version": self.VERSION}))
 
-    def path(self, video: str | Path, settings: dict) -> Path:
-        return self.store(settings).path(file_digest(video))
-
     def get_or_compute(
         self, video: str | Path, settings: dict, compute: Callable[[], tuple[np.ndarray, FaceTrackReport]]
     ) -> tuple[np.ndarray, FaceTrackReport]:

@@ -23,7 +23,6 @@ class IntensityCache(NpzStore):
     def __init__(self, root: str | Path, contract: ScoringContract) -> None:
         super().__init__(root, contract.key())
         self.contract = contract
-        self.contract_key = self.key
         self.folder.mkdir(parents=True, exist_ok=True)
         if not (self.folder / CONTRACT_FILE).exists():
             atomic_write_json(self.folder / CONTRACT_FILE, contract.to_dict())
@@ -31,13 +30,13 @@ class IntensityCache(NpzStore):
     def write(self, video_digest: str, cosine: np.ndarray, video_features: np.ndarray) -> None:
         super().write(video_digest, cosine=np.asarray(cosine, dtype=np.float64),
                       video_features=np.asarray(video_features, dtype=np.float32),
-                      contract_key=np.asarray(self.contract_key))
+                      contract_key=np.asarray(self.key))
 
     def read(self, video_digest: str) -> dict[str, np.ndarray]:
         entry = super().read(video_digest)
-        if str(entry.get("contract_key")) != self.contract_key:
+        if str(entry.get("contract_key")) != self.key:
             raise ContractError(f"{self.path(video_digest)} was scored under another contract ({entry.get('contract_key')}), "
-                                f"not {self.contract_key}: delete it and extract again")
+                                f"not {self.key}: delete it and extract again")
         return entry
 
 
