@@ -14,14 +14,13 @@ import numpy as np
 
 from dfer_pd.common.constants import COHORT_LABELS, EXPRESSIONS
 from dfer_pd.common.files import atomic_write, atomic_write_json
+from dfer_pd.common.plots import PERSON_COLOUR, group_boxes, group_legend_handles, new_figure, save_figure
 from dfer_pd.screening.diagnose import DISCLAIMER, Diagnosis
 from dfer_pd.stage1.modeling_dfer_clip import intensities_from_cosine, log_intensities_from_cosine
 from dfer_pd.stage2.features import FEATURE_NAMES, expression_features
 from dfer_pd.stage2.kinematics import KINEMATIC_FEATURES, KINEMATIC_MEASURES
 from dfer_pd.stage2.screening_model import ScreeningModel
 
-# One colour per group, used for its boxes and their medians alike; the person is black.
-GROUP_COLOURS = {"HC": "#4C72B0", "PD": "#DD8452"}
 VERDICT_COLOURS = {"POSITIVE": "#8a1c1c", "NEGATIVE": "#1f5f2c", "INCONCLUSIVE": "#7a5b00"}
 
 
@@ -95,43 +94,34 @@ def _verdict_lines(result: Diagnosis) -> list[str]:
     return lines
 
 
-def _boxes(ax, quantiles: np.ndarray, positions: np.ndarray, colour: str) -> None:
-    """Box plots from stored quantiles (5/25/50/75/95th: whiskers at 5 and 95), box and median in ``colour``."""
+def _quantile_boxes(ax, quantiles: np.ndarray, positions: np.ndarray, group: str) -> None:
+    """Box plots from stored quantiles (5/25/50/75/95th: whiskers at 5 and 95), in the group's colour."""
     stats = [{"whislo": q[0], "q1": q[1], "med": q[2], "q3": q[3], "whishi": q[4], "fliers": []} for q in quantiles.T]
-    drawn = ax.bxp(stats, positions=positions, widths=0.8, patch_artist=True, showfliers=False,
-                   medianprops={"color": colour, "linewidth": 2}, whiskerprops={"color": colour},
-                   capprops={"color": colour}, boxprops={"edgecolor": colour})
-    for box in drawn["boxes"]:
-        box.set_facecolor(colour)
-        box.set_alpha(0.35)
+    group_boxes(ax, stats, positions, group)
 
 
 def plot_against_cohort(result: Diagnosis, model: ScreeningModel, path: Path) -> Path:
     """Fig. 4 for one person: the verdict, reasons and flags on top; then the cohort's HC and PD boxes (from
     stored quantiles) with this person's values, for the intensities and, when present, the kinematic amplitudes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
 
     reference = model.reference or {}
     has_kinematics = result.kinematics is not None or "kinematics" in reference.get("HC", {})
     rows = 2 if has_kinematics else 1
     header = _verdict_lines(result)
     top = 0.9 + 0.22 * len(header)  # inches of text above the plots
-    fig, axes = plt.subplots(rows, 4, figsize=(16, 3.9 * rows + top), squeeze=False)
+    fig = new_figure(figsize=(16, 3.9 * rows + top))
+    axes = fig.subplots(rows, 4, squeeze=False)
     amplitude_columns = [KINEMATIC_FEATURES.index(f"{m}_amplitude") for m in KINEMATIC_MEASURES]
     for j, expression in enumerate(EXPRESSIONS):
         ax = axes[0, j]
         for g, group in enumerate(COHORT_LABELS):
             if reference:
                 q = np.asarray(reference[group]["log_intensity"])[:, j, :]  # (5 quantiles, 4 classes)
-                _boxes(ax, q, np.arange(4) * 3 + g, GROUP_COLOURS[group])
+                _quantile_boxes(ax, q, np.arange(4) * 3 + g, group)
         if result.cosine is not None:
             values = log_intensities_from_cosine(result.cosine, result.tau)[j]
-            ax.scatter(np.arange(4) * 3 + 0.5, values, marker="D", color="black", zorder=5)
+            ax.scatter(np.arange(4) * 3 + 0.5, values, marker="D", color=PERSON_COLOUR, zorder=5)
         ax.set_xticks(np.arange(4) * 3 + 0.5, [e[:4] for e in EXPRESSIONS])
         ax.set_xlim(-1, 11)
         ax.set_title(f"{expression} video: stage-1 intensity", fontsize=10)
@@ -140,18 +130,18 @@ def plot_against_cohort(result: Diagnosis, model: ScreeningModel, path: Path) ->
             for g, group in enumerate(COHORT_LABELS):
                 if "kinematics" in reference.get(group, {}):
                     q = np.asarray(reference[group]["kinematics"])[:, j, amplitude_columns]
-                    _boxes(ax, q, np.arange(4) * 3 + g, GROUP_COLOURS[group])
+                    _quantile_boxes(ax, q, np.arange(4) * 3 + g, group)
             if result.kinematics is not None:
-                ax.scatter(np.arange(4) * 3 + 0.5, result.kinematics[j, amplitude_columns], marker="D", color="black",
-                           zorder=5)
+                ax.scatter(np.arange(4) * 3 + 0.5, result.kinematics[j, amplitude_columns], marker="D",
+                           color=PERSON_COLOUR, zorder=5)
             ax.set_xticks(np.arange(4) * 3 + 0.5, ["mouth\ncorners", "brows", "eyelids", "jaw"])
             ax.set_xlim(-1, 11)
             ax.set_title(f"{expression} video: movement amplitude", fontsize=10)
     axes[0, 0].set_ylabel("log intensity (cos / tau)")
     if has_kinematics:
         axes[1, 0].set_ylabel("amplitude (eye distances)")
-    handles = [Patch(facecolor=c, edgecolor=c, alpha=0.6, label=f"cohort {g}") for g, c in GROUP_COLOURS.items()]
-    handles.append(Line2D([], [], marker="D", color="black", linestyle="none", label="this person"))
+    handles = group_legend_handles(prefix="cohort ")
+    handles.append(Line2D([], [], marker="D", color=PERSON_COLOUR, linestyle="none", label="this person"))
     colour = VERDICT_COLOURS[result.verdict]
     fig.text(0.01, 1 - 0.25 / fig.get_figheight(), header[0], fontsize=13, fontweight="bold", color=colour, va="top")
     for i, line in enumerate(header[1:], start=1):
@@ -161,10 +151,7 @@ def plot_against_cohort(result: Diagnosis, model: ScreeningModel, path: Path) ->
     fig.legend(handles=handles, loc="upper center", ncol=3, fontsize=9, frameon=False,
                bbox_to_anchor=(0.5, 1 - (top - 0.35) / fig.get_figheight()))
     fig.tight_layout(rect=(0, 0, 1, 1 - top / fig.get_figheight()))
-    with atomic_write(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def write_report(result: Diagnosis, model: ScreeningModel, out_dir: str | Path) -> dict[str, Path]:

@@ -1,7 +1,9 @@
-"""Stage-2 figures: ROC curves per fold, confusion matrix, the paper's Fig. 4 box plots and Fig. 2 t-SNE.
+"""Stage-2 figures: ROC curves per fold, confusion matrix, the paper's Fig. 4 box plots and Fig. 2 t-SNE,
+landmark kinematics, the permutation test and the reliability curve.
 
-Figures are built as ``matplotlib.figure.Figure`` objects and saved through the Agg canvas, so no
-pyplot state or display is involved. Every function returns the path of the PNG it wrote.
+Figures are drawn on the Agg canvas (:func:`dfer_pd.common.plots.new_figure`), so no pyplot state or display
+is involved, in the one HC/PD colour scheme of :mod:`dfer_pd.common.plots`. Every function returns the path of
+the PNG it wrote.
 """
 
 from __future__ import annotations
@@ -11,23 +13,22 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+from matplotlib.cbook import boxplot_stats
 from sklearn.manifold import TSNE
 from sklearn.metrics import auc, roc_curve
 
 from dfer_pd.common.constants import COHORT_LABELS, EXPRESSIONS, NUM_EXPRESSIONS
+from dfer_pd.common.plots import (
+    GROUP_COLOURS,
+    group_boxes,
+    group_legend_handles,
+    new_figure,
+    save_confusion_matrix,
+    save_figure,
+)
+from dfer_pd.stage2.kinematics import KINEMATIC_FEATURES, KINEMATIC_MEASURES, KINEMATIC_STATS
 
-GROUP_COLOURS: dict[int, str] = {0: "tab:blue", 1: "tab:orange"}  # HC, PD
 EXPRESSION_COLOURS: tuple[str, ...] = ("tab:gray", "tab:green", "tab:purple", "tab:red")
-
-
-def _save(figure: Figure, path: str | PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(figure)
-    figure.savefig(path, dpi=120, bbox_inches="tight")
-    return path
 
 
 def plot_roc_curves(predictions: pd.DataFrame, path: str | PathLike) -> Path:
@@ -36,7 +37,7 @@ def plot_roc_curves(predictions: pd.DataFrame, path: str | PathLike) -> Path:
     ``predictions`` needs the columns ``fold``, ``label`` and ``p_pd`` (``seed`` optional), as in
     ``predictions.csv``.
     """
-    figure = Figure(figsize=(5, 5))
+    figure = new_figure(figsize=(5, 5))
     ax = figure.add_subplot()
     grid = np.linspace(0, 1, 101)
     curves, areas = [], []
@@ -57,14 +58,12 @@ def plot_roc_curves(predictions: pd.DataFrame, path: str | PathLike) -> Path:
     ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="1 - specificity (HC called PD)", ylabel="sensitivity (PD found)",
            title="ROC, subject-level cross-validation")
     ax.legend(loc="lower right", fontsize=7)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_confusion_matrix(matrix: np.ndarray, path: str | PathLike, labels: tuple[str, ...] = COHORT_LABELS,
                           title: str = "Confusion matrix, out-of-fold predictions\n(all folds, seeds and repeats)") -> Path:
     """A 2x2 count matrix (rows = true, columns = predicted) with counts and row percentages, readable text."""
-    from dfer_pd.common.plots import save_confusion_matrix
-
     return save_confusion_matrix(matrix, path, labels, title)
 
 
@@ -74,23 +73,22 @@ def plot_intensity_boxplots(intensities: np.ndarray, labels: np.ndarray, path: s
     labels = np.asarray(labels)
     if intensities.shape[1:] != (NUM_EXPRESSIONS, NUM_EXPRESSIONS) or len(labels) != len(intensities):
         raise ValueError(f"expected (N, 4, 4) intensities and N labels, got {intensities.shape} and {labels.shape}")
-    figure = Figure(figsize=(10, 8))
+    figure = new_figure(figsize=(10, 8))
     axes = figure.subplots(2, 2).ravel()
     centres = np.arange(NUM_EXPRESSIONS)
     for video, ax in enumerate(axes):
         for group, offset in ((0, -0.18), (1, 0.18)):
             values = [intensities[labels == group, video, k] for k in range(NUM_EXPRESSIONS)]
             ax.boxplot(values, positions=centres + offset, widths=0.32, patch_artist=True,
-                       boxprops={"facecolor": GROUP_COLOURS[group], "alpha": 0.6},
+                       boxprops={"facecolor": GROUP_COLOURS[COHORT_LABELS[group]], "alpha": 0.6},
                        medianprops={"color": "black"}, flierprops={"markersize": 3})
         ax.set_yscale("log")
         ax.set_xticks(centres, EXPRESSIONS)
         ax.set_title(f"{EXPRESSIONS[video]} video")
         ax.set_ylabel("intensity exp(cos / tau)")
-    handles = [axes[0].scatter([], [], marker="s", color=GROUP_COLOURS[g], label=COHORT_LABELS[g]) for g in (0, 1)]
-    figure.legend(handles=handles, loc="upper right")
+    figure.legend(handles=group_legend_handles(), loc="upper right")
     figure.suptitle("Intensity of each expression class in each expression video")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def tsne_plot(video_features: np.ndarray, labels: np.ndarray, path: str | PathLike, seed: int = 0) -> Path:
@@ -109,7 +107,7 @@ def tsne_plot(video_features: np.ndarray, labels: np.ndarray, path: str | PathLi
     perplexity = float(min(30.0, max(1.0, (len(points) - 1) / 3)))
     embedding = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(points)
     embedding = embedding.reshape(len(labels), NUM_EXPRESSIONS, 2)
-    figure = Figure(figsize=(10, 4.5))
+    figure = new_figure(figsize=(10, 4.5))
     axes = figure.subplots(1, 2, sharex=True, sharey=True)
     for group, ax in zip((0, 1), axes):
         for k, name in enumerate(EXPRESSIONS):
@@ -118,7 +116,7 @@ def tsne_plot(video_features: np.ndarray, labels: np.ndarray, path: str | PathLi
         ax.set_title(f"{COHORT_LABELS[group]} ({int((labels == group).sum())} subjects)")
     axes[0].legend(fontsize=8)
     figure.suptitle(f"t-SNE of stage-1 video features (perplexity {perplexity:.0f})")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_reliability(report: dict, path: str | PathLike) -> Path:
@@ -127,7 +125,7 @@ def plot_reliability(report: dict, path: str | PathLike) -> Path:
     ``report`` is :func:`dfer_pd.stage2.screening_model.calibration_from_cv`'s report. Points on the
     diagonal are calibrated: of the subjects given p(PD) near x, a share x had PD.
     """
-    figure = Figure(figsize=(5, 5))
+    figure = new_figure(figsize=(5, 5))
     ax = figure.add_subplot()
     ax.plot([0, 1], [0, 1], ls="--", color="gray", lw=1, label="perfectly calibrated")
     curves = [("reliability_raw", "brier_raw", "raw", "tab:red")]
@@ -140,7 +138,7 @@ def plot_reliability(report: dict, path: str | PathLike) -> Path:
            title=f"Reliability, out-of-fold predictions\n({report['n_predictions']} predictions of "
                  f"{report['n_subjects']} subjects)")
     ax.legend(loc="upper left", fontsize=8)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_permutation_test(test: dict, path: str | PathLike) -> Path:
@@ -148,7 +146,7 @@ def plot_permutation_test(test: dict, path: str | PathLike) -> Path:
 
     ``test`` is :meth:`dfer_pd.stage2.crossval.PermutationTest.to_dict`'s output.
     """
-    figure = Figure(figsize=(9, 3.5))
+    figure = new_figure(figsize=(9, 3.5))
     axes = figure.subplots(1, 2)
     for ax, metric in zip(axes, ("accuracy", "roc_auc")):
         ax.hist(test["null"][metric], bins=20, color="lightgray", edgecolor="gray", label="shuffled labels")
@@ -156,4 +154,31 @@ def plot_permutation_test(test: dict, path: str | PathLike) -> Path:
         ax.set(xlabel=metric.replace("_", " "), ylabel="permutations",
                title=f"p = {test['p_values'][metric]:.3g} ({test['n_permutations']} permutations)")
         ax.legend(fontsize=8)
-    return _save(figure, path)
+    return save_figure(figure, path)
+
+
+def plot_kinematics(kinematics: np.ndarray, labels: np.ndarray, path: str | PathLike, stat: str = "amplitude",
+                    expressions=EXPRESSIONS) -> Path:
+    """Box plots of one kinematic statistic (``amplitude``, ``peak_speed`` or ``time_to_peak``) per measure,
+    HC beside PD, one panel per expression video: hypomimia shows as lower PD boxes."""
+    if stat not in KINEMATIC_STATS:
+        raise ValueError(f"stat must be one of {KINEMATIC_STATS}, got {stat!r}")
+    kinematics, labels = np.asarray(kinematics, dtype=np.float64), np.asarray(labels)
+    columns = [KINEMATIC_FEATURES.index(f"{m}_{stat}") for m in KINEMATIC_MEASURES]
+    units = {"amplitude": "eye distances", "peak_speed": "eye distances / s", "time_to_peak": "s"}
+    figure = new_figure(figsize=(4 * len(expressions), 3.8))
+    axes = figure.subplots(1, len(expressions), squeeze=False)
+    for j, (ax, expression) in enumerate(zip(axes[0], expressions)):
+        for g, group in enumerate(COHORT_LABELS):
+            rows = kinematics[labels == g][:, j, columns]
+            if len(rows) == 0:
+                continue
+            group_boxes(ax, boxplot_stats(rows), np.arange(len(columns)) * 3 + g, group)
+        ax.set_xticks(np.arange(len(columns)) * 3 + 0.5, ["mouth\ncorners", "brows", "eyelids", "jaw"])
+        ax.set_xlim(-1, 3 * len(columns) - 1)
+        ax.set_title(f"{expression} video", fontsize=10)
+    axes[0, 0].set_ylabel(f"{stat.replace('_', ' ')} ({units[stat]})")
+    figure.legend(handles=group_legend_handles(), loc="upper right", ncol=2, frameon=False)
+    figure.suptitle(f"Landmark kinematics: {stat.replace('_', ' ')} per video, HC vs PD", x=0.01, ha="left")
+    figure.tight_layout(rect=(0, 0, 1, 0.92))
+    return save_figure(figure, path, dpi=110)

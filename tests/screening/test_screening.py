@@ -181,19 +181,3 @@ def test_asked_expression_not_recognised_above_the_stored_threshold_is_inconclus
     assert all("expression_not_recognised" in q["flags"] for q in result.quality.values())
     assert diagnose(subject.videos, tiny_stage1_checkpoint, dataclasses.replace(model, recognition_threshold=0.0)).verdict \
         in ("POSITIVE", "NEGATIVE")
-
-
-def test_report_boxes_and_medians_share_their_group_colour():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from dfer_pd.screening.report import GROUP_COLOURS, _boxes
-
-    figure, ax = plt.subplots()
-    quantiles = np.array([[0, 1], [1, 2], [2, 3], [3, 4], [4, 5]], dtype=float)
-    _boxes(ax, quantiles, np.array([0, 3]), GROUP_COLOURS["HC"])
-    medians = [line for line in ax.lines if list(line.get_ydata()) in ([2.0, 2.0], [3.0, 3.0])]
-    assert len(medians) == 2 and all(matplotlib.colors.to_hex(m.get_color()) == GROUP_COLOURS["HC"].lower() for m in medians)
-    plt.close(figure)
