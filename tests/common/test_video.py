@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import FRAME_HEIGHT, FRAME_WIDTH, frame_numbers, numbered_frame, write_video
 from dfer_pd.common.frame_cache import FrameFolderCache
 from dfer_pd.common.video import (
     VideoReadError,
@@ -17,54 +18,6 @@ from dfer_pd.common.video import (
     read_video_frames,
     rotate_to_display,
 )
-
-# Each frame's number is written as three flat horizontal bands, base-8 digits (most significant
-# on top), gray level 15 + 30 * digit: codec noise of a few levels cannot change a digit.
-BAND = 16
-WIDTH = 32
-
-
-def numbered_frame(number: int, width: int = WIDTH) -> np.ndarray:
-    digits = [(number // 64) % 8, (number // 8) % 8, number % 8]
-    frame = np.zeros((3 * BAND, width, 3), np.uint8)
-    for row, digit in enumerate(digits):
-        frame[row * BAND : (row + 1) * BAND] = 15 + 30 * digit
-    return frame
-
-
-def frame_number(frame: np.ndarray) -> int:
-    digits = [
-        int(round((frame[row * BAND + 4 : (row + 1) * BAND - 4].mean() - 15) / 30)) for row in range(3)
-    ]
-    return digits[0] * 64 + digits[1] * 8 + digits[2]
-
-
-def write_video(
-    path: Path,
-    num_frames: int,
-    codec: str = "libx264",
-    keyint: int | None = None,
-    rotation: int | None = None,
-    width: int = WIDTH,
-) -> Path:
-    with av.open(str(path), "w") as container:
-        # A fixed keyframe interval (x264 otherwise adds keyframes at every "scene cut").
-        options = {"x264-params": f"keyint={keyint}:min-keyint={keyint}:scenecut=0"} if keyint else {}
-        stream = container.add_stream(codec, rate=25, options=options)
-        stream.width, stream.height = width, 3 * BAND
-        stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
-        if rotation is not None:
-            stream.set_display_rotation(rotation)
-        for number in range(num_frames):
-            frame = av.VideoFrame.from_ndarray(numbered_frame(number, width), format="rgb24")
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
-    return path
-
-
-def numbers(frames: np.ndarray) -> list[int]:
-    return [frame_number(frame) for frame in frames]
-
 
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory) -> dict[str, Path]:
@@ -138,15 +91,15 @@ def test_folder_read_returns_requested_frames_in_order(tmp_path):
     folder = write_frame_folder(tmp_path / "c", [f"{i}.png" for i in range(1, 13)])
     assert count_frames(folder) == 12
     frames = read_frames(folder, [11, 0, 10, 10, 2])
-    assert frames.shape == (5, 3 * BAND, WIDTH, 3) and frames.dtype == np.uint8
-    assert numbers(frames) == [11, 0, 10, 10, 2]
+    assert frames.shape == (5, FRAME_HEIGHT, FRAME_WIDTH, 3) and frames.dtype == np.uint8
+    assert frame_numbers(frames) == [11, 0, 10, 10, 2]
 
 
 def test_folder_read_clip_short_clip_repeats_last(tmp_path):
     folder = write_frame_folder(tmp_path / "c", [f"{i}.jpg" for i in range(1, 11)])
     frames, indices = read_clip(folder, num_frames=16, mode="eval")
     assert indices.tolist() == list(range(10)) + [9] * 6
-    assert numbers(frames) == indices.tolist()
+    assert frame_numbers(frames) == indices.tolist()
 
 
 def test_folder_errors_name_the_folder(tmp_path):
@@ -178,13 +131,13 @@ def test_count_frames_video(videos, kind, length):
 def test_video_read_returns_exact_frames(videos, kind):
     wanted = [0, 3, 3, 7, 19, 12]
     frames = read_frames(videos[kind], wanted)
-    assert frames.shape == (6, 3 * BAND, WIDTH, 3) and frames.dtype == np.uint8
-    assert numbers(frames) == wanted
+    assert frames.shape == (6, FRAME_HEIGHT, FRAME_WIDTH, 3) and frames.dtype == np.uint8
+    assert frame_numbers(frames) == wanted
 
 
 def test_video_decodes_only_up_to_last_needed_frame(videos):
     frames, report = read_video_frames(videos["mp4"], [1, 5])
-    assert numbers(frames) == [1, 5]
+    assert frame_numbers(frames) == [1, 5]
     assert not report.seeked and not report.clamped
     assert report.last_index == 5
     assert report.frames_decoded == 6  # of 40
@@ -192,7 +145,7 @@ def test_video_decodes_only_up_to_last_needed_frame(videos):
 
 def test_video_seek_far_in_returns_exact_frames(videos):
     frames, report = read_video_frames(videos["long"], [260, 250, 250, 299])
-    assert numbers(frames) == [260, 250, 250, 299]
+    assert frame_numbers(frames) == [260, 250, 250, 299]
     assert report.seeked
     # Keyframes every 30 frames (with B-frames between): decoding starts at 240, not at 0.
     assert report.frames_decoded == 300 - 240
@@ -204,7 +157,7 @@ def test_video_seek_and_sequential_agree(videos):
     sequential, report_seq = read_video_frames(videos["long"], wanted, seek_threshold=10_000)
     assert report_seek.seeked and not report_seq.seeked
     assert (report_seek.frames_decoded, report_seq.frames_decoded) == (150 - 60 + 1, 151)
-    assert numbers(seeked) == numbers(sequential) == wanted
+    assert frame_numbers(seeked) == frame_numbers(sequential) == wanted
     np.testing.assert_array_equal(seeked, sequential)
 
 
@@ -217,7 +170,7 @@ def test_video_threads_give_same_frames(videos):
 
 def test_indices_past_the_end_get_last_decoded_frame(videos):
     frames, report = read_video_frames(videos["mp4"], [38, 45, 100])
-    assert numbers(frames) == [38, 39, 39]
+    assert frame_numbers(frames) == [38, 39, 39]
     assert report.clamped and report.last_index == 39
 
 
@@ -229,19 +182,19 @@ def test_truncated_video_clamps_to_frames_that_decode(tmp_path):
     assert count_frames(truncated) == 40  # the header still claims 40
     frames, report = read_video_frames(truncated, [0, 10, 39])
     assert report.clamped and 0 < report.frames_decoded < 40
-    assert numbers(frames)[:2] == [0, 10]
-    assert numbers(frames)[2] == report.last_index < 39
+    assert frame_numbers(frames)[:2] == [0, 10]
+    assert frame_numbers(frames)[2] == report.last_index < 39
 
 
 def test_read_clip_video_eval_and_train(videos):
     frames, indices = read_clip(videos["mp4"], num_frames=16, mode="eval")
     assert indices.tolist() == [(2 * k + 1) * 40 // 32 for k in range(16)]
-    assert numbers(frames) == indices.tolist()
+    assert frame_numbers(frames) == indices.tolist()
     first, first_indices = read_clip(videos["mp4"], 16, mode="train", rng=np.random.default_rng(3))
     again, again_indices = read_clip(videos["mp4"], 16, mode="train", rng=np.random.default_rng(3))
     np.testing.assert_array_equal(first_indices, again_indices)
     np.testing.assert_array_equal(first, again)
-    assert numbers(first) == first_indices.tolist()
+    assert frame_numbers(first) == first_indices.tolist()
 
 
 @pytest.mark.skipif(
@@ -249,16 +202,16 @@ def test_read_clip_video_eval_and_train(videos):
     reason="this PyAV cannot write a display matrix; rotate_to_display is tested on arrays",
 )
 def test_rotation_metadata_turns_frames_upright(tmp_path):
-    # Decoded 48x32 frames tagged with a 90 degree counter-clockwise display rotation.
+    # Frames stored 48 high and 64 wide, tagged with a 90 degree counter-clockwise display rotation.
     path = write_video(tmp_path / "rotated.mp4", 6, rotation=90)
     with av.open(str(path)) as container:
         assert next(container.decode(video=0)).rotation == 90
     frames = read_frames(path, [0, 4])
-    assert frames.shape == (2, WIDTH, 3 * BAND, 3)
+    assert frames.shape == (2, FRAME_WIDTH, FRAME_HEIGHT, 3)
     expected = np.rot90(numbered_frame(4), k=1)
     assert np.abs(frames[1].astype(int) - expected.astype(int)).max() < 10
     # Band order survives the turn: the top band is now on the left.
-    assert numbers(np.rot90(frames, k=-1, axes=(1, 2))) == [0, 4]
+    assert frame_numbers(np.rot90(frames, k=-1, axes=(1, 2))) == [0, 4]
 
 
 def test_rotate_to_display_directions():

@@ -1,18 +1,17 @@
 """The bad-input suite for videos: every file a user may feed the reader either gives a clear
 VideoReadError naming the file and the problem, or the right frames as RGB uint8 (T, H, W, 3).
 
-Each case writes its own file with PyAV. Frames carry their number as three horizontal bands
-(base-8 digits, most significant on top, gray level 15 + 30 * digit, read in the right half) and
-a white block in the top-left corner, so both the frame and its orientation can be checked.
+Each case writes its own file with PyAV (``helpers.write_video``): frames carry their number and a
+mark in the top-left corner, so both the frame and its orientation can be checked.
 """
 
-from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 
+from helpers import frame_numbers, numbered_frame, write_video
 from dfer_pd.stage1.datasets.base import ClipRecord, check_readable
 from dfer_pd.faces.tracking import NoFaceError, read_face_clip
 from dfer_pd.common.sampling import sample_frame_indices
@@ -20,72 +19,6 @@ from dfer_pd.common.video import VideoReadError, count_frames, read_clip, read_v
 from dfer_pd.common.video import video_duration
 from dfer_pd.faces.measures import BLURRY_LAPLACIAN_VARIANCE, blur_score
 from dfer_pd.stage1.quality import MIN_DURATION_SECONDS, video_quality
-
-
-def numbered_frame(number: int, height: int, width: int) -> np.ndarray:
-    frame = np.zeros((height, width, 3), np.uint8)
-    digits = [(number // 64) % 8, (number // 8) % 8, number % 8]
-    for rows, digit in zip(np.array_split(np.arange(height), 3), digits):
-        frame[rows] = 15 + 30 * digit
-    frame[: height // 4, : width // 4] = 255  # orientation mark
-    return frame
-
-
-def frame_numbers(frames: np.ndarray) -> list[int]:
-    numbers = []
-    for frame in frames:
-        height, width = frame.shape[:2]
-        digits = []
-        for rows in np.array_split(np.arange(height), 3):
-            band = frame[rows[0] + len(rows) // 4 : rows[-1] + 1 - len(rows) // 4, width // 2 + 1 :]
-            digits.append(int(np.clip(round((band.mean() - 15) / 30), 0, 7)))
-        numbers.append(digits[0] * 64 + digits[1] * 8 + digits[2])
-    return numbers
-
-
-def require_encoder(codec: str, pix_fmt: str | None = None) -> None:
-    """Skip (with the reason) when this PyAV build cannot write the case; never fake it."""
-    try:
-        encoder = av.Codec(codec, "w")
-    except Exception:
-        pytest.skip(f"this PyAV build has no {codec} encoder")
-    formats = {f.name for f in encoder.video_formats or []}
-    if pix_fmt and formats and pix_fmt not in formats:
-        pytest.skip(f"this PyAV build's {codec} cannot write {pix_fmt} (has {sorted(formats)})")
-
-
-def write_video(
-    path: Path,
-    num_frames: int,
-    codec: str = "libx264",
-    pix_fmt: str = "yuv420p",
-    height: int = 48,
-    width: int = 64,
-    rate: int = 25,
-    options: dict | None = None,
-    container_options: dict | None = None,
-    rotation: int | None = None,
-    pts_ms: list[int] | None = None,
-) -> Path:
-    """Numbered frames ``0..num_frames-1`` in ``path``; ``pts_ms`` gives millisecond timestamps (VFR)."""
-    require_encoder(codec, pix_fmt)
-    options = dict(options or {})
-    if codec == "libx265":
-        options.setdefault("x265-params", "log-level=error")
-    with av.open(str(path), "w", options=container_options or {}) as container:
-        stream = container.add_stream(codec, rate=rate, options=options)
-        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
-        if pts_ms is not None:
-            stream.codec_context.time_base = stream.time_base = Fraction(1, 1000)
-        if rotation is not None:
-            stream.set_display_rotation(rotation)
-        for number in range(num_frames):
-            frame = av.VideoFrame.from_ndarray(numbered_frame(number, height, width), format="rgb24")
-            if pts_ms is not None:
-                frame.pts, frame.time_base = pts_ms[number], Fraction(1, 1000)
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
-    return path
 
 
 def assert_rgb_frames(frames: np.ndarray, count: int, height: int, width: int) -> None:
