@@ -14,7 +14,7 @@ PORT ?= 7860
 PYTEST_ARGS ?= -m "not slow" -n auto --dist worksteal
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install demo test test-all test-browser train-dfer train-pd ablation extract serve serve-demo bench clean
+.PHONY: help venv install demo test test-all test-browser train-dfer train-dfer-folds train-pd ablation extract serve serve-demo bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -48,6 +48,13 @@ test-browser: venv ## the web page in headless chromium (needs: apt-get install 
 train-dfer: venv ## stage 1 on DFEW: DFEW_ROOT=/path/DFEW make train-dfer FOLD=1
 	$(VENV)/bin/dfer-pd train-dfer --config experiments/dfer_clip.yaml \
 		--data.root $(DFEW_ROOT) --data.fold $(FOLD) --trainer.default_root_dir runs/dfer_clip/fold$(FOLD)
+
+# train-dfer-folds: the paper's 4 classes in runs/dfer_clip (fold k = make train-dfer FOLD=k), 7 in runs/dfer_clip7.
+CLASSES ?= 4
+FOLDS_DIR ?= runs/dfer_clip$(if $(filter 7,$(CLASSES)),7,)
+train-dfer-folds: venv ## stage 1 on DFEW's 5 folds (finished ones skipped) + report: DFEW_ROOT=... make train-dfer-folds [CLASSES=7]
+	$(VENV)/bin/dfer-pd train-dfer-folds --config experiments/dfer_clip.yaml \
+		--data.root $(DFEW_ROOT) --data.classes $(CLASSES) --runs_dir $(FOLDS_DIR)
 
 extract: venv ## score a cohort with a stage-1 checkpoint into the intensity cache
 	$(VENV)/bin/dfer-pd extract --config experiments/pd_lstm.yaml --cohort.manifest $(COHORT) --extraction.checkpoint $(STAGE1_CKPT)

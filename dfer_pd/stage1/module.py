@@ -20,6 +20,9 @@ from dfer_pd.stage1.modeling_dfer_clip import DferClip, DferClipConfig  # noqa: 
 
 log = logging.getLogger(__name__)
 
+# Beside test_confusion_matrix.png in the run folder: {"class_names": [...], "matrix": rows = true class}.
+CONFUSION_FILE = "test_confusion_matrix.json"
+
 
 def expression_metrics(prefix: str, num_classes: int) -> MetricCollection:
     """WAR = accuracy over clips; UAR = mean of per-class recalls (DFEW's two headline numbers)."""
@@ -103,6 +106,7 @@ class DferClipModule(L.LightningModule):
         self.val_class_recall = MulticlassRecall(self.num_classes, average=None)
         self.test_class_recall = MulticlassRecall(self.num_classes, average=None)
         self.test_confusion = MulticlassConfusionMatrix(self.num_classes)
+        self.best_val_uar: float | None = None  # logged as val/uar_best: what a sweep optimises (not the last epoch's)
 
     def on_fit_start(self) -> None:
         """Record the data each split really holds (class counts, clips skipped) with the run's config."""
@@ -145,7 +149,18 @@ class DferClipModule(L.LightningModule):
         class_recall.reset()
 
     def on_validation_epoch_end(self) -> None:
+        uar = float(self.val_metrics["uar"].compute()) if not self.trainer.sanity_checking else None
         self._log_epoch(self.val_metrics, self.val_class_recall, "val/")
+        if uar is not None:
+            self.best_val_uar = uar if self.best_val_uar is None else max(self.best_val_uar, uar)
+            self.log("val/uar_best", self.best_val_uar)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.best_val_uar is not None:
+            checkpoint["val_uar_best"] = self.best_val_uar  # a resumed run keeps its running best
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.best_val_uar = checkpoint.get("val_uar_best")
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch(self.test_metrics, self.test_class_recall, "test/")
@@ -156,6 +171,7 @@ class DferClipModule(L.LightningModule):
 
     def _save_confusion(self, matrix: torch.Tensor) -> None:
         """Confusion matrix as PNG beside the run, and as an image on W&B when that logger is used."""
+        from dfer_pd.common.files import atomic_write_json
         from dfer_pd.common.plots import save_confusion_matrix
 
         out_dir = Path(self.trainer.default_root_dir)
@@ -163,6 +179,9 @@ class DferClipModule(L.LightningModule):
         path = save_confusion_matrix(matrix, out_dir / "test_confusion_matrix.png", list(self.net.class_names),
                                      f"Stage 1, test fold: {int(matrix.sum())} clips")
         log.info("confusion matrix written to %s: %s", path, matrix.tolist())
+        # The counts too, for reports that sum folds (dfer_pd.stage1.folds).
+        atomic_write_json(out_dir / CONFUSION_FILE, {"class_names": list(self.net.class_names),
+                                                     "matrix": matrix.astype(int).tolist()})
         for logger in self.loggers:
             if hasattr(logger, "log_image"):
                 logger.log_image(key="test/confusion_matrix", images=[str(path)])

@@ -218,6 +218,9 @@ class ClipDataModule(L.LightningDataModule):
         return tuple(mean), tuple(std), int(self.hparams.image_size or size)
 
     def _readable(self, records: list[ClipRecord], split: str) -> list[ClipRecord]:
+        if not records:
+            raise self.layout_error(f"{self.describe(split)} lists no clips of the classes {', '.join(self.class_names)}: "
+                                    "its split file is empty or holds only other classes")
         readable, failed = check_readable(records)
         if failed:
             listing = "; ".join(f"{key}: {problem}" for key, problem in sorted(failed.items())[:20])
