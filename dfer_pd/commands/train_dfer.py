@@ -21,6 +21,7 @@ from dfer_pd.common.loggers import (
     finish_wandb_run,
     log_resolved_config,
     run_id_from_checkpoint,
+    sweep_trial_dir,
 )
 from dfer_pd.configs import ConfigFile
 from dfer_pd.stage1.datasets.base import ClipDataModule
@@ -76,8 +77,11 @@ class DferCLI(LightningCLI):
         super().parse_arguments(parser, args)
 
     def before_instantiate_classes(self) -> None:
-        """W&B files beside the run (unless the user chose a folder); a resumed run continues its W&B run id."""
+        """Each sweep trial its own run folder; W&B files beside the run (unless the user chose a folder); a
+        resumed run continues its W&B run id."""
         trainer = self.config.trainer
+        # Under `wandb agent`, each trial in its own folder (<default_root_dir>/sweep-<id>/trial-<run id>).
+        trainer.default_root_dir = str(sweep_trial_dir(trainer.get("default_root_dir") or os.getcwd()))
         loggers = trainer.get("logger")
         for logger in loggers if isinstance(loggers, list) else [loggers]:
             if not isinstance(logger, Namespace) or str(logger.get("class_path", "")).rsplit(".", 1)[-1] not in WANDB_LOGGERS:

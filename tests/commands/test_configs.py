@@ -18,6 +18,8 @@ STAGE1_CONFIGS = sorted((REPO / "experiments").glob("dfer_*.yaml"))
 DATASET_CONFIGS = sorted((REPO / "experiments" / "datasets").glob("*.yaml"))
 STAGE2_CONFIGS = sorted((REPO / "experiments").glob("pd_*.yaml"))
 SWEEPS = sorted((REPO / "experiments" / "sweeps").glob("*.yaml"))
+STAGE1_SWEEPS = [p for p in SWEEPS if p.name.startswith("dfer_")]
+STAGE2_SWEEPS = [p for p in SWEEPS if p.name.startswith("pd_")]
 
 
 def test_every_config_is_covered():
@@ -91,7 +93,11 @@ def sweep_command(sweep: dict, params: dict) -> list[str]:
     return command
 
 
-@pytest.mark.parametrize("sweep_file", SWEEPS, ids=lambda p: p.name)
+def test_every_sweep_belongs_to_a_stage():
+    assert set(SWEEPS) == set(STAGE1_SWEEPS) | set(STAGE2_SWEEPS) and STAGE1_SWEEPS and STAGE2_SWEEPS
+
+
+@pytest.mark.parametrize("sweep_file", STAGE2_SWEEPS, ids=lambda p: p.name)
 def test_sweep_command_runs_offline(sweep_file, tmp_path):
     sweep = yaml.safe_load(sweep_file.read_text())
     parser = build_parser("train-pd")
@@ -118,6 +124,45 @@ def test_sweep_command_runs_offline(sweep_file, tmp_path):
     held_out = (trial / "holdout_subjects.csv").read_text().splitlines()[1:]
     assert len(held_out) == 6 and not {line.split(",")[0] for line in held_out} & set(pd.read_csv(trial / "predictions.csv")["subject_id"])
     assert list(tmp_path.rglob("offline-run-*")), "the trial logged an offline W&B run"
+
+
+@pytest.mark.parametrize("sweep_file", STAGE1_SWEEPS, ids=lambda p: p.name)
+def test_stage1_sweep_command_runs_offline(sweep_file, tmp_path):
+    """One trial of the stage-1 sweep as `wandb agent` runs it, offline, on a tiny DFEW tree with the tiny CLIP."""
+    from dfer_pd.commands.train_dfer import build_parser as train_dfer_parser
+    from dfer_pd.synthetic.dfew import make_dfew_tree
+
+    sweep = yaml.safe_load(sweep_file.read_text())
+    assert sweep["metric"]["name"].startswith("val/") and "--skip_test=true" in sweep["command"]  # tuned on validation
+    params = {name: spec["values"][-1] if "values" in spec else spec["min"] for name, spec in sweep["parameters"].items()}
+    command = sweep_command(sweep, params)
+    # Every swept key is a real option of train-dfer.
+    base = train_dfer_parser().parse_args(["--config", str(REPO / "experiments" / "dfer_clip.yaml")])
+    for key in sweep["parameters"]:
+        assert key in base, key
+    (tmp_path / "experiments").symlink_to(REPO / "experiments")
+    root = make_dfew_tree(tmp_path / "DFEW", num_clips=40, max_frames=20, size=32, seed=2)
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true",
+           "WANDB_SWEEP_ID": "sw1", "WANDB_RUN_ID": "trial1", "OMP_NUM_THREADS": "1",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    # The tiny CLIP on the CPU, one short epoch (the swept values stay as drawn).
+    command += [f"--data.root={root}", "--model.network.clip_name_or_path=builtin:tiny-clip", "--model.network.random_init=true",
+                "--model.network.num_frames=4", "--model.network.gate_heads=4", "--model.network.temporal_heads=4",
+                "--model.network.temporal_mlp_dim=64", "--data.num_workers=0", "--data.batch_size=4", "--data.val_fraction=0.2",
+                "--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.precision=32-true", "--trainer.max_epochs=1",
+                "--trainer.limit_train_batches=2", "--trainer.enable_progress_bar=false"]
+    assert shutil.which(command[1], path=env["PATH"]), "the console script the sweep runs is installed"
+    done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "best checkpoint:" in done.stdout and "test fold" not in done.stdout  # the test fold stays unseen
+    trial = tmp_path / "runs" / "sweeps" / "dfer_clip" / "sweep-sw1" / "trial-trial1"
+    assert (trial / "checkpoints" / "best.ckpt").is_file()
+    saved = yaml.safe_load((trial / "config.yaml").read_text())
+    assert saved["model"]["network"]["temporal_layers"] == params["model.network.temporal_layers"]
+    assert saved["model"]["network"]["tau"] == params["model.network.tau"] and saved["model"]["lr_temporal"] == params["model.lr_temporal"]
+    (run,) = list(tmp_path.rglob("offline-run-*"))
+    (records,) = list(run.glob("*.wandb"))  # the offline run's records: the metric the sweep optimises was logged
+    assert sweep["metric"]["name"].encode() in records.read_bytes()
 
 
 def make_commands(target: str) -> list[list[str]]:
