@@ -265,7 +265,7 @@ def accuracy(args) -> None:
         face = FaceCropSettings(**yaml.safe_load(Path(resolve_config(args.stage2_config)).read_text())["face"])
     classifier = ClassifierConfig(name="lstm_processed_residual", kind="lstm", features="processed", residual=True,
                                   hidden_size=32, num_layers=2, dropout=0.2, max_epochs=60, patience=15)
-    cv = CVConfig(n_splits=5, seeds=[0], accelerator="cpu")
+    cv = CVConfig(n_splits=5, repeats=1, seeds=[0], accelerator="cpu")
     print(f"\nstage 2 on {args.cohort}: {classifier.name}, 5-fold subject-level CV, same folds and seeds per runtime")
     print("| runtime | scoring (s) | CV accuracy | max abs delta cosine vs torch |")
     print("|---|---|---|---|")

@@ -62,13 +62,30 @@ def resolve_config(value: str | Path) -> Path:
 
 
 class ConfigFile(ActionConfigFile):
-    """`--config` as jsonargparse's ActionConfigFile, but a shipped config's name is accepted as well as a path."""
+    """`--config` as jsonargparse's ActionConfigFile, but a shipped config's name is accepted as well as a path.
+
+    ``ignored`` top-level keys of a file are dropped before parsing: one YAML file serves several commands
+    (extract, train-pd and ablation share experiments/pd_*.yaml), each parsing only its own option groups.
+    """
+
+    ignored: frozenset[str] = frozenset()
+
+    @classmethod
+    def ignoring(cls, keys) -> type[ConfigFile]:
+        """This action for a command whose config files may hold the other commands' ``keys``."""
+        return type(cls.__name__, (cls,), {"ignored": frozenset(keys)})
 
     def __call__(self, parser, cfg, values, option_string=None):
         try:
             values = str(resolve_config(values)) if _looks_like_a_path(values) else values
         except ConfigNotFoundError as err:
             raise TypeError(str(err)) from None
+        if self.ignored and _looks_like_a_path(values):
+            import yaml
+
+            content = yaml.safe_load(Path(values).read_text(encoding="utf-8"))
+            if isinstance(content, dict) and self.ignored & content.keys():
+                values = yaml.safe_dump({k: v for k, v in content.items() if k not in self.ignored})
         self.apply_config(parser, cfg, self.dest, values)
 
 

@@ -13,6 +13,7 @@ from jsonargparse import ArgumentParser, Namespace
 
 from dfer_pd.common.constants import EXPRESSIONS
 from dfer_pd.configs import ConfigFile
+from dfer_pd.stage1.quality_policy import QualityPolicy
 
 
 def build_parser() -> ArgumentParser:
@@ -37,8 +38,7 @@ def build_parser() -> ArgumentParser:
                              "`dfer-pd export`, found beside the .ckpt); default: the export's own when --stage1 is "
                              "a .onnx file, else the screening model's")
     parser.add_argument("--device", type=str, default="cpu", help="torch device for stage 1: cpu, cuda, cuda:1 ...")
-    parser.add_argument("--min_decoded_share", type=float, default=0.9,
-                        help="a truncated video of which less than this share decodes makes the answer INCONCLUSIVE")
+    parser.add_class_arguments(QualityPolicy, "quality", help="What makes a video unusable (the answer is then INCONCLUSIVE).")
     parser.add_argument("--out", type=str, default="runs/diagnose", help="folder for report.json, report.html and report.png")
     return parser
 
@@ -58,7 +58,7 @@ def run(cfg: Namespace) -> dict:
     model = ScreeningModel.load(cfg.screening_model)
     result = diagnose(videos, cfg.stage1, model, device=cfg.device, crop_faces=cfg.crop_faces,
                       face_detector=cfg.face_detector, precision=cfg.precision, runtime=cfg.runtime,
-                      min_decoded_share=cfg.min_decoded_share)
+                      quality=QualityPolicy(**cfg.quality.as_dict()))
     files = write_report(result, model, cfg.out)
     print(result.headline())
     print(f"  model: {model.performance()}")

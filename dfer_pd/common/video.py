@@ -51,7 +51,6 @@ VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".mov", ".avi", ".webm", ".mkv", ".m4
 DEFAULT_SEEK_THRESHOLD = 64
 
 # A clip is refused (cohorts, diagnose) when less than this share of its frames decodes.
-DEFAULT_MIN_DECODED_SHARE = 0.9
 # Frame durations further than this share from their median make a video variable-frame-rate
 # (29.97 fps in a millisecond time base alternates 33 and 34 ms: 3%, still constant).
 VFR_TOLERANCE = 0.1
@@ -506,7 +505,7 @@ class ClipRead:
                 "clip_length": int(self.clip_length), "sampled_by_time": self.sampled_by_time}
 
 
-def check_decoded_share(path: str | Path, clip: ClipRead, min_decoded_share: float = DEFAULT_MIN_DECODED_SHARE) -> None:
+def check_decoded_share(path: str | Path, clip: ClipRead, min_decoded_share: float) -> None:
     """Refuse a truncated clip of which less than ``min_decoded_share`` decodes (:class:`TruncatedVideoError`)."""
     if not 0.0 <= min_decoded_share <= 1.0:
         raise ValueError(f"min_decoded_share must be in [0, 1], got {min_decoded_share}")

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from dfer_pd.common.constants import EXPRESSIONS
-from dfer_pd.common.video import DEFAULT_MIN_DECODED_SHARE, VIDEO_SUFFIXES, VideoReadError
+from dfer_pd.common.video import VIDEO_SUFFIXES, VideoReadError
+from dfer_pd.stage1.quality_policy import QualityPolicy
 from dfer_pd.faces.cache import FaceCropCache
 from dfer_pd.faces.tracking import NoFaceError
 from dfer_pd.stage1.quality import check_video
@@ -122,7 +123,7 @@ def diagnose(
     precision: str | None = None,
     face_cache: FaceCropCache | None = None,
     runtime: str | None = None,
-    min_decoded_share: float = DEFAULT_MIN_DECODED_SHARE,
+    quality: QualityPolicy = QualityPolicy(),
 ) -> Diagnosis:
     """Check the four videos, score them exactly as the screening model's cohort was scored, then classify.
 
@@ -130,8 +131,8 @@ def diagnose(
     ``precision`` are only checks: a value that disagrees with the contract is refused. ``runtime``
     (``torch``, ``onnx``, ``onnx-int8``) picks who runs stage 1; None: the export's own when
     ``stage1_checkpoint`` is a ``.onnx`` file, else the contract's. A loaded :class:`Stage1Scorer` may
-    be passed instead of a path (a server screening many people loads it once). A truncated video of
-    which less than ``min_decoded_share`` decodes is unusable.
+    be passed instead of a path (a server screening many people loads it once). ``quality`` holds the limits
+    that make a video unusable (a truncated video decoding too little of itself).
     """
     started = time.perf_counter()
     model = screening_model if isinstance(screening_model, ScreeningModel) else ScreeningModel.load(screening_model)
@@ -149,7 +150,7 @@ def diagnose(
     # (one forward pass per video, as extraction scores it: bit-identical cosines), the next are being read.
     # The scores count only if all four pass.
     checks, scored = {}, {}
-    judged = in_background(lambda e: check_video(videos[e], contract, face_cache, min_decoded_share), EXPRESSIONS)
+    judged = in_background(lambda e: check_video(videos[e], contract, face_cache, quality), EXPRESSIONS)
     for expression, check in zip(EXPRESSIONS, judged):
         checks[expression] = check
         if not any(c.reasons for c in checks.values()):

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from dfer_pd.common.video import DEFAULT_MIN_DECODED_SHARE, VideoReadError, video_duration
+from dfer_pd.common.video import VideoReadError, video_duration
+from dfer_pd.stage1.quality_policy import QualityPolicy
 from dfer_pd.faces.measures import (
     BLURRY_LAPLACIAN_VARIANCE,
     STILL_IMAGE_MOTION,
@@ -66,7 +67,7 @@ def video_quality(
     face_report: FaceTrackReport | None = None,
     duration_seconds: float | None = None,
     decode: dict | None = None,
-    min_decoded_share: float = DEFAULT_MIN_DECODED_SHARE,
+    policy: QualityPolicy = QualityPolicy(),
 ) -> dict:
     """Quality measures and flags of one video, for the diagnose report and the cohort check.
 
@@ -78,7 +79,7 @@ def video_quality(
             source frames) are preferred; without a report the face measures are None.
         duration_seconds: the video's length, when already known (frame folders have none).
         decode: the reader's findings (``truncated``, ``decoded_share``), else ``face_report.decode``.
-        min_decoded_share: a truncated video decoding less than this share is unusable.
+        policy: the limits that make a video unusable (a truncated video decoding too little of itself).
 
     Returns a JSON-ready dict: ``face_fraction``, ``num_faces_max``, ``brightness``, ``blur``,
     ``motion``, ``duration_seconds``, ``decoded_share``; the flags ``too_dark``, ``too_bright``,
@@ -114,22 +115,22 @@ def video_quality(
         "few_faces": face_fraction is not None and face_fraction < FEW_FACES_FRACTION,
         "multiple_faces": face_report is not None and face_report.num_faces_max > 1,
         "truncated": truncated,
-        "truncated_beyond_limit": truncated and share < min_decoded_share,
+        "truncated_beyond_limit": truncated and share < policy.min_decoded_share,
         "still_image": clip_length == 1 or measures["motion"] < STILL_IMAGE_MOTION,
     }
     quality["flags"] = [name for name, value in quality.items() if value is True]
-    quality["reasons"] = unusable_reasons(quality, min_decoded_share)
+    quality["reasons"] = unusable_reasons(quality, policy)
     return quality
 
 
-def unusable_reasons(quality: dict, min_decoded_share: float = DEFAULT_MIN_DECODED_SHARE) -> list[str]:
+def unusable_reasons(quality: dict, policy: QualityPolicy = QualityPolicy()) -> list[str]:
     """The findings of :func:`video_quality` that make a video unusable, as sentences."""
     reasons = []
     for flag, reason in UNUSABLE_FLAGS.items():
         if quality.get(flag):
             if flag == "truncated_beyond_limit":
                 reason = (f"truncated: only {quality['decoded_share']:.0%} of its frames decode "
-                          f"(at least {min_decoded_share:.0%} needed)")
+                          f"(at least {policy.min_decoded_share:.0%} needed)")
             reasons.append(reason)
     return reasons
 
@@ -169,13 +170,13 @@ def check_video(
     path: str | Path,
     contract: ScoringContract,
     face_cache=None,
-    min_decoded_share: float = DEFAULT_MIN_DECODED_SHARE,
+    policy: QualityPolicy = QualityPolicy(),
     duration_seconds: float | None = None,
 ) -> VideoCheck:
     """Read ``path`` exactly as scoring will (the contract's :func:`~dfer_pd.stage1.scoring.prepare_clip`) and judge it.
 
-    Unreadable files, no face (also in videos given as face crops), truncation below
-    ``min_decoded_share`` and still images make it unusable, each with its reason; the prepared clip
+    Unreadable files, no face (also in videos given as face crops), truncation beyond
+    ``policy`` and still images make it unusable, each with its reason; the prepared clip
     is kept so that scoring need not read the video again.
     """
     from dfer_pd.faces.tracking import NoFaceError
@@ -188,7 +189,7 @@ def check_video(
         return VideoCheck(path, [f"no face found ({_after_path(error, path)})"])
     except VideoReadError as error:
         return VideoCheck(path, [_after_path(error, path)])
-    quality = video_quality(path, clip.frames, clip.face_report, duration_seconds, clip.decode, min_decoded_share)
+    quality = video_quality(path, clip.frames, clip.face_report, duration_seconds, clip.decode, policy)
     reasons = list(quality["reasons"])
     if not contract.face.crop_faces:
         try:

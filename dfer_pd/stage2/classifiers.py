@@ -34,9 +34,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from dfer_pd.common.parallel import torch_threads
 from dfer_pd.stage2.features import SequenceScaler
-from dfer_pd.stage2.module import LOSS_OUTPUTS, PDClassifierModule, pd_probability
+from dfer_pd.stage2.ensemble import fit_members
+from dfer_pd.stage2.module import PDClassifierModule, pd_probability
 from dfer_pd.stage2.sequence_classifier import ResidualRNNClassifier
-from dfer_pd.stage2.settings import ClassifierConfig, CVConfig
+from dfer_pd.stage2.settings import CLASSIFIER_KINDS, LOSS_OUTPUTS, ClassifierConfig, CVConfig
 from dfer_pd.stage2.splits import validation_split
 
 
@@ -236,8 +237,6 @@ class ResidualRNNEstimator(ClassifierMixin, BaseEstimator):
         """Train on (X, y); ``logger`` (a Lightning logger) records the training and validation curves."""
         X, labels, classes = self.check_training_rows(X, y)
         if self.engine == "batched":
-            from dfer_pd.stage2.ensemble import fit_members
-
             fit_members([self], [X], [y])
             if logger is not None:
                 log_history(logger, self.history_)
@@ -381,8 +380,9 @@ CLASSIFIERS: dict[str, ClassifierFactory] = {
     "rf": flat(_random_forest),
     "svm": flat(_svm),
 }
-"""Classifier kind -> factory. ``ClassifierConfig.kind`` must be one of these keys."""
-RECURRENT_KINDS = ("lstm", "gru")  # the kinds that are networks (trained in epochs, seconds per fit)
+"""Classifier kind -> factory, one for each of :data:`~dfer_pd.stage2.settings.CLASSIFIER_KINDS`."""
+if tuple(CLASSIFIERS) != CLASSIFIER_KINDS:  # the settings validate kinds without importing this registry
+    raise ImportError(f"the registry's kinds {tuple(CLASSIFIERS)} differ from CLASSIFIER_KINDS {CLASSIFIER_KINDS}")
 
 
 def build_pipeline(config: ClassifierConfig, seed: int, cv: CVConfig | None = None) -> Pipeline:
@@ -428,8 +428,6 @@ def fit_pipelines(
     """
     import time
     from concurrent.futures import ThreadPoolExecutor
-
-    from dfer_pd.stage2.ensemble import fit_members
 
     if not len(pipelines) == len(inputs) == len(labels):
         raise ValueError(f"{len(pipelines)} pipelines, {len(inputs)} inputs and {len(labels)} label arrays")

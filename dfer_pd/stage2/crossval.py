@@ -23,12 +23,11 @@ from lightning.pytorch.loggers import Logger
 from dfer_pd.common.loggers import finish_wandb_run
 from dfer_pd.common.parallel import process_context, resolve_workers, torch_threads
 from dfer_pd.common.progress import progress_bar
-from dfer_pd.stage2.classifiers import RECURRENT_KINDS, batches_with_others, build_pipeline, fit_pipelines, log_history
-from dfer_pd.stage2.settings import ClassifierConfig
+from dfer_pd.stage2.classifiers import batches_with_others, build_pipeline, fit_pipelines, log_history
 from dfer_pd.stage2.features import CohortIntensities
 from dfer_pd.stage2.metrics import CVResult, classification_metrics, confusion_counts
 from dfer_pd.stage2.splits import FoldLeakageError, subject_folds
-from dfer_pd.stage2.settings import CVConfig
+from dfer_pd.stage2.settings import RECURRENT_KINDS, ClassifierConfig, CVConfig
 
 Folds = list[tuple[np.ndarray, np.ndarray]]
 LoggerFactory = Callable[[int, int, int], Logger | None]

@@ -24,18 +24,45 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dfer_pd.stage2.module import LOSS_OUTPUTS
+from dfer_pd.stage2.settings import LOSS_OUTPUTS
 from dfer_pd.stage2.sequence_classifier import RNN_CELLS, ResidualRNNClassifier
 from dfer_pd.stage2.splits import validation_split
 
-if TYPE_CHECKING:
-    from dfer_pd.stage2.classifiers import ResidualRNNEstimator
+
+
+class ResidualRNNEstimator(Protocol):
+    """What the batched engine needs of a member (``dfer_pd.stage2.classifiers.ResidualRNNEstimator`` is one;
+    named here as a protocol so that this module does not import the estimators that import it)."""
+
+    cell: str
+    residual: bool
+    dropout: float
+    loss: str
+    lr: float
+    weight_decay: float
+    max_epochs: int
+    batch_size: int
+    patience: int
+    val_fraction: float
+    split_seed: int
+    random_state: int
+    accelerator: str
+    num_threads: int
+    n_epochs_: int
+    fit_seconds_: float
+
+    def build_network(self, input_size: int) -> ResidualRNNClassifier: ...
+
+    def check_training_rows(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+    def set_fitted(self, state: dict, classes: np.ndarray, best_epoch: int | None, n_epochs: int,
+                   history: list[dict[str, float]] | None = None) -> ResidualRNNEstimator: ...
 
 GATES = {"lstm": 4, "gru": 3}
 ProgressCallback = Callable[[float], None]

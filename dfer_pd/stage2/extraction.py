@@ -24,7 +24,8 @@ from torch.utils.data import DataLoader, Dataset
 from dfer_pd.common.files import file_digest
 from dfer_pd.common.parallel import process_context
 from dfer_pd.common.progress import progress_enabled, track
-from dfer_pd.common.video import DEFAULT_MIN_DECODED_SHARE, VideoReadError
+from dfer_pd.common.video import VideoReadError
+from dfer_pd.stage1.quality_policy import QualityPolicy
 from dfer_pd.stage1.cache import IntensityCache, IntensityCacheWriter
 from dfer_pd.stage1.contract import ONNX_RUNTIMES, ScoringContract
 from dfer_pd.stage1.scoring import Stage1Scorer, expression_cosines
@@ -106,14 +107,14 @@ def extract_intensities(
     devices: int | str = 1,
     onnx_model: str | Path | None = None,
     skip_unusable: bool = False,
-    min_decoded_share: float = DEFAULT_MIN_DECODED_SHARE,
+    quality: QualityPolicy = QualityPolicy(),
     kinematics: KinematicsSettings | None = None,
 ) -> tuple[CohortIntensities, ExtractionReport]:
     """Fill the cache for every video of the cohort, then assemble per-subject (N, 4, 4) cosines.
 
     Videos still to be scored are checked first (see the module notes); ``skip_unusable`` leaves out
-    the subjects of unusable videos instead of stopping, ``min_decoded_share`` is the share of a
-    truncated video that must decode. With ``kinematics`` (enabled) the cohort also gets its (N, 4, 12)
+    the subjects of unusable videos instead of stopping, ``quality`` holds the limits that make a
+    video unusable. With ``kinematics`` (enabled) the cohort also gets its (N, 4, 12)
     landmark kinematics.
 
     Videos already in the cache (same contract and video bytes) are not scored again; an interrupted
@@ -144,7 +145,7 @@ def extract_intensities(
             digests[subject.subject_id, expression] = digest
             paths.setdefault(digest, path)
     report.videos = len(digests)
-    problems = _check_videos(cohort, digests, paths, cache, contract, datamodule, landmarks, min_decoded_share, report)
+    problems = _check_videos(cohort, digests, paths, cache, contract, datamodule, landmarks, quality, report)
     if problems:
         report.unusable = [u for subject in cohort.subjects for e in cohort.expressions
                            for u in problems.get(digests[subject.subject_id, e], [])
@@ -217,9 +218,9 @@ class _VideoChecks(Dataset):
     dlib hold Python's GIL, so threads would not overlap them)."""
 
     def __init__(self, jobs: list[tuple[str, Path, bool, bool]], contract: ScoringContract, face_cache,
-                 landmarks: LandmarkCache | None, min_decoded_share: float) -> None:
+                 landmarks: LandmarkCache | None, quality: QualityPolicy) -> None:
         self.jobs, self.contract, self.face_cache = jobs, contract, face_cache
-        self.landmarks, self.min_decoded_share = landmarks, min_decoded_share
+        self.landmarks, self.quality = landmarks, quality
 
     def __len__(self) -> int:
         return len(self.jobs)
@@ -229,7 +230,7 @@ class _VideoChecks(Dataset):
         from dfer_pd.stage1.quality import check_video
 
         digest, path, needs_scores, needs_landmarks = self.jobs[index]
-        found = check_video(path, self.contract, self.face_cache, self.min_decoded_share).reasons if needs_scores else []
+        found = check_video(path, self.contract, self.face_cache, self.quality).reasons if needs_scores else []
         if needs_landmarks and not found:
             try:
                 self.landmarks.get(path, digest)
@@ -240,7 +241,7 @@ class _VideoChecks(Dataset):
         return digest, list(found)
 
 
-def _check_videos(cohort, digests, paths, cache, contract, datamodule, landmarks, min_decoded_share,
+def _check_videos(cohort, digests, paths, cache, contract, datamodule, landmarks, quality,
                   report: ExtractionReport) -> dict[str, list[UnusableVideo]]:
     """Check every video that still needs scoring or landmarks; ``{digest: [problems]}`` for the unusable ones."""
     from dfer_pd.faces.cache import FaceCropCache
@@ -256,7 +257,7 @@ def _check_videos(cohort, digests, paths, cache, contract, datamodule, landmarks
     report.checked += len(jobs)
     reasons: dict[str, list[str]] = {}
     if jobs:
-        checks = _VideoChecks(jobs, contract, face_cache, landmarks, min_decoded_share)
+        checks = _VideoChecks(jobs, contract, face_cache, landmarks, quality)
         workers = min(int(datamodule.hparams.num_workers), len(jobs))
         # Workers start by forkserver, not fork: this process may hold threads (the scoring path's
         # preparation pool, W&B, Lightning), and a child forked while one of them holds a lock hung.

@@ -25,12 +25,12 @@ from dfer_pd.common.constants import NUM_EXPRESSIONS
 from dfer_pd.common.files import atomic_save_npz
 from dfer_pd.stage1.contract import ContractError, ScoringContract
 from dfer_pd.stage1.modeling_dfer_clip import intensities_from_cosine
+from dfer_pd.stage2.settings import SEQUENCE_KINDS
 
 FEATURE_NAMES: tuple[str, ...] = ("hv", "mean", "std", "z", "pd", "range", "d_min", "d_max")
 """Eq. 4 features of one video, in the order :func:`expression_features` returns them."""
 
 SequenceKind = Literal["raw", "processed", "both", "kinematics", "clip+kinematics"]
-SEQUENCE_KINDS: tuple[str, ...] = ("raw", "processed", "both", "kinematics", "clip+kinematics")
 KINEMATIC_KINDS: tuple[str, ...] = ("kinematics", "clip+kinematics")
 
 

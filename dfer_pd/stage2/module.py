@@ -14,9 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from dfer_pd.stage2.metrics import classification_metrics
+from dfer_pd.stage2.settings import LOSS_OUTPUTS
 
-LOSS_OUTPUTS: dict[str, int] = {"bce": 1, "ce": 2}
-"""Logits the network's head must give for each loss: one for BCE-with-logits, two for cross-entropy."""
 
 
 def pd_probability(logits: torch.Tensor, loss: str) -> torch.Tensor:

@@ -1,8 +1,9 @@
 """Stage-2 settings as plain dataclasses, in a module that imports nothing heavy.
 
 The command line builds its parser from these classes (``dfer-pd train-pd --help`` must not wait for
-torch or Lightning); every module imports them from here. Validation that needs the classifier registry
-imports it when a config is built, not when the parser is.
+torch or Lightning); every module imports them from here, and this module imports no other stage-2 module:
+the vocabulary the settings are checked against (classifier kinds, feature kinds, loss outputs) is declared
+here and used by the modules that implement it.
 """
 
 from __future__ import annotations
@@ -10,12 +11,21 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+CLASSIFIER_KINDS: tuple[str, ...] = ("lstm", "gru", "dt", "bc", "rf", "svm")
+"""The registry's kinds (:data:`dfer_pd.stage2.classifiers.CLASSIFIERS` has one factory for each)."""
+RECURRENT_KINDS: tuple[str, ...] = ("lstm", "gru")
+"""The kinds that are networks (trained in epochs, seconds per fit)."""
+SEQUENCE_KINDS: tuple[str, ...] = ("raw", "processed", "both", "kinematics", "clip+kinematics")
+"""The classifier's input features per subject (see :func:`dfer_pd.stage2.features.subject_sequences`)."""
+LOSS_OUTPUTS: dict[str, int] = {"bce": 1, "ce": 2}
+"""Logits the network's head must give for each loss: one for BCE-with-logits, two for cross-entropy."""
+
 
 @dataclass
 class ClassifierConfig:
     """The stage-2 classifier: its kind, its input features and its training settings.
 
-    ``kind`` is a key of :data:`dfer_pd.stage2.classifiers.CLASSIFIERS`. ``residual`` to ``loss``
+    ``kind`` is one of :data:`CLASSIFIER_KINDS`. ``residual`` to ``loss``
     configure the residual LSTM/GRU; ``sklearn_params`` are passed to a baseline's scikit-learn constructor.
 
     Args:
@@ -52,12 +62,8 @@ class ClassifierConfig:
     sklearn_params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from dfer_pd.stage2.classifiers import CLASSIFIERS
-        from dfer_pd.stage2.features import SEQUENCE_KINDS
-        from dfer_pd.stage2.module import LOSS_OUTPUTS
-
-        if self.kind not in CLASSIFIERS:
-            raise ValueError(f"kind must be one of {tuple(CLASSIFIERS)}, got {self.kind!r}")
+        if self.kind not in CLASSIFIER_KINDS:
+            raise ValueError(f"kind must be one of {CLASSIFIER_KINDS}, got {self.kind!r}")
         if self.features not in SEQUENCE_KINDS:
             raise ValueError(f"features must be one of {SEQUENCE_KINDS}, got {self.features!r}")
         if self.loss not in LOSS_OUTPUTS:
@@ -89,7 +95,7 @@ class CVConfig:
     """
 
     n_splits: int = 5
-    repeats: int = 1
+    repeats: int = 10
     seeds: list[int] = field(default_factory=lambda: [0])
     split_seed: int = 0
     val_fraction: float = 0.2
@@ -98,7 +104,7 @@ class CVConfig:
     deterministic: bool = True
     engine: Literal["batched", "lightning"] = "batched"
     threads: int = 1
-    workers: int = 1
+    workers: int = 0
 
     def __post_init__(self) -> None:
         if self.n_splits < 2:
@@ -208,3 +214,74 @@ class KinematicsSettings:
         values = asdict(self)
         values.pop("enabled")
         return values
+
+
+@dataclass
+class CohortSettings:
+    """The cohort: its manifest, incomplete subjects, the face-crop cache and pseudonyms.
+
+    Args:
+        manifest: cohort manifest CSV (subject_id,label,expression,path[,sex,age]; label PD or HC; paths relative to it).
+        skip_incomplete: skip (and report) subjects lacking one of the four expressions instead of stopping.
+        face_crop_cache: folder where face crops are kept between runs (default: none).
+        pseudonymise_ids: replace subject ids in every output and log by salted hashes; the key stays in out_dir/pseudonyms.csv.
+        skip_unusable: leave out (and report, in out_dir/excluded_subjects.json and W&B) subjects with an unusable
+            video (unreadable, truncated, a still image, no face) instead of stopping with the list of them.
+    """
+
+    manifest: str | None = None
+    skip_incomplete: bool = False
+    face_crop_cache: str | None = None
+    pseudonymise_ids: bool = False
+    skip_unusable: bool = False
+
+
+@dataclass
+class ExtractionSettings:
+    """Stage-1 scoring: the checkpoint, its precision, the intensity cache and batching.
+
+    Args:
+        checkpoint: stage-1 checkpoint written by `dfer-pd train-dfer` (e.g. runs/dfer_clip/fold1/checkpoints/best.ckpt).
+        precision: numeric precision of scoring (32-true, bf16-mixed, 16-mixed); part of the scoring contract.
+        cache_dir: folder of the content-keyed intensity cache (a video is scored once per checkpoint and settings).
+        batch_size: videos per batch (prepared together, the next batch on threads meanwhile; each video is
+            scored in its own forward pass, so its scores do not depend on its batch-mates).
+        num_workers: worker processes that decode videos and find faces and landmarks (the check pass and scoring; 0: in this process).
+        accelerator: Lightning accelerator for scoring: auto, cpu, gpu.
+        devices: number of devices for scoring.
+        runtime: who runs stage 1: torch, or the checkpoint's ONNX export on the CPU (onnx, onnx-int8;
+            made by `dfer-pd export`); part of the scoring contract and the cache key.
+        onnx_model: the ONNX export to run (default: the one `dfer-pd export` wrote beside the checkpoint).
+    """
+
+    checkpoint: str | None = None
+    precision: str = "32-true"
+    cache_dir: str = "runs/intensity_cache"
+    batch_size: int = 8
+    num_workers: int = 0
+    accelerator: str = "auto"
+    devices: int = 1
+    runtime: str = "torch"
+    onnx_model: str | None = None
+
+
+@dataclass
+class WandbSettings:
+    """W&B: offline unless mode online (or WANDB_MODE=online); plots and metrics are logged, never faces.
+
+    Args:
+        project: W&B project of the run.
+        mode: online, offline or disabled (default: $WANDB_MODE, else offline; online under `wandb agent`).
+        group: W&B group of the run (e.g. one per experiment).
+        name: W&B run name (default: W&B's generated name).
+        dir: folder that holds the W&B run files (default: $WANDB_DIR, else the command's output folder).
+        learning_curves: also log every recurrent network's training and validation loss per epoch (one line per
+            repeat and fold).
+    """
+
+    project: str = "dfer-pd"
+    mode: str | None = None
+    group: str | None = None
+    name: str | None = None
+    dir: str | None = None
+    learning_curves: bool = False

@@ -306,6 +306,7 @@ def faststart_cut(folder: Path, keep: float, num_frames: int = 60) -> Path:
 
 def test_truncated_video_is_flagged_with_its_decoded_share_and_refused_below_the_limit(tmp_path):
     from dfer_pd.common.video import TruncatedVideoError, check_decoded_share, read_sampled_clip
+    from dfer_pd.stage1.quality_policy import QualityPolicy
 
     path = faststart_cut(tmp_path, 0.7, 120)  # the first (key) frame holds much of the bytes
     clip = read_sampled_clip(path, 16)
@@ -319,9 +320,9 @@ def test_truncated_video_is_flagged_with_its_decoded_share_and_refused_below_the
     whole = read_sampled_clip(tmp_path / "full_fast.mp4", 16)
     assert not whole.truncated and whole.decoded_share == 1.0
     check_decoded_share(tmp_path / "full_fast.mp4", whole, 1.0)
-    quality = video_quality(path, clip.frames, duration_seconds=6.0, decode=clip.summary(), min_decoded_share=0.9)
+    quality = video_quality(path, clip.frames, duration_seconds=6.0, decode=clip.summary(), policy=QualityPolicy(0.9))
     assert quality["truncated"] and quality["truncated_beyond_limit"] and "truncated" in quality["reasons"][0]
-    lenient = video_quality(path, clip.frames, duration_seconds=6.0, decode=clip.summary(), min_decoded_share=0.2)
+    lenient = video_quality(path, clip.frames, duration_seconds=6.0, decode=clip.summary(), policy=QualityPolicy(0.2))
     assert lenient["truncated"] and not lenient["reasons"]
 
 

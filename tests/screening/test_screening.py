@@ -9,6 +9,7 @@ from helpers import save_stage1_checkpoint
 from dfer_pd.screening.diagnose import DiagnoseInputError, diagnose, find_expression_videos
 from dfer_pd.screening.report import write_report
 from dfer_pd.stage1.contract import ContractError, ScoringContract
+from dfer_pd.stage1.quality_policy import QualityPolicy
 from dfer_pd.stage2.extraction import extract_intensities
 from dfer_pd.stage2.settings import ClassifierConfig
 from dfer_pd.stage2.cohort import read_manifest
@@ -160,7 +161,7 @@ def test_diagnose_is_inconclusive_naming_every_unusable_video(tiny_cohort, tiny_
     assert page.index("INCONCLUSIVE") < page.index("<table") and "a still image" in page[:page.index("<table")]
     assert files["png"].stat().st_size > 0
     # A lenient truncation limit accepts the cut file (the rest still fail).
-    lenient = diagnose(videos, tiny_stage1_checkpoint, folder, min_decoded_share=0.05)
+    lenient = diagnose(videos, tiny_stage1_checkpoint, folder, quality=QualityPolicy(0.05))
     assert not any("truncated" in r for r in lenient.reasons) and len(lenient.reasons) == 2
 
 

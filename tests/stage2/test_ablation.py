@@ -67,11 +67,14 @@ def test_run_ablation_writes_both_tables(tmp_path):
     assert all(f.sort_index().equals(folds[0].sort_index()) for f in folds)
 
 
-def test_a_new_classifier_is_one_registry_entry_plus_its_row(tmp_path, monkeypatch):
+def test_a_new_classifier_is_its_kind_its_registry_entry_and_its_row(tmp_path, monkeypatch):
+    import dfer_pd.stage2.settings as settings
+
+    monkeypatch.setattr(settings, "CLASSIFIER_KINDS", (*settings.CLASSIFIER_KINDS, "logreg"))
     monkeypatch.setitem(CLASSIFIERS, "logreg", flat(lambda params, seed: LogisticRegression(**params)))
     row = table3_row("LOGREG", True, False)  # not in the paper: no paper figures
     cohort = synthetic_cohort(12, 12, seed=5)
-    table = run_ablation(cohort, CVConfig(n_splits=3), tmp_path, rows=(TABLE3_ROWS[0], row))
+    table = run_ablation(cohort, CVConfig(n_splits=3, repeats=1), tmp_path, rows=(TABLE3_ROWS[0], row))
     assert table["name"].tolist() == ["dt_raw", "logreg_processed"] and table["accuracy_mean"].between(0, 1).all()
     line = next(x for x in (tmp_path / "table3.md").read_text().splitlines() if x.startswith("| LOGREG | ✓ | - |"))
     assert line.endswith("| - | - | - | - |")  # the paper columns

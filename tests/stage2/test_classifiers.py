@@ -25,7 +25,7 @@ from dfer_pd.stage2.classifiers import (
     flat,
     pickle_free_kinds,
 )
-from dfer_pd.stage2.settings import ClassifierConfig
+from dfer_pd.stage2.settings import CLASSIFIER_KINDS, RECURRENT_KINDS, ClassifierConfig
 from dfer_pd.stage2.features import SequenceScaler, sequence_inputs
 from dfer_pd.synthetic.intensities import synthetic_cohort
 from dfer_pd.stage2.module import PDClassifierModule
@@ -103,16 +103,16 @@ def test_every_registry_entry_clones_and_fits_in_a_pipeline(kind, fold):
                                   .predict_proba(x_test), proba)
 
 
-def test_kinds_come_from_the_registry(monkeypatch, fold):
+def test_every_kind_the_settings_accept_has_a_registry_entry(monkeypatch, fold):
     with pytest.raises(ValueError, match=r"kind must be one of \('lstm', 'gru', 'dt', 'bc', 'rf', 'svm'\)"):
         ClassifierConfig(kind="logreg")
-    # Adding a classifier is one registry entry.
-    monkeypatch.setitem(CLASSIFIERS, "logreg", flat(lambda params, seed: LogisticRegression(**params)))
-    config = ClassifierConfig(kind="logreg", sklearn_params={"C": 0.5})
-    pipeline = build_pipeline(config, seed=0)
+    assert tuple(CLASSIFIERS) == CLASSIFIER_KINDS
+    # A registry entry is a factory: a scikit-learn classifier on flattened sequences is one line.
+    monkeypatch.setitem(CLASSIFIERS, "bc", flat(lambda params, seed: LogisticRegression(**params)))
+    pipeline = build_pipeline(ClassifierConfig(kind="bc", sklearn_params={"C": 0.5}), seed=0)
     assert pipeline.named_steps["classify"].estimator.C == 0.5
     assert pipeline.fit(*fold[:2]).predict_proba(fold[2]).shape == (len(fold[2]), 2)
-    assert pickle_free_kinds() == ("lstm", "gru")
+    assert pickle_free_kinds() == RECURRENT_KINDS
 
 
 def test_registry_builds_estimators_from_config_seed_and_cv():

@@ -134,7 +134,7 @@ def test_neural_fold_is_repeatable_with_a_seed(effect_cohort):
 
 
 def test_residual_lstm_learns_a_clear_group_difference(effect_cohort, tmp_path):
-    result = cross_validate(effect_cohort, FAST_LSTM, CVConfig(n_splits=5), out_dir=tmp_path)
+    result = cross_validate(effect_cohort, FAST_LSTM, CVConfig(n_splits=5, repeats=1), out_dir=tmp_path)
     assert result.mean["accuracy"] > 0.85
     assert result.pooled["roc_auc"] > 0.9
     for name in ("predictions.csv", "folds.csv", "metrics.json", "roc.png", "confusion_matrix.png"):
@@ -148,12 +148,12 @@ def test_residual_lstm_learns_a_clear_group_difference(effect_cohort, tmp_path):
 @pytest.mark.parametrize("kind", sorted(CLASSIFIERS))
 def test_every_classifier_is_near_chance_without_an_effect(null_cohort, kind):
     config = dataclasses.replace(FAST_LSTM, kind=kind, name=kind)  # the baselines ignore the network settings
-    result = cross_validate(null_cohort, config, CVConfig(n_splits=5))
+    result = cross_validate(null_cohort, config, CVConfig(n_splits=5, repeats=1))
     assert abs(result.mean["accuracy"] - 0.5) < 0.2
 
 
 def test_predictions_cover_each_subject_once_per_seed(effect_cohort, tmp_path):
-    cv = CVConfig(n_splits=5, seeds=[0, 1])
+    cv = CVConfig(n_splits=5, repeats=1, seeds=[0, 1])
     result = cross_validate(effect_cohort, ClassifierConfig(kind="dt"), cv, out_dir=tmp_path, plots=False)
     saved = pd.read_csv(tmp_path / "predictions.csv")
     assert list(saved.columns[:5]) == ["subject_id", "fold", "seed", "label", "p_pd"]
@@ -178,7 +178,7 @@ def test_loggers_per_fit_and_metrics_sink(effect_cohort, tmp_path, engine):
         return CSVLogger(tmp_path / engine, name=f"fold{fold}", version=f"seed{seed}")
 
     config = dataclasses.replace(TINY_LSTM, loss="ce")
-    result = cross_validate(effect_cohort, config, CVConfig(n_splits=3, engine=engine), logger_factory=factory,
+    result = cross_validate(effect_cohort, config, CVConfig(n_splits=3, repeats=1, engine=engine), logger_factory=factory,
                             metrics_sink=received.append)
     assert calls == [(0, 1, 0), (0, 2, 0), (0, 3, 0)]
     logged = pd.read_csv(tmp_path / engine / "fold2" / "seed0" / "metrics.csv")
@@ -205,13 +205,13 @@ def test_wandb_runs_are_finished_between_fits(effect_cohort, monkeypatch):
         logger.experiment  # start the run now, as a logger that logs does
         return logger
 
-    cross_validate(effect_cohort, TINY_LSTM, CVConfig(n_splits=2), logger_factory=factory)
+    cross_validate(effect_cohort, TINY_LSTM, CVConfig(n_splits=2, repeats=1), logger_factory=factory)
     assert open_before == [False, False] and wandb.run is None  # each fit's run closed before the next
     assert finish_wandb_run() is False
 
     run = wandb.init(project="dfer-pd-test")  # sweep style: one run for the whole CV
     try:
-        result = cross_validate(effect_cohort, ClassifierConfig(kind="bc"), CVConfig(n_splits=2),
+        result = cross_validate(effect_cohort, ClassifierConfig(kind="bc"), CVConfig(n_splits=2, repeats=1),
                                 metrics_sink=wandb_metrics_sink())
         assert run.summary["cv/accuracy_mean"] == pytest.approx(result.mean["accuracy"])
     finally:
@@ -252,7 +252,7 @@ def test_permutation_test_null_and_strong_effect():
     """The chosen model (a small residual LSTM) against 100 label permutations (smallest possible p: 1/101): chance on a null cohort, p < 0.01
     on a strong effect."""
     config = ClassifierConfig(hidden_size=4, num_layers=1, max_epochs=15, patience=5, lr=1e-2)
-    cv = CVConfig(n_splits=3)
+    cv = CVConfig(n_splits=3, repeats=1)
     null = permutation_test(synthetic_cohort(20, 20, pd_diagonal=0.30, seed=4), config, cv, n_permutations=100)
     strong = permutation_test(synthetic_cohort(20, 20, seed=3), config, cv, n_permutations=100)
     assert null.p_values["accuracy"] > 0.05 and null.p_values["roc_auc"] > 0.05
