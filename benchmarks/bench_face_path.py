@@ -51,17 +51,17 @@ def main() -> None:
     print(f"cohort: {args.subjects} subjects, {args.seconds:.0f} s at {args.fps:.0f} fps, 180x240 phone frames, "
           f"effect size {args.effect_size} ({time.perf_counter() - started:.0f} s to render)")
     truth = {row["subject_id"]: row for row in csv.DictReader(open(work / "ground_truth.csv"))}
-    options = FaceCropSettings(crop_faces=True).tracking_options()
+    face = FaceCropSettings(crop_faces=True)
     settings = KinematicsSettings(enabled=True, fps=args.kin_fps)
     crop_seconds, kin_seconds, features, labels, fractions = [], [], [], [], []
     for subject in read_manifest(manifest).subjects:
         started = time.perf_counter()
         for path in subject.videos.values():
-            _, report = read_face_clip(path, num_frames=16, size=224, **options)
+            _, report = read_face_clip(path, num_frames=16, settings=face, size=224)
             fractions.append(report.face_fraction)
         crop_seconds.append(time.perf_counter() - started)
         started = time.perf_counter()
-        tracks = {e: video_landmarks(p, settings) for e, p in subject.videos.items()}
+        tracks = {e: video_landmarks(p, settings, face) for e, p in subject.videos.items()}
         features.append(subject_kinematics({e: (t.times, t.points) for e, t in tracks.items()}))
         kin_seconds.append(time.perf_counter() - started)
         labels.append(subject.label)

@@ -45,9 +45,10 @@ def diagnose_examples(manifest: Path, stage1_checkpoint: str, out: Path) -> dict
     return headlines
 
 
-def render_cohort(root: Path, landmark_root: Path, kinematics: dict, **render) -> None:
+def render_cohort(root: Path, landmark_root: Path, kinematics: dict, face: dict, **render) -> None:
     """The synthetic cohort, then its videos' landmarks into extraction's landmark cache (they do not
     depend on stage 1, so this second process does both while stage 1 trains)."""
+    from dfer_pd.faces.settings import FaceCropSettings
     from dfer_pd.stage2.kinematics import read_landmarks_ahead
     from dfer_pd.stage2.settings import KinematicsSettings
     from dfer_pd.synthetic.cohort import make_pd_cohort
@@ -55,7 +56,7 @@ def render_cohort(root: Path, landmark_root: Path, kinematics: dict, **render) -
     make_pd_cohort(root, **render)
     settings = KinematicsSettings(**kinematics)
     if settings.enabled:
-        read_landmarks_ahead(root / "manifest.csv", landmark_root, settings)
+        read_landmarks_ahead(root / "manifest.csv", landmark_root, settings, FaceCropSettings(**face))
 
 
 def main(args: list[str] | None = None) -> dict:
@@ -111,12 +112,13 @@ def run(cfg: Namespace) -> dict:
     print(f"[1/6] synthetic DFEW tree ({cfg.dfew_clips} clips) and cohort ({cfg.subjects} subjects) under {out / 'data'}; "
           "the cohort is rendered (and its landmarks read) in a second process while stage 1 trains")
     stage2_config = resolve_config("pd_demo")
-    kinematics = stage2_parser("extract").parse_args(["--config", str(stage2_config)]).kinematics.as_dict()
+    stage2_options = stage2_parser("extract").parse_args(["--config", str(stage2_config)])
     # 5 s per expression, as the paper's protocol asks (shorter videos are flagged by diagnose).
     # Phone-like recordings (the face moving in a portrait frame with background), so extraction runs face
     # detection, tracking, landmarks and alignment as on real cohorts; 6 fps keeps rendering and landmarks cheap.
     cohort_root.mkdir(parents=True, exist_ok=True)
-    with beside(render_cohort, cohort_root, landmark_cache_root(intensity_cache), kinematics,
+    with beside(render_cohort, cohort_root, landmark_cache_root(intensity_cache), stage2_options.kinematics.as_dict(),
+                stage2_options.face.as_dict(),
                 num_subjects=cfg.subjects, effect_size=cfg.effect_size, seconds=5.0, fps=6, seed=cfg.seed,
                 recording="phone", log=cohort_root / "synth.log") as cohort_written:
         make_dfew_tree(dfew_root, num_clips=cfg.dfew_clips, seed=cfg.seed, workers=0)

@@ -17,8 +17,8 @@ class FaceCropSettings:
     default; higher finds fewer, surer faces) and ``fallback_detector`` (tried on frames where the
     first finds nothing; None = no fallback). ``align``: crops aligned on the landmarks' eyes, level
     and ``eye_distance`` of the crop side apart, their midpoint at ``eye_line`` of its height;
-    otherwise a square of ``margin`` face-box sides. ``min_face_fraction``, ``detect_every`` and
-    ``smooth_window`` are :func:`~dfer_pd.faces.tracking.track_face`'s.
+    otherwise a square of ``margin`` face-box sides. The face path takes the object whole
+    (:func:`~dfer_pd.faces.tracking.track_face`, :func:`~dfer_pd.faces.tracking.read_face_clip`).
 
     Args:
         crop_faces: find, track and crop the face before scoring (true for phone or camera videos).
@@ -56,15 +56,3 @@ class FaceCropSettings:
         if not 0 < self.eye_distance < 1 or not 0 < self.eye_line < 1:
             raise ValueError(f"eye_distance and eye_line are shares of the crop side in (0, 1), "
                              f"got {self.eye_distance} and {self.eye_line}")
-
-    def build_detector(self):
-        """The detector these settings describe (with its fallback): a :class:`~dfer_pd.faces.tracking.FaceDetector`."""
-        from dfer_pd.faces.tracking import build_detector
-
-        return build_detector(self.detector, fallback=self.fallback_detector, threshold=self.detector_threshold)
-
-    def tracking_options(self) -> dict:
-        """Keyword arguments of :func:`~dfer_pd.faces.tracking.read_face_clip` / :func:`~dfer_pd.faces.tracking.track_face`."""
-        return {"detector": self.build_detector(), "margin": self.margin, "min_face_fraction": self.min_face_fraction,
-                "detect_every": self.detect_every, "smooth_window": self.smooth_window, "align": self.align,
-                "eye_distance": self.eye_distance, "eye_line": self.eye_line}

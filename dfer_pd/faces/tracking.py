@@ -19,7 +19,7 @@ downloaded at run time.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Literal, Protocol, Sequence, runtime_checkable
 
@@ -234,6 +234,11 @@ def build_detector(
     return FallbackDetector(built, build_detector(fallback))
 
 
+def detector_for(settings: FaceCropSettings) -> FaceDetector:
+    """The detector ``settings`` describe, with its threshold and fallback."""
+    return build_detector(settings.detector, fallback=settings.fallback_detector, threshold=settings.detector_threshold)
+
+
 def detect_boxes(detector: FaceDetector, rgb: np.ndarray) -> np.ndarray:
     """``detector``'s faces in one image as ``(K, 5)``: box and upright rotation (0 when the detector gives none)."""
     boxes = np.asarray(detector.detect(rgb), dtype=np.float64)
@@ -425,28 +430,28 @@ class FaceFollow:
 
 def follow_face(
     frames: np.ndarray,
+    settings: FaceCropSettings = FaceCropSettings(),
     frame_indices: np.ndarray | None = None,
-    detector: str | FaceDetector = "dlib",
-    min_face_fraction: float = 0.5,
-    detect_every: int = 1,
-    smooth_window: int = 3,
+    detector: FaceDetector | None = None,
     landmarks: bool = True,
     landmarker: DlibLandmarker | None = None,
     source: str | Path = "clip",
 ) -> FaceFollow:
     """Detect, link, interpolate and smooth the main face over ``frames`` ``(T, H, W, 3)``; optionally its landmarks.
 
-    Repeated frame numbers (short clips) are looked at once. Raises :class:`NoFaceError` when the
-    main face is in fewer than ``min_face_fraction`` of the examined frames.
+    ``settings`` give the detector (unless ``detector`` is given), ``detect_every``, ``smooth_window`` and
+    ``min_face_fraction``. Repeated frame numbers (short clips) are looked at once. Raises
+    :class:`NoFaceError` when the main face is in fewer than ``min_face_fraction`` of the examined frames.
     """
+    min_face_fraction, smooth_window = settings.min_face_fraction, settings.smooth_window
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
         raise ValueError(f"{source}: frames must be (T, H, W, 3), got shape {frames.shape}")
     indices = np.arange(len(frames)) if frame_indices is None else np.asarray(frame_indices)
     times, first_of, position_of = np.unique(indices, return_index=True, return_inverse=True)
-    detector = build_detector(detector)
+    detector = build_detector(detector) if detector is not None else detector_for(settings)
 
-    examined = _examined_positions(len(times), detect_every)
+    examined = _examined_positions(len(times), settings.detect_every)
     detections = [
         detect_boxes(detector, frames[first_of[p]]) if p in examined else np.zeros((0, 5)) for p in range(len(times))
     ]
@@ -475,58 +480,46 @@ def follow_face(
 
 def track_face(
     frames: np.ndarray,
+    settings: FaceCropSettings = FaceCropSettings(),
     frame_indices: np.ndarray | None = None,
-    detector: str | FaceDetector = "dlib",
     size: int = 224,
-    margin: float = 1.25,
-    min_face_fraction: float = 0.5,
-    detect_every: int = 1,
-    smooth_window: int = 3,
     pad_mode: PadMode = "edge",
     source: str | Path = "clip",
-    align: bool = True,
-    eye_distance: float = 0.3,
-    eye_line: float = 0.4,
+    detector: FaceDetector | None = None,
     landmarker: DlibLandmarker | None = None,
 ) -> tuple[np.ndarray, FaceTrackReport]:
-    """Follow the main face through sampled ``frames`` ``(T, H, W, 3)`` and crop it: ``(T, size, size, 3)``.
+    """Follow the main face through sampled ``frames`` ``(T, H, W, 3)`` and crop it as ``settings`` say: ``(T, size, size, 3)``.
 
     Args:
         frames: RGB uint8 frames, in time order.
+        settings: the face path (detector, tracking, alignment or margin); see :class:`FaceCropSettings`.
         frame_indices: their frame numbers in the video (for interpolation over time); 0..T-1 if None.
             Repeated numbers (short clips) are detected once.
-        detector: a registry name (``DETECTORS``) or a :class:`FaceDetector`.
         size: side of the returned crops (the model's input size).
-        margin: without ``align``, crop side over face box side; 1.25 frames the whole head with a
-            little background around a Haar-sized box.
-        min_face_fraction: fewest share of examined frames that must show the face.
-        detect_every: run the detector on every k-th distinct frame (and the last); 1 = all.
-        smooth_window: moving-median length over distinct frames (1 = no smoothing), for the box and
-            for the eye geometry of aligned crops.
         pad_mode: how crops are padded where they leave the picture (``edge`` or ``constant`` zeros).
         source: the file name for error messages.
-        align: crop aligned on the landmarks' eyes (level, ``eye_distance`` of the side apart, their
-            midpoint at ``eye_line`` of the height) instead of a square around the box.
+        detector: a :class:`FaceDetector` to use instead of the one ``settings`` name.
         landmarker: the landmark model (dlib's 68 points by default).
 
     Raises:
-        NoFaceError: when the main face is in fewer than ``min_face_fraction`` of examined frames.
+        NoFaceError: when the main face is in fewer than ``settings.min_face_fraction`` of examined frames.
     """
-    if margin <= 0 or size < 1:
-        raise ValueError(f"{source}: margin must be > 0 and size >= 1, got {margin} and {size}")
-    follow = follow_face(frames, frame_indices, detector, min_face_fraction, detect_every, smooth_window,
-                         landmarks=align, landmarker=landmarker, source=source)
+    if size < 1:
+        raise ValueError(f"{source}: size must be >= 1, got {size}")
+    align = settings.align
+    follow = follow_face(frames, settings, frame_indices, detector, landmarks=align, landmarker=landmarker,
+                         source=source)
     frames = np.asarray(frames)
     position_of = follow.position_of
     if align:
-        geometry = moving_median(eye_geometry(follow.landmarks), smooth_window)
-        matrices = [alignment_matrix(g, size, eye_distance, eye_line) for g in geometry]
+        geometry = moving_median(eye_geometry(follow.landmarks), settings.smooth_window)
+        matrices = [alignment_matrix(g, size, settings.eye_distance, settings.eye_line) for g in geometry]
         crops = np.stack([aligned_crop(frame, matrices[p], size, pad_mode) for frame, p in zip(frames, position_of)])
         corners = np.array([[0, 0], [size, 0], [size, size], [0, size]], dtype=np.float64)
         outlines = np.stack([apply_affine(cv2.invertAffineTransform(m), corners) for m in matrices])
         crop_boxes = np.concatenate([outlines.min(axis=1), outlines.max(axis=1)], axis=1)
     else:
-        crop_boxes = square_boxes(follow.face_boxes, margin)
+        crop_boxes = square_boxes(follow.face_boxes, settings.margin)
         crops = np.stack([crop_square(frame, crop_boxes[p], size, pad_mode) for frame, p in zip(frames, position_of)])
     report = FaceTrackReport(
         frame_indices=np.arange(len(frames)) if frame_indices is None else np.asarray(frame_indices),
@@ -551,15 +544,14 @@ def track_face(
 def read_face_clip(
     path: str | Path,
     num_frames: int,
+    settings: FaceCropSettings = FaceCropSettings(),
+    size: int = 224,
     mode: SamplingMode = "eval",
     rng: np.random.Generator | None = None,
-    detector: str | FaceDetector = "dlib",
-    size: int = 224,
-    margin: float = 1.25,
-    min_face_fraction: float = 0.5,
     threads: bool = False,
     cache: FaceCropCache | None = None,
-    **track_options,
+    detector: FaceDetector | None = None,
+    pad_mode: PadMode = "edge",
 ) -> tuple[np.ndarray, FaceTrackReport]:
     """Sample ``num_frames`` frames of a raw video (decoding only those), find the face, crop it.
 
@@ -567,15 +559,13 @@ def read_face_clip(
     ``decode`` says whether the video was truncated, and ``measures`` how bright, sharp and moving
     the face is in the source frames). ``cache`` (eval sampling only) stores the crops by video content and settings. Raises :class:`VideoReadError`
     for unreadable videos and :class:`NoFaceError` when too few frames show a face.
-    ``track_options`` go to :func:`track_face`.
+    ``settings``, ``size``, ``pad_mode`` and ``detector`` go to :func:`track_face`.
     """
-    settings = dict(num_frames=num_frames, size=size, margin=margin, min_face_fraction=min_face_fraction,
-                    **track_options)
 
     def compute() -> tuple[np.ndarray, FaceTrackReport]:
         clip = read_sampled_clip(path, num_frames=num_frames, mode=mode, rng=rng, threads=threads)
-        crops, report = track_face(clip.frames, clip.indices, detector=detector, size=size, margin=margin,
-                                   min_face_fraction=min_face_fraction, source=path, **track_options)
+        crops, report = track_face(clip.frames, settings, clip.indices, size=size, pad_mode=pad_mode, source=path,
+                                   detector=detector)
         report.decode = clip.summary()
         return crops, report
 
@@ -583,4 +573,7 @@ def read_face_clip(
         return compute()
     if mode != "eval":
         raise ValueError(f"{path}: face crops are cached for eval sampling only, got mode={mode!r}")
-    return cache.get_or_compute(path, {**settings, "detector": repr(build_detector(detector))}, compute)
+    key = {**asdict(settings), "num_frames": num_frames, "size": size, "pad_mode": pad_mode,
+           "detector": repr(detector if detector is not None else detector_for(settings))}
+    key.pop("crop_faces")
+    return cache.get_or_compute(path, key, compute)

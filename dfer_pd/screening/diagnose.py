@@ -194,7 +194,7 @@ def _person_kinematics(videos: dict[str, Path], model: ScreeningModel, reasons: 
     tracks = {}
     for expression in EXPRESSIONS:
         try:
-            track = video_landmarks(videos[expression], settings)
+            track = video_landmarks(videos[expression], settings, model.scoring_contract().face)
         except (NoFaceError, VideoReadError) as error:
             if model.uses_kinematics:
                 reasons.append(f"{expression} video ({Path(videos[expression]).name}): no landmarks ({error})")

@@ -154,16 +154,15 @@ class VideoCheck:
 
 def _face_in_crops(frames: np.ndarray, settings: FaceCropSettings, source: str | Path) -> None:
     """Raise NoFaceError unless videos given as face crops show a face (enlarged so the detector can see it)."""
-    from dfer_pd.faces.tracking import build_detector, follow_face
+    from dfer_pd.faces.tracking import build_detector, detector_for, follow_face
 
     scale = CHECK_SIDE / min(frames.shape[1:3])
     if scale > 1:
         size = (round(frames.shape[2] * scale), round(frames.shape[1] * scale))
         frames = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_LINEAR) for f in frames])
     detector = (build_detector("dlib", settings.fallback_detector, min(settings.detector_threshold, CROP_CHECK_THRESHOLD))
-                if settings.detector == "dlib" else settings.build_detector())
-    follow_face(frames, None, detector, settings.min_face_fraction, settings.detect_every,
-                settings.smooth_window, landmarks=False, source=source)
+                if settings.detector == "dlib" else detector_for(settings))
+    follow_face(frames, settings, detector=detector, landmarks=False, source=source)
 
 
 def check_video(

@@ -63,8 +63,8 @@ class PreparedClip:
 def prepare_clip(path: str | Path, contract: ScoringContract, face_cache: FaceCropCache | None = None) -> PreparedClip:
     """Sample, (optionally) find and crop the face, resize and normalise, all as ``contract`` fixes."""
     if contract.face.crop_faces:
-        frames, report = read_face_clip(path, contract.num_frames, size=contract.image_size, cache=face_cache,
-                                        **contract.face.tracking_options())
+        frames, report = read_face_clip(path, contract.num_frames, contract.face, size=contract.image_size,
+                                        cache=face_cache)
         indices, decode = report.frame_indices, report.decode
     else:
         clip, report = read_sampled_clip(path, contract.num_frames), None

@@ -134,7 +134,7 @@ def extract_intensities(
     report = ExtractionReport(cache_folder=cache.folder)
 
     kinematics = kinematics if kinematics is not None and kinematics.enabled else None
-    landmarks = LandmarkCache(landmark_cache_root(cache_dir), kinematics) if kinematics else None
+    landmarks = LandmarkCache(landmark_cache_root(cache_dir), kinematics, contract.face) if kinematics else None
 
     digests: dict[tuple[str, str], str] = {}
     paths: dict[str, Path] = {}

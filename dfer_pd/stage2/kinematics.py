@@ -29,6 +29,7 @@ import numpy as np
 
 from dfer_pd.common.constants import EXPRESSIONS
 from dfer_pd.common.files import NpzStore, content_key, file_digest
+from dfer_pd.faces.settings import FaceCropSettings
 from dfer_pd.stage2.settings import KinematicsSettings
 from dfer_pd.faces.landmarks import CHIN, LANDMARK_GROUPS, LID_PAIRS, MOUTH_CORNERS, eye_geometry
 
@@ -144,14 +145,15 @@ class LandmarkTrack:
     decode: dict
 
 
-def video_landmarks(path: str | Path, settings: KinematicsSettings = KinematicsSettings()) -> LandmarkTrack:
-    """Read ``path`` at ``settings.fps`` (by time; at most ``max_frames``) and find the face's landmarks.
+def video_landmarks(path: str | Path, settings: KinematicsSettings, face: FaceCropSettings) -> LandmarkTrack:
+    """Read ``path`` at ``settings.fps`` (by time; at most ``max_frames``) and find the face's landmarks,
+    the face found and tracked as ``face`` says (detecting every ``settings.detect_every``-th frame).
 
     Raises :class:`~dfer_pd.common.video.VideoReadError` for unreadable videos and
     :class:`~dfer_pd.faces.tracking.NoFaceError` when too few frames show a face.
     """
     from dfer_pd.common.video import count_frames, read_sampled_clip
-    from dfer_pd.faces.tracking import build_detector, follow_face
+    from dfer_pd.faces.tracking import follow_face
     from dfer_pd.common.video import video_duration
 
     duration = video_duration(path)
@@ -159,8 +161,7 @@ def video_landmarks(path: str | Path, settings: KinematicsSettings = KinematicsS
     num = int(np.clip(round(duration * settings.fps), 2, settings.max_frames))
     clip = read_sampled_clip(path, min(num, count) if count >= 2 else 2)
     times = clip.times if clip.times is not None else clip.indices * (duration / max(count, 1))
-    follow = follow_face(clip.frames, clip.indices, build_detector(settings.detector), settings.min_face_fraction,
-                         settings.detect_every, settings.smooth_window, landmarks=True, source=path)
+    follow = follow_face(clip.frames, settings.face_settings(face), clip.indices, landmarks=True, source=path)
     points = follow.landmarks[follow.position_of]
     return LandmarkTrack(np.asarray(times, dtype=np.float64), points, follow.detected[follow.position_of],
                          follow.face_fraction, clip.summary())
@@ -176,9 +177,9 @@ class LandmarkCache(NpzStore):
 
     VERSION = 1
 
-    def __init__(self, root: str | Path, settings: KinematicsSettings) -> None:
-        super().__init__(root, content_key({"settings": settings.key(), "version": self.VERSION}))
-        self.settings = settings
+    def __init__(self, root: str | Path, settings: KinematicsSettings, face: FaceCropSettings) -> None:
+        super().__init__(root, content_key({"settings": settings.key(face), "version": self.VERSION}))
+        self.settings, self.face = settings, face
 
     def get(self, video: str | Path, digest: str | None = None) -> LandmarkTrack:
         """The video's landmarks, from disk when present, else read (and stored)."""
@@ -189,13 +190,14 @@ class LandmarkCache(NpzStore):
             stored = self.read(digest)
             return LandmarkTrack(stored["times"], stored["points"], stored["detected"],
                                  float(stored["face_fraction"]), json.loads(str(stored["decode"])))
-        track = video_landmarks(video, self.settings)
+        track = video_landmarks(video, self.settings, self.face)
         self.write(digest, times=track.times, points=track.points, detected=track.detected,
                    face_fraction=np.asarray(track.face_fraction), decode=np.asarray(json.dumps(track.decode)))
         return track
 
 
-def read_landmarks_ahead(manifest: str | Path, root: str | Path, settings: KinematicsSettings) -> int:
+def read_landmarks_ahead(manifest: str | Path, root: str | Path, settings: KinematicsSettings,
+                         face: FaceCropSettings) -> int:
     """Read every video of a cohort's manifest into the landmark cache under ``root``; returns how many were read.
 
     Landmarks do not depend on stage 1, so this can run while stage 1 trains (the demo does, beside it);
@@ -205,7 +207,7 @@ def read_landmarks_ahead(manifest: str | Path, root: str | Path, settings: Kinem
     from dfer_pd.common.video import VideoReadError
     from dfer_pd.stage2.cohort import read_manifest
 
-    cache = LandmarkCache(root, settings)
+    cache = LandmarkCache(root, settings, face)
     read = 0
     for subject in read_manifest(manifest).subjects:
         for path in subject.videos.values():

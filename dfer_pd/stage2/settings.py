@@ -8,8 +8,10 @@ here and used by the modules that implement it.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
+
+from dfer_pd.faces.settings import FaceCropSettings
 
 CLASSIFIER_KINDS: tuple[str, ...] = ("lstm", "gru", "dt", "bc", "rf", "svm")
 """The registry's kinds (:data:`dfer_pd.stage2.classifiers.CLASSIFIERS` has one factory for each)."""
@@ -17,6 +19,9 @@ RECURRENT_KINDS: tuple[str, ...] = ("lstm", "gru")
 """The kinds that are networks (trained in epochs, seconds per fit)."""
 SEQUENCE_KINDS: tuple[str, ...] = ("raw", "processed", "both", "kinematics", "clip+kinematics")
 """The classifier's input features per subject (see :func:`dfer_pd.stage2.features.subject_sequences`)."""
+FACE_TRACKING_FIELDS: tuple[str, ...] = ("detector", "detector_threshold", "fallback_detector", "min_face_fraction",
+                                         "detect_every", "smooth_window")
+"""The face settings that decide where the landmarks are (not how the face is cropped)."""
 LOSS_OUTPUTS: dict[str, int] = {"bce": 1, "ce": 2}
 """Logits the network's head must give for each loss: one for BCE-with-logits, two for cross-entropy."""
 
@@ -184,36 +189,37 @@ class HoldoutConfig:
 class KinematicsSettings:
     """How landmarks are read for kinematics. Off by default (the shipped stage-2 configs turn it on):
     without it the ``kinematics`` feature kinds cannot be used and Table 3 leaves their rows out, saying so.
+    The face is found and tracked as the face settings (``--face.*``, the scoring contract's) say, on
+    every ``detect_every``-th landmark frame.
 
     Args:
         enabled: read every cohort video's facial landmarks and add their kinematics to the intensities.
         fps: landmark frames per second of video, sampled by time.
         max_frames: at most this many landmark frames per video (long videos are sampled more sparsely).
-        detector: face detector that starts the landmark track: dlib (HOG) or haar.
-        detect_every: run the detector on every k-th landmark frame and track the face between.
-        min_face_fraction: fewest share of examined frames that must show the face.
-        smooth_window: moving-median length that smooths the face box.
+        detect_every: run the face detector on every k-th landmark frame and track the face between.
     """
 
     enabled: bool = False
     fps: float = 10.0
     max_frames: int = 150
-    detector: str = "dlib"
     detect_every: int = 5
-    min_face_fraction: float = 0.5
-    smooth_window: int = 3
 
     def __post_init__(self) -> None:
         if self.fps <= 0 or self.max_frames < 2:
             raise ValueError(f"kinematics need fps > 0 and max_frames >= 2, got {self.fps} and {self.max_frames}")
-        if self.detect_every < 1 or self.smooth_window < 1 or not 0 < self.min_face_fraction <= 1:
-            raise ValueError("detect_every and smooth_window must be >= 1 and min_face_fraction in (0, 1]")
+        if self.detect_every < 1:
+            raise ValueError(f"detect_every must be at least 1, got {self.detect_every}")
 
-    def key(self) -> dict:
-        """What decides the landmarks (``enabled`` does not)."""
+    def face_settings(self, face: FaceCropSettings) -> FaceCropSettings:
+        """The face path of the landmark pass: ``face``'s detector and tracking, detecting every ``detect_every``-th frame."""
+        return replace(face, detect_every=self.detect_every)
+
+    def key(self, face: FaceCropSettings) -> dict:
+        """What decides the landmarks (``enabled`` and the crop's framing do not)."""
         values = asdict(self)
         values.pop("enabled")
-        return values
+        tracking = asdict(self.face_settings(face))
+        return {**values, **{k: tracking[k] for k in FACE_TRACKING_FIELDS}}
 
 
 @dataclass

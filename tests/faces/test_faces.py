@@ -20,6 +20,7 @@ from dfer_pd.faces.tracking import (
     HaarFaceDetector,
     NoFaceError,
     build_detector,
+    detector_for,
     crop_square,
     moving_median,
     read_face_clip,
@@ -81,7 +82,7 @@ def moving_face(tmp_path_factory):
 
 def test_real_face_found_and_cropped_in_every_frame(moving_face):
     path, true_faces = moving_face
-    crops, report = read_face_clip(path, num_frames=12, size=112, margin=1.25, detector="haar", align=False)
+    crops, report = read_face_clip(path, num_frames=12, settings=FaceCropSettings(detector="haar", align=False, margin=1.25), size=112)
     assert crops.shape == (12, 112, 112, 3) and crops.dtype == np.uint8
     assert report.frame_indices.tolist() == list(range(12))
     assert report.detected.all() and report.face_fraction == 1.0 and report.num_faces_max == 1
@@ -142,7 +143,7 @@ def test_face_leaving_the_frame_is_padded_and_interpolated(tmp_path):
     placements = [(200 + 20 * i, 40, 0.8) for i in range(12)]
     placements[4] = None
     path, true_faces = scene_video(tmp_path / "leaving.mp4", 240, 480, placements)
-    crops, report = read_face_clip(path, num_frames=12, size=64, pad_mode="constant", detector="haar", align=False)
+    crops, report = read_face_clip(path, num_frames=12, settings=FaceCropSettings(detector="haar", align=False), size=64, pad_mode="constant")
     assert crops.shape == (12, 64, 64, 3)
     missing = np.flatnonzero(~report.detected)
     assert 4 in missing and {10, 11} <= set(missing.tolist()) and report.face_fraction >= 0.5
@@ -183,7 +184,7 @@ def test_main_track_is_large_and_persistent_and_one_offs_are_not_faces():
     script[2].append([0, 0, 150, 150])  # a large false positive (6 times the face's area) in two frames
     script[7].append([140, 40, 290, 190])
     script[5].append([10, 150, 30, 170])  # a small one in one frame
-    _, report = track_face(numbered_frames(10), detector=ScriptedDetector(script), size=32, smooth_window=1)
+    _, report = track_face(numbered_frames(10), FaceCropSettings(smooth_window=1), detector=ScriptedDetector(script), size=32)
     np.testing.assert_allclose(report.face_boxes, steady)
     assert report.num_faces_max == 1  # seen in under a quarter of the frames: not a second person
 
@@ -200,7 +201,7 @@ def test_moving_median_removes_a_one_frame_jump_and_keeps_motion():
     script[4] = [[125, 45, 195, 115]]  # one frame jumps 35 px and grows
     _, report = track_face(numbered_frames(9), detector=ScriptedDetector(script), size=32)
     np.testing.assert_allclose(report.face_boxes, [[100, 50, 160, 110]] * 9)
-    _, unsmoothed = track_face(numbered_frames(9), detector=ScriptedDetector(script), size=32, smooth_window=1)
+    _, unsmoothed = track_face(numbered_frames(9), FaceCropSettings(smooth_window=1), detector=ScriptedDetector(script), size=32)
     np.testing.assert_allclose(unsmoothed.face_boxes[4], [125, 45, 195, 115])
     # Steady motion passes through unchanged.
     motion = np.stack([np.arange(6.0), 2 * np.arange(6.0)], axis=1)
@@ -210,14 +211,14 @@ def test_moving_median_removes_a_one_frame_jump_and_keeps_motion():
 def test_detect_every_k_and_repeated_indices_detect_each_frame_once():
     script = [[[10 * i, 50, 10 * i + 60, 110]] for i in range(9)]
     detector = ScriptedDetector(script)
-    _, report = track_face(numbered_frames(9), detector=detector, size=32, detect_every=4)
+    _, report = track_face(numbered_frames(9), FaceCropSettings(detect_every=4), detector=detector, size=32)
     assert detector.calls == 3 and report.examined.tolist() == [i in (0, 4, 8) for i in range(9)]
     # Frames in between are interpolated over time.
     np.testing.assert_allclose(centres(report.face_boxes)[:, 0], 30 + 10 * np.arange(9))
     # A short clip's repeated last frame (indices 0,1,2,2,2) is looked at once.
     frames = numbered_frames(3)[[0, 1, 2, 2, 2]]
     detector = ScriptedDetector(script)
-    crops, report = track_face(frames, np.array([0, 1, 2, 2, 2]), detector=detector, size=32)
+    crops, report = track_face(frames, frame_indices=np.array([0, 1, 2, 2, 2]), detector=detector, size=32)
     assert detector.calls == 3 and crops.shape == (5, 32, 32, 3) and report.face_fraction == 1.0
 
 
@@ -225,7 +226,7 @@ def test_too_few_faces_message_counts_frames():
     script = [[[10, 10, 70, 70]] if i < 2 else [] for i in range(16)]
     with pytest.raises(NoFaceError, match=r"subject\.mov: face found in 2 of 16 sampled frames \(need at least 50%\)"):
         track_face(numbered_frames(16), detector=ScriptedDetector(script), source="subject.mov")
-    _, report = track_face(numbered_frames(16), detector=ScriptedDetector(script), min_face_fraction=0.1, size=8)
+    _, report = track_face(numbered_frames(16), FaceCropSettings(min_face_fraction=0.1), detector=ScriptedDetector(script), size=8)
     assert report.face_fraction == 2 / 16
 
 
@@ -300,7 +301,7 @@ def test_aligned_crops_put_the_eyes_level_at_a_fixed_distance(moving_face):
     faces = true_faces[report.frame_indices]
     assert ((eyes[:, 0] > faces[:, 0]) & (eyes[:, 0] < faces[:, 2])).all()
     assert ((eyes[:, 1] > faces[:, 1]) & (eyes[:, 1] < (faces[:, 1] + faces[:, 3]) / 2)).all()
-    looser, _ = read_face_clip(path, num_frames=6, size=160, eye_distance=0.25, eye_line=0.42)
+    looser, _ = read_face_clip(path, num_frames=6, settings=FaceCropSettings(eye_distance=0.25, eye_line=0.42), size=160)
     assert_aligned(looser, 0.25, 0.42)
 
 
@@ -334,14 +335,12 @@ def test_photo_with_five_faces_counts_five(tmp_path):
     assert read_face_clip(single, num_frames=4, size=32)[1].num_faces_max == 1
 
 
-def test_settings_build_the_detector_with_threshold_and_fallback():
+def test_the_settings_detector_has_its_threshold_and_fallback():
     settings = FaceCropSettings(crop_faces=True, detector_threshold=0.5, fallback_detector="haar")
-    detector = settings.build_detector()
+    detector = detector_for(settings)
     assert isinstance(detector, FallbackDetector) and detector.primary.threshold == 0.5
     assert isinstance(detector.fallback, HaarFaceDetector)
-    assert isinstance(FaceCropSettings().build_detector(), DlibHogFaceDetector)  # the default: dlib, no fallback
-    options = FaceCropSettings(align=False, margin=1.5).tracking_options()
-    assert options["align"] is False and options["margin"] == 1.5
+    assert isinstance(detector_for(FaceCropSettings()), DlibHogFaceDetector)  # the default: dlib, no fallback
     with pytest.raises(ValueError, match="eye_distance"):
         FaceCropSettings(eye_distance=1.5)
 
@@ -367,7 +366,7 @@ def test_crop_cache_reuses_crops_until_settings_change(moving_face, tmp_path):
     np.testing.assert_array_equal(first, again)
     np.testing.assert_allclose(first_report.crop_boxes, again_report.crop_boxes)
     assert again_report.face_fraction == first_report.face_fraction and again_report.frame_size == (360, 640)
-    read_face_clip(path, num_frames=4, size=32, margin=1.5, detector=Counting(), cache=cache)
+    read_face_clip(path, num_frames=4, settings=FaceCropSettings(margin=1.5), size=32, detector=Counting(), cache=cache)
     assert len(calls) == 8  # new settings, new crops
     assert not list((tmp_path / "crops").rglob("*.tmp"))
     with pytest.raises(ValueError, match="eval sampling only"):

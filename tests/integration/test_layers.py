@@ -34,3 +34,52 @@ def test_stage2_parser_settings_load_no_image_library_or_torch():
             "print(sorted(m for m in ('cv2', 'av', 'PIL', 'dlib', 'torch', 'lightning') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def module_cycles(package: str = "dfer_pd") -> list[list[str]]:
+    """Groups of modules that import each other in a circle (strongly connected parts of the import graph),
+    lazy imports inside functions included (grimp reads every import statement; `if TYPE_CHECKING:` blocks,
+    which never run, are left out)."""
+    import grimp
+
+    graph = grimp.build_graph(package, exclude_type_checking_imports=True)
+    order, low, stack, on_stack, cycles = {}, {}, [], set(), []
+
+    def visit(module: str) -> None:  # Tarjan's algorithm
+        order[module] = low[module] = len(order)
+        stack.append(module)
+        on_stack.add(module)
+        for imported in graph.find_modules_directly_imported_by(module):
+            if imported not in order:
+                visit(imported)
+                low[module] = min(low[module], low[imported])
+            elif imported in on_stack:
+                low[module] = min(low[module], order[imported])
+        if low[module] == order[module]:
+            part = []
+            while not part or part[-1] != module:
+                part.append(stack.pop())
+                on_stack.discard(part[-1])
+            if len(part) > 1:
+                cycles.append(sorted(part))
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
+    for module in sorted(graph.modules):
+        if module not in order:
+            visit(module)
+    return cycles
+
+
+def test_no_module_imports_itself_through_others():
+    assert module_cycles() == []
+
+
+def test_the_cycle_finder_finds_a_cycle(tmp_path, monkeypatch):
+    package = tmp_path / "circle"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("def f():\n    from circle import b\n")
+    (package / "b.py").write_text("from circle import a\n")
+    (package / "c.py").write_text("from circle import a\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert module_cycles("circle") == [["circle.a", "circle.b"]]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from skimage import data
 
+from dfer_pd.faces.settings import FaceCropSettings
 from dfer_pd.faces.landmarks import MOUTH_CORNERS, DlibLandmarker, eye_geometry
 from dfer_pd.stage2.cohort import read_manifest
 from dfer_pd.stage2.features import CohortFileError, CohortIntensities, sequence_inputs
@@ -96,7 +97,7 @@ def test_astronaut_warped_into_a_smile_raises_the_mouth_corner_amplitude(tmp_pat
     neutral = video("neutral", np.zeros(20))
     smile = video("happiness", lift * ramp)
     settings = KinematicsSettings(enabled=True, fps=10, detect_every=5)
-    tracks = {e: video_landmarks(p, settings) for e, p in (("neutral", neutral), ("happiness", smile))}
+    tracks = {e: video_landmarks(p, settings, FaceCropSettings()) for e, p in (("neutral", neutral), ("happiness", smile))}
     assert all(t.points.shape == (20, 68, 2) and t.face_fraction == 1.0 for t in tracks.values())
     features = subject_kinematics({e: (t.times, t.points) for e, t in tracks.items()}, ("neutral", "happiness"))
     at_rest, smiling = features[0, MOUTH_AMPLITUDE], features[1, MOUTH_AMPLITUDE]
@@ -126,7 +127,7 @@ def cohort_amplitudes(root, effect_size: float, cache_root) -> tuple[np.ndarray,
     manifest = make_pd_cohort(root, num_subjects=8, effect_size=effect_size, fps=6, seconds=3.0, seed=4,
                               expressions=("neutral", "happiness"), recording="phone")
     truth = {row["subject_id"]: float(row["expressivity"]) for row in csv.DictReader(open(root / "ground_truth.csv"))}
-    cache = LandmarkCache(cache_root, KinematicsSettings(enabled=True, fps=6))
+    cache = LandmarkCache(cache_root, KinematicsSettings(enabled=True, fps=6), FaceCropSettings())
     amplitudes, labels, expressivity = [], [], []
     for subject in read_manifest(manifest, ("neutral", "happiness")).subjects:
         tracks = {e: cache.get(p) for e, p in subject.videos.items()}

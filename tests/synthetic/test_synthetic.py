@@ -258,12 +258,12 @@ def test_phone_recordings_move_the_face_in_a_larger_frame_where_the_default_dete
     info = json.loads((tmp_path / "synthetic_info.json").read_text())
     assert info["recording"] == "phone" and info["frame_size"] == [180, 240]
     fractions, travel = [], []
-    options = FaceCropSettings(crop_faces=True).tracking_options()
+    face = FaceCropSettings(crop_faces=True)
     for subject in read_manifest(manifest).subjects:
         for path in subject.videos.values():
             frames, _ = read_clip(path, 10)
             assert frames.shape == (10, 240, 180, 3)  # portrait, like a phone held upright
-            crops, report = read_face_clip(path, num_frames=10, size=64, **options)
+            crops, report = read_face_clip(path, num_frames=10, settings=face, size=64)
             fractions.append(report.face_fraction)
             centres = (report.face_boxes[:, :2] + report.face_boxes[:, 2:]) / 2
             travel.append(np.ptp(centres, axis=0).max())
