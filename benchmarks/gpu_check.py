@@ -34,6 +34,8 @@ from pathlib import Path
 
 import torch
 
+from dfer_pd.common.machine import machine_line
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _common, when run from elsewhere
 
 DDP_MARK = "GPU_CHECK_DDP "
@@ -332,13 +334,11 @@ def main() -> None:
         raise SystemExit("no CUDA GPU here: run with --smoke to check the script on the CPU")
     from _common import save_random_vit_b32
 
-    from dfer_pd.common.machine import machine_line
     from dfer_pd.common.video import count_frames
     from dfer_pd.stage1.datasets.dfew import four_class_records
     from dfer_pd.synthetic.dfew import make_dfew_tree
 
     machine = machine_line()
-    print(machine, flush=True)
     started = time.perf_counter()
     device = torch.device("cuda" if gpu else "cpu")
     report = {"smoke": args.smoke, "machine": machine, "gpu": gpu_line(), "sizes": dataclasses.asdict(sizes),
@@ -379,4 +379,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    print(machine_line(), flush=True)  # every figure names the machine it was measured on
     main()

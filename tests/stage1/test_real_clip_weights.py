@@ -38,7 +38,7 @@ def test_one_training_step_from_a_saved_vit_b32_folder(tmp_path):
         "--model.network.clip_name_or_path", str(folder), "--model.network.random_init", "false",
         "--model.network.num_frames", "2", "--model.optimizer", "sgd", "--model.momentum", "0",
         "--data.batch_size", "2", "--data.num_workers", "0", "--data.val_fraction", "0.25", "--data.frame_cache_mb", "0",
-        "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1",
+        "--trainer.max_steps", "1", "--trainer.limit_val_batches", "2",  # "1" could parse as 1.0 = all batches
         "--trainer.num_sanity_val_steps", "0", "--trainer.enable_progress_bar", "false",
         "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", str(out),
         "--skip_test", "true",
