@@ -235,7 +235,8 @@ def enable_activation_checkpointing(model: PreTrainedModel) -> None:
 
 @dataclass
 class DferClipOutput:
-    """cosine and logits (B, K) float32; video_features (B, D) and text_features (K, D) L2-normalised."""
+    """cosine and logits (B, K) float32 (also under autocast); video_features (B, D) and text_features (K, D)
+    L2-normalised float32."""
 
     cosine: torch.Tensor
     logits: torch.Tensor
@@ -403,19 +404,21 @@ class DferClip(nn.Module):
             raise ValueError(f"DferClip was built for {self.num_frames} frames per clip, got {frames}")
         frame_features = self.encode_frames(pixel_values.flatten(0, 1)).view(batch, frames, -1)
         video = self.temporal(self.frame_gate(frame_features))
-        return F.normalize(video.float(), dim=-1)
+        return unit_float32(video)
 
     def encode_text(self) -> torch.Tensor:
         """(K, D) L2-normalised text features G, one per class in class_names order."""
         features = self.text_encoder(self.prompt_learner(), self.prompt_learner.eot_positions)
-        return F.normalize(features.float(), dim=-1)
+        return unit_float32(features)
 
     def forward(self, pixel_values: torch.Tensor, text_features: torch.Tensor | None = None) -> DferClipOutput:
         """``text_features``: G from :meth:`encode_text`, passed by inference, where the prompts no longer
         change, so the frozen text transformer runs once per checkpoint instead of on every batch."""
         video = self.encode_video(pixel_values)
         text = self.encode_text() if text_features is None else text_features.to(video.device)
-        cosine = video @ text.T
+        video, text = unit_float32(video), unit_float32(text)
+        with torch.autocast(device_type=video.device.type, enabled=False):
+            cosine = video @ text.T  # float32 whatever the precision the network ran in (bf16 steps are 0.002 near 0.3)
         return DferClipOutput(cosine=cosine, logits=cosine / self.tau, video_features=video, text_features=text)
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
@@ -429,6 +432,13 @@ class DferClip(nn.Module):
             group: [p for module in members for p in module.parameters() if p.requires_grad]
             for group, members in modules.items()
         }
+
+
+def unit_float32(features: torch.Tensor) -> torch.Tensor:
+    """L2-normalised float32 rows, computed outside any autocast region: under a bf16 or fp16 contract the
+    network runs in that precision, but the normalisation and the cosines of Eq. 3 do not."""
+    with torch.autocast(device_type=features.device.type, enabled=False):
+        return F.normalize(features.float(), dim=-1)
 
 
 def intensities_from_cosine(cosine: torch.Tensor | np.ndarray, tau: float) -> torch.Tensor | np.ndarray:

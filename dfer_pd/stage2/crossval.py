@@ -25,9 +25,10 @@ from dfer_pd.common.parallel import process_context, resolve_workers, torch_thre
 from dfer_pd.common.progress import progress_bar
 from dfer_pd.stage2.classifiers import batches_with_others, build_pipeline, fit_pipelines, log_history
 from dfer_pd.stage2.features import CohortIntensities
-from dfer_pd.stage2.metrics import CVResult, classification_metrics, confusion_counts
+from dfer_pd.stage2.metrics import CVResult, classification_metrics, confusion_counts, roc_auc
 from dfer_pd.stage2.splits import FoldLeakageError, subject_folds
 from dfer_pd.stage2.settings import RECURRENT_KINDS, ClassifierConfig, CVConfig
+from dfer_pd.stage2.statistics import Calibrator
 
 Folds = list[tuple[np.ndarray, np.ndarray]]
 LoggerFactory = Callable[[int, int, int], Logger | None]
@@ -400,45 +401,82 @@ def evaluate_holdout(
     confidence: float = 0.95,
     bootstrap: int = 2000,
     seed: int = 0,
+    calibration: Calibrator | None = None,
+    threshold: float | None = None,
 ) -> dict:
     """Train ``config`` once on every development subject and score the held-out subjects, once.
 
-    Intervals: Wilson for accuracy, sensitivity and specificity (proportions of held-out subjects); a
-    stratified bootstrap over held-out subjects (``bootstrap`` resamples) for the ROC AUC.
+    What is scored is what the screening model would return: the network trained on all development
+    subjects (the screening model's seed), its p(PD) mapped by ``calibration`` (learnt from the
+    development CV's out-of-fold predictions; none: raw), and the verdict calibrated p(PD) >= ``threshold``
+    (default ``cv.threshold``). The report holds the metrics of that rule, the Brier score and reliability
+    curve of the calibrated p(PD) (and of the raw one), and the predictions.
+
+    Intervals: Wilson for accuracy, sensitivity and specificity (proportions of held-out subjects); for the
+    ROC AUC a stratified bootstrap over held-out subjects (``bootstrap`` resamples) joined with Newcombe's
+    Hanley-McNeil score interval, which stays open at AUC 1 where every resample gives 1.
     """
-    from scipy.stats import binomtest
-    from sklearn.metrics import roc_auc_score
+    from dfer_pd.stage2.statistics import auc_interval, brier_score, reliability_curve, widest, wilson_interval
 
     cv = cv or CVConfig()
+    calibration = calibration or Calibrator()
+    threshold = cv.threshold if threshold is None else float(threshold)
     shared = set(development.subject_ids) & set(held_out.subject_ids)
     if shared:
         raise FoldLeakageError(f"subjects both held out and in the development set: {sorted(shared)[:5]}")
     pipeline = build_pipeline(config, cv.seeds[0], cv)
     fit_pipelines([pipeline], [development.inputs(config.features)], [development.labels])
     with torch_threads(cv.threads):
-        p_pd = pipeline.predict_proba(held_out.inputs(config.features))[:, 1]
+        raw = pipeline.predict_proba(held_out.inputs(config.features))[:, 1]
+    p_pd = np.asarray(calibration(raw), dtype=np.float64)
     labels = held_out.labels
-    metrics = classification_metrics(labels, p_pd, cv.threshold)
-    predicted = (p_pd >= cv.threshold).astype(int)
+    metrics = classification_metrics(labels, p_pd, threshold)
+    predicted = (p_pd >= threshold).astype(int)
     intervals = {}
     for name, hits, count in (("accuracy", int((predicted == labels).sum()), len(labels)),
                               ("sensitivity", int(((predicted == 1) & (labels == 1)).sum()), int((labels == 1).sum())),
                               ("specificity", int(((predicted == 0) & (labels == 0)).sum()), int((labels == 0).sum()))):
-        ci = binomtest(hits, count).proportion_ci(confidence, method="wilson")
-        intervals[name] = (float(ci.low), float(ci.high))
+        intervals[name] = wilson_interval(hits, count, confidence)
     rng = np.random.default_rng(seed)
     positives, negatives = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
     aucs = []
     for _ in range(bootstrap):
         sample = np.r_[rng.choice(positives, len(positives)), rng.choice(negatives, len(negatives))]
-        aucs.append(roc_auc_score(labels[sample], p_pd[sample]))
+        aucs.append(roc_auc(labels[sample], p_pd[sample]))
     tail = (1 - confidence) / 2 * 100
-    intervals["roc_auc"] = tuple(float(x) for x in np.percentile(aucs, [tail, 100 - tail]))
+    percentile = tuple(float(x) for x in np.percentile(aucs, [tail, 100 - tail])) if aucs else (np.nan, np.nan)
+    intervals["roc_auc"] = widest(percentile, auc_interval(metrics["roc_auc"], len(positives), len(negatives), confidence))
     return {"n_development": len(development), "n_held_out": len(held_out),
             "held_out_subjects": list(held_out.subject_ids), "metrics": metrics,
             "intervals": {k: list(v) for k, v in intervals.items()}, "confidence": confidence,
-            "predictions": [{"subject_id": s, "label": int(y), "p_pd": float(p)}
-                            for s, y, p in zip(held_out.subject_ids, labels, p_pd)]}
+            "calibration": calibration.to_dict(), "threshold": threshold,
+            "brier": brier_score(labels, p_pd), "brier_raw": brier_score(labels, raw),
+            "reliability": reliability_curve(labels, p_pd), "reliability_raw": reliability_curve(labels, raw),
+            "predictions": [{"subject_id": s, "label": int(y), "p_pd_raw": float(r), "p_pd": float(p)}
+                            for s, y, r, p in zip(held_out.subject_ids, labels, raw, p_pd)]}
+
+
+HOLDOUT_LOG = "holdout_log.jsonl"
+
+
+def log_holdout_evaluation(out_dir: str | Path, report: dict, configuration: dict) -> int:
+    """Append one line to ``out_dir/holdout_log.jsonl`` (never rewritten): when the held-out subjects were
+    scored, under which configuration, with what result. Returns how many evaluations the log now holds,
+    so a reader sees how often the hold-out was used (each look at it spends some of its honesty)."""
+    import datetime
+    import json
+
+    from dfer_pd.stage2.metrics import json_safe
+
+    path = Path(out_dir) / HOLDOUT_LOG
+    previous = sum(1 for line in path.read_text().splitlines() if line.strip()) if path.exists() else 0
+    entry = {"evaluation": previous + 1, "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+             "configuration": configuration, "n_development": report["n_development"], "n_held_out": report["n_held_out"],
+             "calibration": report.get("calibration", {}).get("method"), "threshold": report.get("threshold"),
+             "metrics": report["metrics"], "intervals": report["intervals"], "brier": report.get("brier")}
+    with open(path, "a") as handle:
+        handle.write(json.dumps(json_safe(entry), sort_keys=True) + "\n")
+    return previous + 1
 
 
 def wandb_learning_curves(name: str, histories: pd.DataFrame | None) -> dict:

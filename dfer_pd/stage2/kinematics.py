@@ -3,7 +3,11 @@
 Following the video-based PD literature (e.g. Bandini et al. 2017, facial expressions in PD), each
 expression video's 68 facial landmarks (:mod:`dfer_pd.faces.landmarks`) are turned into four
 movement signals, in units of the eye distance and in a frame that turns with the head (eye line
-level, origin between the eyes), so head motion and distance to the camera cancel:
+level, origin between the eyes), so head motion and distance to the camera cancel. The frame is set by
+the four eye corners only (points 36, 39, 42, 45), which the lids do not move, so opening the eyes
+does not shift the brow or jaw signals; its unit is one per video (the median corner-to-corner eye
+distance), followed frame by frame only as the face nears the camera (by the rigid nasal bridge), so a
+head turning away does not inflate every distance:
 
 - ``mouth_corners``: the positions of the two mouth corners (points 48, 54);
 - ``brows``: the mean height of the ten brow points above the eye line;
@@ -12,7 +16,8 @@ level, origin between the eyes), so head motion and distance to the camera cance
 
 Each signal is compared with the same subject's *neutral* video (its median), and per video gives
 three kinematic features (:data:`KINEMATIC_FEATURES`, 4 x 3 = 12): the ``amplitude`` of the movement
-(95th percentile of the displacement), its ``peak_speed`` (eye distances per second) and
+(95th percentile of the displacement), its ``peak_speed`` (95th percentile of the speed, in eye distances
+per second: the maximum of a differentiated landmark track is its noisiest frame) and
 ``time_to_peak`` (seconds from 10% to 90% of the amplitude). Hypomimia lowers amplitude and speed and
 lengthens the time to peak. Unlike stage 1, none of this needs licensed training data.
 
@@ -31,7 +36,7 @@ from dfer_pd.common.constants import EXPRESSIONS
 from dfer_pd.common.files import NpzStore, content_key, file_digest
 from dfer_pd.faces.settings import FaceCropSettings
 from dfer_pd.stage2.settings import KinematicsSettings
-from dfer_pd.faces.landmarks import CHIN, LANDMARK_GROUPS, LID_PAIRS, MOUTH_CORNERS, eye_geometry
+from dfer_pd.faces.landmarks import CHIN, LANDMARK_GROUPS, LID_PAIRS, MOUTH_CORNERS
 
 KINEMATIC_MEASURES: tuple[str, ...] = ("mouth_corners", "brows", "eyelids", "jaw")
 KINEMATIC_STATS: tuple[str, ...] = ("amplitude", "peak_speed", "time_to_peak")
@@ -39,23 +44,52 @@ KINEMATIC_FEATURES: tuple[str, ...] = tuple(f"{m}_{s}" for m in KINEMATIC_MEASUR
 """The 12 features of one video, in the order :func:`video_kinematics` returns them."""
 NUM_KINEMATIC_FEATURES = len(KINEMATIC_FEATURES)
 AMPLITUDE_PERCENTILE = 95.0
+SPEED_PERCENTILE = 95.0
 _BROWS = LANDMARK_GROUPS["right_brow"] + LANDMARK_GROUPS["left_brow"]
+EYE_CORNERS: tuple[tuple[int, int], tuple[int, int]] = ((36, 39), (42, 45))
+"""Outer and inner corner of the image's left eye (the subject's right), then inner and outer of the other:
+the points that set the head frame. The lids (37, 38, 40, 41, 43, 44, 46, 47) take no part in it."""
+NASAL_BRIDGE: tuple[int, int] = (27, 30)
+"""Top of the nose between the eyes and the nose tip: how near the face is, whichever way it turns."""
 
 
 # --------------------------------------------------------------------------- pure maths
 
 
-def head_frame(points: np.ndarray) -> np.ndarray:
-    """Landmarks ``(T, 68, 2)`` in a frame that turns with the head: origin between the eyes, eye line
-    along +x (the image's left eye at -0.5), y pointing down the face, unit = the eye distance."""
+def corner_geometry(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per frame of landmarks ``(T, 68, 2)``: the eye-corner midpoint ``(T, 2)``, the eye line's angle
+    ``(T,)`` (radians) and the distance between the two eyes' corner centres ``(T,)``."""
     points = np.asarray(points, dtype=np.float64)
-    geometry = eye_geometry(points)  # (T, 4): midpoint x, y, distance, angle (degrees)
-    angle = np.radians(geometry[:, 3])
+    first = points[:, list(EYE_CORNERS[0]), :].mean(axis=1)
+    second = points[:, list(EYE_CORNERS[1]), :].mean(axis=1)
+    delta = second - first
+    return (first + second) / 2, np.arctan2(delta[:, 1], delta[:, 0]), np.hypot(delta[:, 0], delta[:, 1])
+
+
+def video_scale(points: np.ndarray) -> np.ndarray:
+    """Pixels per unit in each frame of landmarks ``(T, 68, 2)``: the video's median eye-corner distance, one
+    unit for the whole video, followed frame by frame only as far as the face nears or leaves the camera,
+    which the nasal bridge (points 27 to 30, rigid, untouched by expressions) measures across the eye line.
+    A head turning away shortens the eye distance on screen but not the bridge, so it does not rescale the frame."""
+    points = np.asarray(points, dtype=np.float64)
+    _, angle, distance = corner_geometry(points)
+    nose = points[:, NASAL_BRIDGE[1]] - points[:, NASAL_BRIDGE[0]]
+    bridge = np.abs(-np.sin(angle) * nose[:, 0] + np.cos(angle) * nose[:, 1])  # across the eye line
+    return np.median(distance) * bridge / max(float(np.median(bridge)), 1e-9)
+
+
+def head_frame(points: np.ndarray, scale: float | np.ndarray | None = None) -> np.ndarray:
+    """Landmarks ``(T, 68, 2)`` in a frame that turns with the head: origin between the eyes, eye line
+    along +x (the image's left eye at -0.5), y pointing down the face, all from the four eye corners.
+    The unit is ``scale`` pixels (one number, or one per frame), by default :func:`video_scale`."""
+    points = np.asarray(points, dtype=np.float64)
+    origin, angle, _ = corner_geometry(points)
+    scale = video_scale(points) if scale is None else np.broadcast_to(np.asarray(scale, dtype=np.float64), angle.shape)
     cos, sin = np.cos(angle)[:, None], np.sin(angle)[:, None]
-    shifted = points - geometry[:, None, :2]
+    shifted = points - origin[:, None, :]
     x = cos * shifted[..., 0] + sin * shifted[..., 1]
     y = -sin * shifted[..., 0] + cos * shifted[..., 1]
-    return np.stack([x, y], axis=-1) / geometry[:, 2, None, None]
+    return np.stack([x, y], axis=-1) / np.maximum(scale, 1e-6)[:, None, None]
 
 
 def facial_signals(points: np.ndarray) -> dict[str, np.ndarray]:
@@ -95,7 +129,8 @@ def displacement(signal: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 
 def movement_features(times: np.ndarray, signal: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """``amplitude``, ``peak_speed`` and ``time_to_peak`` of one signal against its neutral reference."""
+    """``amplitude`` (95th percentile of the displacement), ``peak_speed`` (95th percentile of the speed) and
+    ``time_to_peak`` (10% to 90% of the amplitude) of one signal against its neutral reference."""
     times = np.asarray(times, dtype=np.float64)
     smooth = _smooth(np.asarray(signal, dtype=np.float64))
     moved = displacement(smooth, reference)
@@ -106,11 +141,12 @@ def movement_features(times: np.ndarray, signal: np.ndarray, reference: np.ndarr
     velocity = np.diff(smooth, axis=0) / np.maximum(steps, 1e-6).reshape(-1, *([1] * (smooth.ndim - 1)))
     speed = np.abs(velocity) if velocity.ndim == 1 else np.linalg.norm(
         velocity.reshape(len(velocity), -1, velocity.shape[-1]), axis=-1).mean(axis=1)
+    peak_speed = float(np.percentile(speed, SPEED_PERCENTILE))
     if amplitude <= 0:
-        return np.array([0.0, float(speed.max()), 0.0])
+        return np.array([0.0, peak_speed, 0.0])
     start = times[np.argmax(moved >= 0.1 * amplitude)]
     peak = times[np.argmax(moved >= 0.9 * amplitude)]
-    return np.array([amplitude, float(speed.max()), float(max(peak - start, 0.0))])
+    return np.array([amplitude, peak_speed, float(max(peak - start, 0.0))])
 
 
 def video_kinematics(times: np.ndarray, points: np.ndarray, reference: dict[str, np.ndarray]) -> np.ndarray:

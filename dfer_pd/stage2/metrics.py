@@ -93,7 +93,8 @@ class CVResult:
     confusion counts; ``predictions`` one row per subject, repeat and seed. A repeat is one complete
     k-fold CV on its own folds. Figures are summarised over repeats: the mean, the standard deviation
     of the repeat means (of the folds when there is one repeat) and an interval from the fold scores
-    with the Nadeau-Bengio correction (:func:`dfer_pd.stage2.statistics.corrected_t_interval`).
+    with the Nadeau-Bengio correction (:func:`dfer_pd.stage2.statistics.corrected_t_interval`), floored by
+    a binomial interval on the pooled out-of-fold counts (:attr:`interval_floor`).
     ``histories`` holds the residual networks' per-epoch curves (repeat, seed, fold, epoch, losses).
     """
 
@@ -154,15 +155,38 @@ class CVResult:
 
     @property
     def interval(self) -> dict[str, tuple[float, float]]:
-        """``confidence`` interval of each metric from the fold scores (Nadeau-Bengio corrected resampled t)."""
-        from dfer_pd.stage2.statistics import corrected_t_interval
+        """``confidence`` interval of each metric from the fold scores (Nadeau-Bengio corrected resampled t),
+        never narrower than its floor (:meth:`interval_floor`), so folds that all score the same do not give
+        a zero-width interval."""
+        from dfer_pd.stage2.statistics import corrected_t_interval, widest
 
         n_train, n_test = self.fold_sizes
+        floors = self.interval_floor
         out = {}
         for name in METRIC_NAMES:  # every metric lives in [0, 1]: the interval is clipped to it
             low, high = corrected_t_interval(self.fold_scores(name), n_train, n_test, self.confidence)
-            out[name] = (max(low, 0.0), min(high, 1.0)) if math.isfinite(low) else (low, high)
+            low, high = (max(low, 0.0), min(high, 1.0)) if math.isfinite(low) else (low, high)
+            out[name] = widest((low, high), floors[name]) if name in floors else (low, high)
         return out
+
+    @property
+    def interval_floor(self) -> dict[str, tuple[float, float]]:
+        """Binomial intervals on the pooled out-of-fold counts, one subject counted once: Wilson for a
+        proportion (accuracy and the weighted figures over all subjects, sensitivity and binary recall and F1
+        over the PD subjects, specificity over the HC ones, binary precision over those called PD) and
+        Newcombe's Hanley-McNeil score interval for the ROC AUC. The Brier score has none."""
+        from dfer_pd.stage2.statistics import auc_interval, wilson_interval
+
+        subjects = self.predictions.drop_duplicates("subject_id")
+        n, n_pd = len(subjects), int((subjects["label"] == 1).sum())
+        called_pd = float((self.predictions["p_pd"] >= self.cv.threshold).sum()) / max(len(self.predictions) / max(n, 1), 1)
+        sizes = {"accuracy": n, "recall_weighted": n, "precision_weighted": n, "f1_weighted": n,
+                 "sensitivity": n_pd, "recall_binary": n_pd, "f1_binary": n_pd, "specificity": n - n_pd,
+                 "precision_binary": called_pd}
+        pooled = self.pooled
+        floors = {name: wilson_interval(pooled[name] * size, size, self.confidence) for name, size in sizes.items()}
+        floors["roc_auc"] = auc_interval(pooled["roc_auc"], n_pd, n - n_pd, self.confidence)
+        return floors
 
     @property
     def pooled(self) -> dict[str, float]:

@@ -4,7 +4,8 @@ A folder holds `model.safetensors` (the network's tensors) and `screening.json` 
 the estimator's parameters and fitted attributes, the training-cohort scaler statistics, the decision
 threshold, the scoring contract the cohort's intensities were made under, per-group reference
 quantiles for reports, and the calibration of p(PD) learnt from cross-validation's out-of-fold predictions
-with its Brier scores and reliability curves). `diagnose` scores a new person's videos under that same contract. Loading rebuilds the pipeline through the classifier registry and cannot execute code.
+with its Brier scores and reliability curves; the verdict is calibrated p(PD) >= the threshold, both
+probabilities). `diagnose` scores a new person's videos under that same contract. Loading rebuilds the pipeline through the classifier registry and cannot execute code.
 Only estimators with a pickle-free fitted state (the residual LSTM/GRU) can be saved.
 """
 
@@ -79,33 +80,61 @@ def recognition_threshold(data: CohortIntensities) -> float:
     return float(np.percentile(asked_probabilities(data.cosine, data.tau), RECOGNITION_PERCENTILE))
 
 
-def calibration_from_cv(predictions: pd.DataFrame, method: str, threshold: float = 0.5,
+def calibration_from_cv(predictions: pd.DataFrame, method: str = "auto", threshold: float = 0.5,
                         seed: int = 0) -> tuple[Calibrator, dict]:
     """A calibrator fitted on cross-validation's out-of-fold predictions (every repeat), and its report.
 
     As scikit-learn's ``CalibratedClassifierCV(ensemble=False)`` does, the map is learnt from out-of-fold
-    predictions and then applied to the model trained on all subjects. The report's calibrated Brier
-    score and reliability curve are cross-fitted (each subject calibrated by a map fitted without it),
-    so they are honest estimates, not the fit to itself.
+    predictions and then applied to the model trained on all subjects. ``auto`` picks none, Platt or
+    isotonic by cross-fitted Brier score (:func:`~dfer_pd.stage2.statistics.choose_calibration`); a Platt
+    slope that is not positive leaves p(PD) uncalibrated (``note`` says so). The report's calibrated Brier
+    score and reliability curve are cross-fitted (each subject calibrated by a map fitted without it), so
+    they are honest estimates, not the fit to itself.
+
+    One decision scale: the deployed verdict is calibrated p(PD) >= ``threshold``, a probability the report
+    states. ``raw_threshold`` is the classifier's raw p(PD) that this corresponds to, and ``decision`` the
+    cross-fitted accuracy, sensitivity and specificity of that rule (CV's figures are of raw p >= ``threshold``).
     """
-    from dfer_pd.stage2.statistics import brier_score, cross_fitted_calibration, reliability_curve
+    from dfer_pd.stage2.statistics import brier_score, choose_calibration, reliability_curve
 
     p_pd, labels = predictions["p_pd"].to_numpy(np.float64), predictions["label"].to_numpy()
-    calibrator = Calibrator.fit(p_pd, labels, method)
-    honest = (p_pd if method == "none"
-              else cross_fitted_calibration(p_pd, labels, predictions["subject_id"].to_numpy(), method, seed=seed))
+    choice = choose_calibration(p_pd, labels, predictions["subject_id"].to_numpy(), method, seed=seed)
+    calibrator, honest = choice.calibrator, choice.cross_fitted
+    platt = calibrator if calibrator.method == "platt" else Calibrator.fit(p_pd, labels, "platt")
+    slope = platt.params["a"] if platt.method == "platt" else platt.params["platt_a"]
+    note = calibrator.note or (platt.note if method == "auto" and platt.method == "none" else "")
+    decided = (honest >= threshold).astype(int)
     report = {
-        "method": method,
+        "method": calibrator.method,
+        "requested": method,
+        "note": note,
+        "platt_slope": float(slope),
+        "brier_candidates": choice.candidates,
         "n_predictions": int(len(p_pd)),
         "n_subjects": int(predictions["subject_id"].nunique()),
         "brier_raw": brier_score(labels, p_pd),
         "brier_calibrated": brier_score(labels, honest),
         "reliability_raw": reliability_curve(labels, p_pd),
         "reliability_calibrated": reliability_curve(labels, honest),
-        "raw_threshold": float(threshold),
-        "threshold": float(calibrator(float(threshold))),
+        "threshold": float(threshold),
+        "raw_threshold": calibrator.raw_threshold(float(threshold)),
+        "decision": {"accuracy": float((decided == labels).mean()),
+                     "sensitivity": float(decided[labels == 1].mean()) if (labels == 1).any() else float("nan"),
+                     "specificity": float(1 - decided[labels == 0].mean()) if (labels == 0).any() else float("nan")},
     }
     return calibrator, report
+
+
+def describe_calibration(report: dict) -> str:
+    """One line for the outputs: which calibration, why, its cross-fitted Brier score and the decision rule."""
+    method = report["method"]
+    chosen = (f"chosen by cross-fitted Brier score among {', '.join(f'{m} {b:.3f}' for m, b in report['brier_candidates'].items())}"
+              if report.get("requested") == "auto" else f"as requested ({report.get('requested', method)})")
+    line = f"p(PD) calibration: {method}, {chosen}"
+    if report.get("note"):
+        line += f"; {report['note']}"
+    return (line + f"; verdict: calibrated p(PD) >= {report['threshold']:.2f} (raw p(PD) >= "
+            f"{report['raw_threshold']:.3f}), cross-fitted accuracy {report['decision']['accuracy']:.3f}")
 
 
 def _not_saveable(kind: str) -> str:
@@ -171,6 +200,8 @@ class ScreeningModel:
         if self.calibration.method != "none" and self.calibration_report:
             line += (f"; p(PD) calibrated ({self.calibration.method}, out-of-fold Brier "
                      f"{self.calibration_report['brier_calibrated']:.3f})")
+        elif (self.calibration_report or {}).get("note"):
+            line += f"; {self.calibration_report['note']}"
         return line
 
     @property
@@ -301,11 +332,11 @@ def fit_screening_model(
         raise ScreeningModelError(_not_saveable(classifier.kind))
     pipeline.fit(data.inputs(classifier.features), data.labels)
     calibration = calibration or Calibrator()
-    # The decision rule stays the one cross-validation measured (raw p >= cv.threshold), expressed on the
-    # calibrated scale that predict_proba returns (the calibration is monotone).
+    # One decision scale: the verdict is calibrated p(PD) (what predict_proba returns and reports print)
+    # >= cv.threshold, a probability; calibration_report says which raw p(PD) that is and how it scored.
     return ScreeningModel(classifier=classifier, pipeline=pipeline, contract=data.contract,
                           tau=None if data.contract is not None else data.tau,
-                          threshold=float(calibration(float(cv.threshold))),
+                          threshold=float(cv.threshold),
                           calibration=calibration, calibration_report=calibration_report,
                           reference=reference_distributions(data), cv_summary=cv_summary,
                           recognition_threshold=recognition_threshold(data),

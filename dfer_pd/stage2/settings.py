@@ -128,7 +128,8 @@ class CVConfig:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
 
 
-CALIBRATION_METHODS: tuple[str, ...] = ("platt", "isotonic", "none")
+CALIBRATION_METHODS: tuple[str, ...] = ("auto", "platt", "isotonic", "none")
+"""auto: whichever of none, Platt and isotonic has the lowest cross-fitted Brier score out of fold."""
 
 
 @dataclass
@@ -141,14 +142,16 @@ class StatsConfig:
             p-value it can give is 1 / (permutations + 1), so 100 or more are needed to show p < 0.01.
         permutation_seed: seed of the label permutations.
         reference: Table 3 row the other rows are compared with (the paper's model: the residual LSTM on Eq. 4 features).
-        calibration: how the screening model's p(PD) is calibrated on out-of-fold predictions: platt, isotonic or none.
+        calibration: how the screening model's p(PD) is calibrated on out-of-fold predictions: auto (whichever of
+            none, platt and isotonic has the lowest cross-fitted Brier score), platt (refused, so none, when its
+            slope is not positive), isotonic or none. The verdict is calibrated p(PD) >= --cv.threshold.
     """
 
     confidence: float = 0.95
     permutations: int = 100
     permutation_seed: int = 0
     reference: str = "lstm_processed_residual"
-    calibration: Literal["platt", "isotonic", "none"] = "platt"
+    calibration: Literal["auto", "platt", "isotonic", "none"] = "auto"
 
     def __post_init__(self) -> None:
         if not 0.5 <= self.confidence < 1.0:

@@ -198,7 +198,15 @@ def train_pd(job: Stage2Job, data: CohortIntensities, run=None) -> TrainPDOutcom
         images["plots/reliability"] = plot_reliability(calibration, out_dir / "reliability.png")
     holdout_report = None
     if held_out is not None and holdout.evaluate:
-        holdout_report = evaluate_holdout(data, held_out, classifier, cv, stats.confidence, seed=holdout.seed)
+        # The deployed model's verdict: calibrated p(PD) >= the threshold; every evaluation is logged, append-only.
+        holdout_report = evaluate_holdout(data, held_out, classifier, cv, stats.confidence, seed=holdout.seed,
+                                          calibration=calibrator, threshold=calibration["threshold"])
+        from dataclasses import asdict
+
+        from dfer_pd.stage2.crossval import HOLDOUT_LOG, log_holdout_evaluation
+
+        holdout_report["log"] = {"path": HOLDOUT_LOG, "evaluations": log_holdout_evaluation(out_dir, holdout_report, {
+            "classifier": asdict(classifier), "cv": asdict(cv), "stats": asdict(stats), "holdout": asdict(holdout)})}
         atomic_write_json(out_dir / "holdout.json", holdout_report)
         extra.update({f"holdout/{k}": v for k, v in holdout_report["metrics"].items()})
     if run is not None:

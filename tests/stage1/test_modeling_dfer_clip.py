@@ -280,3 +280,24 @@ def test_eager_attention_computes_the_same_network(tiny_clip_dir):
     assert DferClipConfig.from_value(eager.config.to_dict()).attention == "eager"
     with pytest.raises(ValueError, match="attention must be sdpa or eager"):
         DferClipConfig(attention="flash")
+
+
+def test_cosines_are_float32_under_bf16_autocast(model):
+    """A bf16 contract runs the network in bf16, but the normalisation and Eq. 3's cosines are float32:
+    the cosine matches the float64 product of the same features to float32 rounding, not bf16's 0.002."""
+    model.eval()
+    clips = _clips(batch=8, seed=3)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        text = model.encode_text()
+        out = model(clips, text_features=text)
+        unnormalised = torch.randn(3, 16, dtype=torch.bfloat16)
+        from dfer_pd.stage1.modeling_dfer_clip import unit_float32
+
+        unit = unit_float32(unnormalised)
+    assert out.cosine.dtype == out.logits.dtype == out.video_features.dtype == text.dtype == torch.float32
+    assert unit.dtype == torch.float32
+    np.testing.assert_allclose(unit.double().norm(dim=-1).numpy(), 1.0, atol=1e-6)
+    exact = out.video_features.double() @ out.text_features.double().T
+    assert float((out.cosine.double() - exact).abs().max()) < 1e-6  # bf16 would leave errors near 1e-3
+    bf16_product = (out.video_features.bfloat16() @ out.text_features.bfloat16().T).double()
+    assert float((bf16_product - exact).abs().max()) > 1e-4  # what the old in-autocast product lost

@@ -54,6 +54,12 @@ def test_run_ablation_writes_both_tables(tmp_path):
     reference = saved["name"] == REFERENCE_ROW
     assert saved.loc[reference, "accuracy_p_vs_reference"].isna().all()
     assert saved.loc[~reference, "accuracy_p_vs_reference"].between(0, 1).all()
+    # Holm over the 15 comparisons with the reference, metric by metric, beside the raw p-values.
+    for metric in ("accuracy", "roc_auc"):
+        raw, holm = saved.loc[~reference, f"{metric}_p_vs_reference"], saved.loc[~reference, f"{metric}_p_holm"]
+        assert (holm >= raw).all() and holm.between(0, 1).all() and saved.loc[reference, f"{metric}_p_holm"].isna().all()
+        smallest = raw.idxmin()
+        assert holm[smallest] == min(1.0, 15 * raw[smallest])
     markdown = (tmp_path / "table3.md").read_text()
     rows = [line for line in markdown.splitlines() if line.startswith("| ") and "---" not in line]
     assert rows[0].startswith("| Classification Network | Data Processing | Residual | Accuracy | 95% CI | "
@@ -61,6 +67,8 @@ def test_run_ablation_writes_both_tables(tmp_path):
     assert len(rows) == 17  # header + 16
     assert "| LSTM | - | - |" in markdown and "0.931" in markdown and "weighted" in markdown
     assert rows[-1].count("reference") == 1 and "2 repeat(s) of 3-fold" in markdown and "Nadeau-Bengio" in markdown
+    assert "Holm-adjusted p-value over all 15 rows" in markdown and ", Holm " in rows[1]
+    assert "is not the paper's raw input" in markdown and "about cos / tau" in markdown
     # Every row ran on the same folds, repeat by repeat.
     folds = [pd.read_csv(tmp_path / "rows" / row.config.name / "predictions.csv").set_index(["subject_id", "repeat"])["fold"]
              for row in TABLE3_ROWS]

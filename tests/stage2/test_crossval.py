@@ -327,3 +327,58 @@ def test_one_process_per_cpu_only_where_the_network_fits_pay_for_starting_it(mon
     assert crossval.worker_count(jobs("lstm", 100 * per) + jobs("rf", 10), 0) == 4  # one per CPU at most
     assert crossval.worker_count(jobs("dt", 3), 2) == 2  # a count given explicitly is used as given
     assert crossval.worker_count(jobs("dt", 1), 3) == 1  # but never more processes than fits
+
+
+def test_intervals_on_a_perfectly_separable_cohort_do_not_collapse():
+    """Every fold scores 1.0: the corrected interval alone is 1.000-1.000; the Wilson (accuracy, sensitivity)
+    and Hanley-McNeil score (AUC) floors keep it open, and the hold-out's bootstrap AUC interval too."""
+    from dfer_pd.stage2.crossval import evaluate_holdout
+    from dfer_pd.stage2.statistics import Calibrator, corrected_t_interval
+
+    data = synthetic_cohort(20, 20, pd_diagonal=0.10, noise=0.01, seed=2)
+    forest = ClassifierConfig(name="rf", kind="rf", features="processed")
+    result = cross_validate(data, forest, CVConfig(repeats=2, accelerator="cpu"), progress=False)
+    assert result.mean["accuracy"] == 1.0 and result.pooled["roc_auc"] == 1.0
+    assert corrected_t_interval(result.fold_scores("accuracy"), *result.fold_sizes) == (1.0, 1.0)  # the collapse
+    interval = result.interval
+    for name, n in (("accuracy", 40), ("sensitivity", 20), ("specificity", 20), ("roc_auc", 20)):
+        low, high = interval[name]
+        assert high == 1.0 and 0.75 < low < 0.95, (name, low)
+    assert interval["accuracy"][0] > interval["sensitivity"][0]  # 40 subjects say more than 20
+    summary = result.summary()
+    assert summary["cv/accuracy_ci_low"] == interval["accuracy"][0] < 1.0
+    held = np.zeros(len(data), bool)
+    held[np.flatnonzero(data.labels == 1)[:5]] = held[np.flatnonzero(data.labels == 0)[:5]] = True
+    development, held_out = data.subset(np.flatnonzero(~held)), data.subset(np.flatnonzero(held))
+    platt = Calibrator("platt", {"a": 0.5, "b": 0.0})
+    report = evaluate_holdout(development, held_out, forest, CVConfig(accelerator="cpu"), calibration=platt)
+    assert report["metrics"]["roc_auc"] == 1.0 and report["intervals"]["roc_auc"][0] < 0.9
+    assert report["intervals"]["accuracy"][0] < 0.8
+    # The calibrated p(PD) the screening model would return is what is scored, with its Brier score.
+    raw = np.array([p["p_pd_raw"] for p in report["predictions"]])
+    calibrated = np.array([p["p_pd"] for p in report["predictions"]])
+    np.testing.assert_allclose(calibrated, platt(raw))
+    assert report["brier"] == pytest.approx(np.mean((calibrated - held_out.labels) ** 2))
+    assert report["brier"] > report["brier_raw"]  # a = 0.5 pulls p(PD) towards 0.5
+    assert report["calibration"]["method"] == "platt" and report["threshold"] == 0.5
+    assert sum(report["reliability"]["count"]) == 10
+
+
+def test_train_pd_logs_every_holdout_evaluation(tmp_path):
+    """Each --holdout.evaluate run appends a line (time, configuration, figures) to holdout_log.jsonl."""
+    from dfer_pd.stage2.settings import HoldoutConfig, StatsConfig
+    from dfer_pd.stage2.workflows import Stage2Job, train_pd
+
+    data = synthetic_cohort(15, 15, seed=6)
+    job = Stage2Job(out_dir=tmp_path, classifier=ClassifierConfig(name="rf", kind="rf", features="processed"),
+                    cv=CVConfig(repeats=1, n_splits=3, accelerator="cpu"), stats=StatsConfig(permutations=0),
+                    holdout=HoldoutConfig(fraction=0.3, seed=1, evaluate=True), plots=False, save_screening_model=False)
+    first = train_pd(job, data)
+    second = train_pd(dataclasses.replace(job, stats=StatsConfig(permutations=0, calibration="none")), data)
+    lines = [json.loads(line) for line in (tmp_path / "holdout_log.jsonl").read_text().splitlines()]
+    assert [line["evaluation"] for line in lines] == [1, 2] and second.holdout_report["log"]["evaluations"] == 2
+    assert lines[0]["configuration"]["stats"]["calibration"] == "auto"
+    assert lines[1]["configuration"]["stats"]["calibration"] == "none" and lines[1]["calibration"] == "none"
+    assert lines[0]["calibration"] == first.calibration["method"] and lines[0]["n_held_out"] == 9
+    assert all("T" in line["time"] and 0 <= line["metrics"]["accuracy"] <= 1 for line in lines)
+    assert json.loads((tmp_path / "holdout.json").read_text())["log"]["evaluations"] == 2

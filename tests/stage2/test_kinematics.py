@@ -16,6 +16,7 @@ from dfer_pd.stage2.settings import KinematicsSettings
 from dfer_pd.stage2.kinematics import (
     KINEMATIC_FEATURES,
     LandmarkCache,
+    corner_geometry,
     facial_signals,
     head_frame,
     movement_features,
@@ -47,9 +48,52 @@ def test_signals_ignore_where_the_head_is_how_large_and_how_tilted(astronaut_lan
     np.testing.assert_allclose(head_frame(moved), head_frame(points), atol=1e-9)
     for name, values in facial_signals(points).items():
         np.testing.assert_allclose(facial_signals(moved)[name], values, atol=1e-9)
-    normal = head_frame(points)[0]
-    geometry = eye_geometry(normal[None])[0]
-    np.testing.assert_allclose(geometry, [0.0, 0.0, 1.0, 0.0], atol=1e-9)  # origin between the eyes, unit eye distance
+    origin, angle, distance = corner_geometry(head_frame(points))
+    np.testing.assert_allclose([*origin[0], angle[0], distance[0]], [0.0, 0.0, 0.0, 1.0], atol=1e-9)  # origin between
+    # the eye corners, eye line level, unit = the corner-to-corner eye distance
+    assert abs(eye_geometry(head_frame(points))[0, 3]) < 5  # the six-point eye line agrees to a few degrees
+
+
+def test_moving_only_the_lids_leaves_brow_and_jaw_unchanged(astronaut_landmarks):
+    """A surprise's lids: raising the upper lids by 0.1 eye distance moves the eyelid signal and nothing else
+    (the head frame rests on the eye corners, which the lids do not move)."""
+    frames = np.repeat(astronaut_landmarks[None], 10, axis=0)
+    eye_distance = corner_geometry(frames[:1])[2][0]
+    raised = frames.copy()
+    raised[5:, [37, 38, 43, 44], 1] -= 0.1 * eye_distance  # image y points down: lids up
+    still, opened = facial_signals(frames), facial_signals(raised)
+    for name in ("brows", "jaw", "mouth_corners"):
+        np.testing.assert_allclose(opened[name], still[name], atol=1e-12)
+    np.testing.assert_allclose(opened["eyelids"][5:] - still["eyelids"][5:], 0.1, rtol=0.01)  # every pair, on a tilted head
+    np.testing.assert_allclose(opened["eyelids"][:5], still["eyelids"][:5], atol=1e-12)
+
+
+def test_one_scale_per_video_so_a_turning_head_does_not_stretch_vertical_signals(astronaut_landmarks):
+    """Yaw shortens the eye distance on screen but not the face's height: with one scale per video (the
+    median eye distance), squeezing a few frames horizontally leaves their jaw and brow heights alone."""
+    level = similarity(astronaut_landmarks, -np.degrees(corner_geometry(astronaut_landmarks[None])[1][0]), 1.0, (0, 0))
+    frames = np.repeat(level[None], 9, axis=0)  # eye corners level: a turn squeezes along the eye line
+    centre = level.mean(axis=0)
+    turned = frames.copy()
+    turned[6:, :, 0] = centre[0] + 0.8 * (frames[6:, :, 0] - centre[0])  # 3 of 9 frames turned away
+    still, moved = facial_signals(frames), facial_signals(turned)
+    np.testing.assert_allclose(moved["jaw"], still["jaw"], atol=1e-9)
+    np.testing.assert_allclose(moved["brows"], still["brows"], atol=1e-9)
+    per_frame = head_frame(turned[6:7], scale=corner_geometry(turned[6:7])[2][0])  # the eye distance of that frame
+    assert per_frame[0, 8, 1] == pytest.approx(still["jaw"][0] / 0.8)  # would have stretched the jaw by 1 / 0.8
+    nearer = frames.copy()
+    nearer[6:] = similarity(frames[6:].reshape(-1, 2), 0.0, 1.3, (-30.0, 10.0)).reshape(3, 68, 2)  # the face nears
+    for name, values in facial_signals(nearer).items():  # the camera: the unit follows it
+        np.testing.assert_allclose(values, still[name], atol=1e-9)
+
+
+def test_peak_speed_is_a_high_percentile_not_one_noisy_frame():
+    times = np.arange(41) / 10.0
+    signal = np.clip((times - 1.0) / 1.0, 0, 1) * 0.2  # 0.2 eye distances over 1 s: 0.2 per second
+    spiked = signal.copy()
+    spiked[30] += 0.3  # one frame of landmark jitter
+    assert movement_features(times, spiked, np.array(0.0))[1] < 0.6 * (0.3 * 10 / 3)  # far below the spike's speed
+    assert movement_features(times, signal, np.array(0.0))[1] == pytest.approx(0.2, rel=0.3)
 
 
 def test_movement_features_of_a_known_ramp():

@@ -121,15 +121,16 @@ def test_calibration_is_saved_as_numbers_and_applied_after_loading(tmp_path):
     data = synthetic_cohort(n_pd=12, n_hc=12, seed=1)
     model = fit_screening_model(data, CLASSIFIER, CVConfig(accelerator="cpu"), calibration=calibrator,
                                 calibration_report=report)
-    assert model.threshold == pytest.approx(calibrator(0.5))
+    assert model.threshold == report["threshold"] == 0.5  # one decision scale: calibrated p(PD) >= 0.5
     folder = model.save(tmp_path / "model")
     meta = json.loads((folder / "screening.json").read_text())
     assert meta["calibration"]["method"] == "platt" and set(meta["calibration"]["params"]) == {"a", "b"}
     loaded = ScreeningModel.load(folder)
     np.testing.assert_array_equal(loaded.predict_proba(data.cosine), model.predict_proba(data.cosine))
     np.testing.assert_allclose(loaded.predict_proba(data.cosine), calibrator(loaded.predict_proba(data.cosine, calibrated=False)))
-    positive_raw = loaded.predict_proba(data.cosine, calibrated=False) >= 0.5
-    np.testing.assert_array_equal(loaded.predict_proba(data.cosine) >= loaded.threshold, positive_raw)  # same decisions
+    raw = loaded.predict_proba(data.cosine, calibrated=False)
+    positive = loaded.predict_proba(data.cosine) >= loaded.threshold
+    np.testing.assert_array_equal(positive, raw >= report["raw_threshold"])  # the raw p(PD) the report states
     # A file from before calibration existed loads as uncalibrated.
     del meta["calibration"], meta["calibration_report"]
     (folder / "screening.json").write_text(json.dumps(meta))
@@ -138,3 +139,47 @@ def test_calibration_is_saved_as_numbers_and_applied_after_loading(tmp_path):
     (folder / "screening.json").write_text(json.dumps(meta))
     with pytest.raises(ScreeningModelError, match="not a platt, isotonic or none calibration"):
         ScreeningModel.load(folder)
+
+
+def _verdicts(model, data):
+    """Each subject's verdict, printed p(PD) and printed threshold, as `diagnose` prints them."""
+    p_pd = model.predict_proba(data.cosine)
+    return p_pd >= model.threshold, np.array([float(f"{p:.3f}") for p in p_pd]), float(f"{model.threshold:.2f}")
+
+
+@pytest.mark.parametrize("cohort", ["permuted", "strong"])
+def test_the_verdict_never_contradicts_the_printed_p(cohort):
+    """Out-of-fold p(PD) on a label-permuted cohort (inverted: p falls with PD) and on a strong one (separated):
+    the deployed calibration never inverts p(PD), a subject called POSITIVE has printed p(PD) at or above the
+    printed threshold (0.50, a probability), and raw p 0.8 is never printed as a tiny p(PD) and called POSITIVE."""
+    import pandas as pd
+
+    from dfer_pd.stage2.screening_model import calibration_from_cv, describe_calibration
+
+    rng = np.random.default_rng(4)
+    labels = np.repeat(rng.integers(0, 2, 150), 2)
+    if cohort == "permuted":
+        p_pd = np.clip(np.where(labels == 1, 0.42, 0.58) + 0.15 * rng.standard_normal(300), 0.01, 0.99)
+    else:
+        p_pd = np.where(labels == 1, rng.uniform(0.9, 0.999, 300), rng.uniform(0.001, 0.1, 300))
+    predictions = pd.DataFrame({"subject_id": [f"S{i // 2}" for i in range(300)], "label": labels, "p_pd": p_pd})
+    calibrator, report = calibration_from_cv(predictions, "auto")
+    assert report["requested"] == "auto" and report["method"] == calibrator.method
+    assert report["brier_calibrated"] == pytest.approx(min(report["brier_candidates"].values()))
+    if cohort == "permuted":
+        assert report["platt_slope"] < 0 and "not positive" in report["note"] and calibrator.method != "platt"
+    else:
+        assert 0 < report["platt_slope"] < 20 and report["decision"]["accuracy"] == 1.0
+    grid = np.linspace(0.001, 0.999, 999)
+    assert (np.diff(calibrator(grid)) >= 0).all()  # never inverts
+    line = describe_calibration(report)
+    assert line.startswith(f"p(PD) calibration: {calibrator.method}, chosen by cross-fitted Brier score") and "0.50" in line
+    data = synthetic_cohort(n_pd=12, n_hc=12, seed=1)
+    model = fit_screening_model(data, CLASSIFIER, CVConfig(accelerator="cpu"), calibration=calibrator,
+                                calibration_report=report)
+    positive, printed_p, printed_threshold = _verdicts(model, data)
+    assert model.threshold == printed_threshold == 0.5
+    np.testing.assert_array_equal(positive, printed_p >= printed_threshold)
+    if calibrator(0.8) < 0.5:
+        assert not calibrator(0.8) >= model.threshold
+    assert (calibrator(0.8) >= model.threshold) == (calibrator(0.8) >= 0.5)
