@@ -160,7 +160,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, from {list(PARTS)}")
     args = parser.parse_args()
-    print(machine_line(), flush=True)  # every figure names the machine it was measured on
     import torch
 
     torch.set_num_threads(1)
@@ -172,4 +171,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    print(machine_line(), flush=True)  # every figure names the machine it was measured on
     main()

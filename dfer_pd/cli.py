@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             message = re.sub(rf"\b{re.escape(name)}\.([\w.]+)", r"--\1", str(err)) if name else str(err)
             print(f"{where}: error: {message}\n  see `{where} --help` for the options", file=sys.stderr)
             return 2
-        run_command(cfg.command, cfg[cfg.command])
+        result = run_command(cfg.command, cfg[cfg.command])
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"{PROG} {name}: error: {message}" if name else f"{PROG}: error: {message}", file=sys.stderr)
         return 2
-    return 0
+    return int(result.get("exit_code", 0)) if isinstance(result, dict) else 0  # diagnose: 3 when INCONCLUSIVE
 
 
 def _wants_plain_help(argv: list[str], name: str) -> bool:

@@ -117,3 +117,4 @@ def write_video(
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
     return Path(path)
+

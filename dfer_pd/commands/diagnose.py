@@ -40,6 +40,8 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--device", type=str, default="cpu", help="torch device for stage 1: cpu, cuda, cuda:1 ...")
     parser.add_class_arguments(QualityPolicy, "quality", help="What makes a video unusable (the answer is then INCONCLUSIVE).")
     parser.add_argument("--out", type=str, default="runs/diagnose", help="folder for report.json, report.html and report.png")
+    parser.add_argument("--json", type=bool, default=False,
+                        help="print report.json on stdout instead of the summary (exit code 0: a verdict; 3: INCONCLUSIVE)")
     return parser
 
 
@@ -50,7 +52,7 @@ def run(cfg: Namespace) -> dict:
                                          " or its ONNX export (.onnx, from `dfer-pd export`)")
     require_dir(cfg.screening_model, "--screening_model",
                 "the screening_model folder saved by `dfer-pd train-pd` (model.safetensors + screening.json)")
-    from dfer_pd.screening.diagnose import diagnose, find_expression_videos
+    from dfer_pd.screening.diagnose import EXIT_INCONCLUSIVE, diagnose, find_expression_videos
     from dfer_pd.screening.report import write_report
     from dfer_pd.stage2.screening_model import ScreeningModel
 
@@ -60,14 +62,21 @@ def run(cfg: Namespace) -> dict:
                       face_detector=cfg.face_detector, precision=cfg.precision, runtime=cfg.runtime,
                       quality=QualityPolicy(**cfg.quality.as_dict()))
     files = write_report(result, model, cfg.out)
-    print(result.headline())
-    print(f"  model: {model.performance()}")
-    print(f"  scored as: {result.contract.describe()}")
-    for expression, q in result.quality.items():
-        print(f"  {expression:10s} {Path(videos[expression]).name}: {', '.join(q['flags']) or 'ok'}")
-    print(f"report: {files['html']} ({files['json'].name}, {files['png'].name}); {result.seconds:.1f} s")
+    exit_code = EXIT_INCONCLUSIVE if result.inconclusive else 0
+    if cfg.json:  # scripts read the report's JSON on stdout; the exit code still tells verdict from INCONCLUSIVE
+        print(files["json"].read_text(), end="")
+    else:
+        print(result.headline())
+        print(f"  model: {model.performance()}")
+        print(f"  {model.gate()}")
+        print(f"  scored as: {result.contract.describe()}")
+        for expression, q in result.quality.items():
+            seen = (f"; recognised {q['recognised_expression']} ({q['recognised_probability']:.2f})"
+                    if "recognised_expression" in q else "")
+            print(f"  {expression:10s} {Path(videos[expression]).name}: {', '.join(q['flags']) or 'ok'}{seen}")
+        print(f"report: {files['html']} ({files['json'].name}, {files['png'].name}); {result.seconds:.1f} s")
     return {"p_pd": result.p_pd, "positive": result.positive, "verdict": result.verdict, "reasons": result.reasons,
-            "files": files, "headline": result.headline()}
+            "files": files, "headline": result.headline(), "exit_code": exit_code}
 
 
 def main(args: list[str] | None = None) -> dict:

@@ -189,6 +189,7 @@ def print_train_pd(job, outcome) -> None:
     if outcome.screening_model is not None:
         print(f"screening model (trained on all {outcome.n_subjects} subjects, p(PD) calibrated: "
               f"{outcome.calibration_method}) saved to {outcome.screening_model}")
+        print(f"  {outcome.gate}")
     elif outcome.screening_model_refused:
         print(f"no screening model saved: {outcome.screening_model_refused}")
     print(f"outputs in {job.out_dir} (predictions.csv, repeats.csv, metrics.json, calibration.json"

@@ -58,6 +58,12 @@ VFR_TOLERANCE = 0.1
 _LAST_INTEGER = re.compile(r"(\d+)(?!.*\d)")
 
 
+def ffmpeg_reason(error: Exception) -> str:
+    """FFmpeg's words for what went wrong, without the errno number and file name PyAV adds to them."""
+    reason = getattr(error, "strerror", None) or str(error)
+    return str(reason).strip().rstrip(".") or type(error).__name__
+
+
 class VideoReadError(ValueError):
     """A clip that cannot be read; the message names the file and the problem."""
 
@@ -197,7 +203,7 @@ def _open_video(path: Path) -> av.container.InputContainer:
     try:
         return av.open(str(path), mode="r", metadata_errors="ignore")
     except av.error.FFmpegError as error:
-        raise VideoReadError(f"{path}: not a readable video file ({error})") from error
+        raise VideoReadError(f"{path}: not a readable video file ({ffmpeg_reason(error)})") from error
 
 
 def _video_stream(path: Path, container: av.container.InputContainer) -> av.video.stream.VideoStream:
@@ -229,7 +235,7 @@ def count_frames(path: str | Path, exact: bool = False) -> int:
             if exact or num_frames <= 0:
                 num_frames = _count_packets(container, stream)
     except av.error.FFmpegError as error:
-        raise VideoReadError(f"{path}: cannot demux video ({error})") from error
+        raise VideoReadError(f"{path}: cannot demux video ({ffmpeg_reason(error)})") from error
     if num_frames == 0:
         raise VideoReadError(f"{path}: video stream has no frames")
     return num_frames
@@ -412,8 +418,8 @@ def _decode_video(
             pass
         except av.error.FFmpegError as error:
             if decoded == 0:
-                raise VideoReadError(f"{path}: cannot decode video ({error})") from error
-            decode_error = str(error)
+                raise VideoReadError(f"{path}: cannot decode video ({ffmpeg_reason(error)})") from error
+            decode_error = ffmpeg_reason(error)
         finally:
             decoding.close()
         if last_frame is None:
@@ -586,7 +592,7 @@ def video_duration(path: str | Path) -> float:
                 return container.duration / av.time_base
             rate = stream.average_rate or stream.guessed_rate
     except av.error.FFmpegError as error:
-        raise VideoReadError(f"{path}: cannot read video duration ({error})") from error
+        raise VideoReadError(f"{path}: cannot read video duration ({ffmpeg_reason(error)})") from error
     if not rate:
         raise VideoReadError(f"{path}: container gives neither a duration nor a frame rate")
     return count_frames(path) / float(rate)

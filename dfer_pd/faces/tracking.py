@@ -564,8 +564,12 @@ def read_face_clip(
 
     def compute() -> tuple[np.ndarray, FaceTrackReport]:
         clip = read_sampled_clip(path, num_frames=num_frames, mode=mode, rng=rng, threads=threads)
-        crops, report = track_face(clip.frames, settings, clip.indices, size=size, pad_mode=pad_mode, source=path,
-                                   detector=detector)
+        try:
+            crops, report = track_face(clip.frames, settings, clip.indices, size=size, pad_mode=pad_mode,
+                                       source=path, detector=detector)
+        except NoFaceError as error:
+            error.decode = clip.summary()  # a video can be faceless and truncated: both are reported
+            raise
         report.decode = clip.summary()
         return crops, report
 

@@ -1,10 +1,12 @@
 """Screening one person: four expression videos -> a verdict, quality per video, under the screening model's contract.
 
 The verdict is POSITIVE or NEGATIVE (p(PD) against the model's threshold) only when every input
-passes; otherwise it is INCONCLUSIVE and names its reasons: a video that cannot be used (no face,
-truncated, a still image: :func:`dfer_pd.stage1.quality.check_video`), or an asked expression that
-stage 1 does not recognise above the threshold stored with the screening model. A research
-screening aid, not a diagnosis: every headline and report says so.
+passes; otherwise it is INCONCLUSIVE, names every reason and says what to do: a video that cannot be
+used (no face, truncated, unreadable, a still image: :func:`dfer_pd.stage1.quality.check_video`), one
+recording given for two expressions, a file that shows another expression confidently (probably
+swapped), or recordings unlike the training cohort's (the screening model's out-of-distribution check,
+:mod:`dfer_pd.stage2.typicality`). Weak expression is the disease's signal and never a reason to refuse.
+A research screening aid, not a diagnosis: every headline and report says so.
 """
 
 from __future__ import annotations
@@ -24,9 +26,30 @@ from dfer_pd.stage1.quality import check_video
 from dfer_pd.stage1.contract import ContractError, ScoringContract
 from dfer_pd.stage1.scoring import Stage1Scorer, expression_cosines, in_background
 from dfer_pd.stage2.cohort import EXPRESSION_ALIASES
-from dfer_pd.stage2.screening_model import ScreeningModel, asked_probabilities
+from dfer_pd.common.files import file_digest
+from dfer_pd.stage2.screening_model import ScreeningModel
+from dfer_pd.stage2.typicality import expression_probabilities, swapped_files
 
 DISCLAIMER = "Research screening aid, not a diagnosis: discuss any concern with a neurologist."
+EXIT_INCONCLUSIVE = 3
+"""`dfer-pd diagnose` exits 0 with a verdict, 3 when INCONCLUSIVE (2: a usage or input error)."""
+ADVICE: dict[str, str] = {
+    "no_face": "film the face from the front, the whole face in view",
+    "few_faces": "film the face from the front, the whole face in view",
+    "multiple_faces": "film one person at a time",
+    "too_dark": "record in even, bright light",
+    "too_bright": "record in even light, out of direct sun or a lamp's glare",
+    "blurry": "hold the camera still and in focus",
+    "still_image": "record a video, not a photo",
+    "unreadable": "give the original video file (mp4, mov, webm ...)",
+    "truncated": "copy or export the whole video file again",
+    "too_short": "hold each expression for at least 5 seconds",
+    "same_recording": "record each expression as its own video",
+    "other_expression": "check that each file is given as the expression it shows",
+    "atypical": "record as the protocol asks (face to the camera, even light, each expression its own video); "
+                "if it persists, this person's recordings are outside what the model was trained on",
+}
+"""What to do about each flag that stops a verdict, said once at the end of an INCONCLUSIVE answer."""
 
 
 class DiagnoseInputError(ValueError):
@@ -83,6 +106,7 @@ class Diagnosis:
     seconds: float
     reasons: list[str] = field(default_factory=list)  # why the verdict is INCONCLUSIVE (empty otherwise)
     kinematics: np.ndarray | None = None  # (4, 12) landmark kinematics, when the screening model has their settings
+    typicality: dict | None = None  # the out-of-distribution check (TypicalityCheck.to_dict), when it ran
 
     @property
     def tau(self) -> float:
@@ -103,11 +127,19 @@ class Diagnosis:
             return "INCONCLUSIVE"
         return "POSITIVE" if self.positive else "NEGATIVE"
 
+    def advice(self) -> list[str]:
+        """What to do about what stopped the verdict, each piece once."""
+        flags = [f for q in self.quality.values() for f in q.get("flags", [])]
+        if (self.typicality or {}).get("atypical"):
+            flags.append("atypical")
+        return list(dict.fromkeys(ADVICE[f] for f in flags if f in ADVICE and self.inconclusive))
+
     def headline(self) -> str:
         flagged = sum(bool(q["flags"]) for q in self.quality.values())
         if self.inconclusive:
+            advice = "; ".join(self.advice()) or "record the four videos again as the protocol asks"
             return (f"screening INCONCLUSIVE: {'; '.join(self.reasons)}. No verdict is given until every video "
-                    f"passes. {DISCLAIMER}")
+                    f"passes. What to do: {advice}. {DISCLAIMER}")
         verdict = "screening POSITIVE (PD-like hypomimia)" if self.positive else "screening negative"
         return (f"p(PD) = {self.p_pd:.3f} (threshold {self.threshold:.2f}): {verdict}; "
                 f"{flagged} of 4 videos with quality flags. {DISCLAIMER}")
@@ -155,34 +187,77 @@ def diagnose(
         checks[expression] = check
         if not any(c.reasons for c in checks.values()):
             scored[expression] = scorer.runtime(check.clip.pixel_values[None].to(scorer.device))
-    quality = {e: c.quality or {"path": str(videos[e]), "flags": ["unreadable"], "reasons": c.reasons}
-               for e, c in checks.items()}
+    report = {e: c.quality for e, c in checks.items()}
     reasons = [f"{e} video ({Path(videos[e]).name}): {r}" for e, c in checks.items() for r in c.reasons]
-    result = Diagnosis(p_pd=None, threshold=model.threshold, cosine=None, contract=contract, quality=quality,
+    reasons += _repeated_recordings(videos, checks, report)
+    result = Diagnosis(p_pd=None, threshold=model.threshold, cosine=None, contract=contract, quality=report,
                        videos=videos, seconds=0.0, reasons=reasons)
     if reasons:
         result.seconds = time.perf_counter() - started
         return result
-    scores = [scored[e] for e in EXPRESSIONS]
-    full = np.concatenate([s.cosine for s in scores])
+    full = np.concatenate([scored[e].cosine for e in EXPRESSIONS])
     result.cosine = cosine = expression_cosines(full, contract)
-    asked = asked_probabilities(cosine, contract.tau)
-    for j, expression in enumerate(EXPRESSIONS):
-        entry = quality[expression]
-        entry["recognised_expression"] = contract.class_names[int(full[j].argmax())]
-        entry["asked_probability"] = float(asked[j])
-        if model.recognition_threshold is not None and asked[j] < model.recognition_threshold:
-            entry["flags"] = [*entry["flags"], "expression_not_recognised"]
-            reason = (f"stage 1 does not recognise {expression} (probability {asked[j]:.2g}, below the screening "
-                      f"model's threshold {model.recognition_threshold:.2g})")
-            entry["reasons"] = [*entry["reasons"], reason]
-            reasons.append(f"{expression} video ({Path(videos[expression]).name}): {reason}")
+    reasons += _recognised_expressions(cosine, full, contract, videos, report)
+    if model.typicality is not None:
+        features = (np.concatenate([scored[e].video_features for e in EXPRESSIONS])
+                    if model.typicality.feature == "video_features" else cosine)
+        check = model.typicality.check(features)
+        result.typicality = check.to_dict()
+        if check.atypical:
+            for expression in check.atypical_videos:
+                report[expression]["flags"] = [*report[expression]["flags"], "atypical"]
+            reasons.append(check.reason())
     if model.kinematics_settings:
         result.kinematics = _person_kinematics(videos, model, reasons)
     if not reasons:
         result.p_pd = float(model.predict_proba(cosine, result.kinematics if model.uses_kinematics else None))
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _repeated_recordings(videos: dict[str, Path], checks: dict, report: dict[str, dict]) -> list[str]:
+    """Reasons for videos that are one recording given twice: the same file content, or the same decoded frames."""
+    digests = {e: file_digest(videos[e]) for e in EXPRESSIONS}
+    reasons = []
+    for i, first in enumerate(EXPRESSIONS):
+        for second in EXPRESSIONS[i + 1:]:
+            clips = checks[first].clip, checks[second].clip
+            same_frames = all(c is not None for c in clips) and np.array_equal(clips[0].frames, clips[1].frames)
+            if digests[first] == digests[second] or same_frames:
+                how = "identical file content" if digests[first] == digests[second] else "identical decoded frames"
+                for expression in (first, second):
+                    if "same_recording" not in report[expression]["flags"]:
+                        report[expression]["flags"] = [*report[expression]["flags"], "same_recording"]
+                reasons.append(f"the {first} and {second} videos ({Path(videos[first]).name}, {Path(videos[second]).name})"
+                               f" are the same recording ({how})")
+    return reasons
+
+
+def _recognised_expressions(cosine: np.ndarray, full: np.ndarray, contract: ScoringContract,
+                            videos: dict[str, Path], report: dict[str, dict]) -> list[str]:
+    """Record what stage 1 recognises in each video; refuse only a likely swapped file.
+
+    A weak asked expression is the disease's signal and never a reason to refuse. A video is refused only
+    when a different, non-neutral expression wins with at least
+    :data:`~dfer_pd.stage2.typicality.SWAPPED_FILE_PROBABILITY`.
+    """
+    probabilities = expression_probabilities(cosine, contract.tau)  # (asked video, expression)
+    swapped = swapped_files(cosine, contract.tau)
+    reasons = []
+    for j, expression in enumerate(EXPRESSIONS):
+        entry = report[expression]
+        winner = int(probabilities[j].argmax())
+        entry["recognised_expression"] = EXPRESSIONS[winner]
+        entry["recognised_probability"] = float(probabilities[j, winner])
+        entry["asked_probability"] = float(probabilities[j, j])
+        entry["recognised_class"] = contract.class_names[int(full[j].argmax())]  # over all of stage 1's classes
+        if swapped[j]:
+            entry["flags"] = [*entry["flags"], "other_expression"]
+            reason = (f"stage 1 sees {EXPRESSIONS[winner]} (probability {probabilities[j, winner]:.2f}), not {expression}: "
+                      "probably another expression's file")
+            entry["reasons"] = [*entry["reasons"], reason]
+            reasons.append(f"{expression} video ({Path(videos[expression]).name}): {reason}")
+    return reasons
 
 
 def _person_kinematics(videos: dict[str, Path], model: ScreeningModel, reasons: list[str]) -> np.ndarray | None:

@@ -69,7 +69,13 @@ def report_dict(result: Diagnosis, model: ScreeningModel) -> dict:
         "p_pd": result.p_pd,
         "threshold": result.threshold,
         "screening_positive": result.positive,
-        "recognition_threshold": model.recognition_threshold,
+        "advice": result.advice(),
+        "recognised": {e: {k: result.quality[e][k] for k in ("recognised_expression", "recognised_probability",
+                                                              "asked_probability") if k in result.quality[e]}
+                       for e in EXPRESSIONS},
+        "out_of_distribution": result.typicality,
+        "gate": model.gate_report,
+        "gate_summary": model.gate(),
         "tau": result.tau,
         "scoring_contract": result.contract.to_dict(),
         "intensities_exp": intensities_from_cosine(result.cosine, result.tau).tolist() if scored else None,
@@ -86,6 +92,7 @@ def _verdict_lines(result: Diagnosis) -> list[str]:
     if result.inconclusive:
         lines = [f"INCONCLUSIVE: no verdict until every video passes ({len(result.reasons)} reason(s))"]
         lines += [f"- {r}" for r in result.reasons[:4]] + (["- ..."] if len(result.reasons) > 4 else [])
+        lines.append("What to do: " + ("; ".join(result.advice()) or "record the four videos again as the protocol asks"))
     else:
         word = "POSITIVE (PD-like hypomimia)" if result.positive else "NEGATIVE"
         lines = [f"Screening {word}: p(PD) = {result.p_pd:.2f}, threshold {result.threshold:.2f}"]
@@ -176,14 +183,19 @@ def write_report(result: Diagnosis, model: ScreeningModel, out_dir: str | Path) 
         asked = f"{v['log_intensity'][e]:.2f}" if "log_intensity" in v else "-"
         versus = ", ".join(v.get("asked_expression_vs_cohort", {}).get(g, "-") for g in COHORT_LABELS)
         reasons = "; ".join(v["quality"].get("reasons", []))
-        rows.append(f"<tr><td>{html.escape(e)}</td><td>{html.escape(Path(v['video']).name)}</td><td>{asked}</td>"
+        seen = report["recognised"].get(e, {})
+        recognised = (f"{seen['recognised_expression']} ({seen['recognised_probability']:.2f})"
+                      if "recognised_expression" in seen else "-")
+        rows.append(f"<tr><td>{html.escape(e)}</td><td>{html.escape(Path(v['video']).name)}</td>"
+                    f"<td>{html.escape(recognised)}</td><td>{asked}</td>"
                     f"<td>{html.escape(versus)}</td><td>{html.escape(', '.join(v['quality']['flags']) or 'ok')}</td>"
                     f"<td>{html.escape(reasons or '-')}</td></tr>")
     colour = VERDICT_COLOURS[result.verdict]
     if result.inconclusive:
         verdict = "Screening INCONCLUSIVE"
         detail = ("<p>No verdict is given until every video passes. Reasons:</p><ul>"
-                  + "".join(f"<li>{html.escape(r)}</li>" for r in result.reasons) + "</ul>")
+                  + "".join(f"<li>{html.escape(r)}</li>" for r in result.reasons) + "</ul>"
+                  + f"<p>What to do: {html.escape('; '.join(result.advice()) or 'record the four videos again')}.</p>")
     else:
         verdict = f"Screening {'POSITIVE' if result.positive else 'NEGATIVE'}"
         detail = (f"<p>p(PD) = {result.p_pd:.3f}, decision threshold {result.threshold:.2f}. "
@@ -194,9 +206,10 @@ def write_report(result: Diagnosis, model: ScreeningModel, out_dir: str | Path) 
 <h1 style="color: {colour}; margin: 0.2em 0">{verdict}</h1>
 {detail}
 <p>Model: {html.escape(model.performance())}.</p>
+<p>{html.escape(model.gate())}.</p>
 <p><strong>{html.escape(DISCLAIMER)}</strong></p>
 </div>
-<table border="1" cellpadding="4"><tr><th>asked expression</th><th>video</th><th>log intensity of the asked expression</th>
+<table border="1" cellpadding="4"><tr><th>asked expression</th><th>video</th><th>recognised (probability)</th><th>log intensity of the asked expression</th>
 <th>vs cohort (HC, PD)</th><th>quality flags</th><th>unusable because</th></tr>{"".join(rows)}</table>
 <p><img src="report.png" alt="verdict, flags and this person's values against the cohort" style="max-width: 100%"></p>
 {reliability}

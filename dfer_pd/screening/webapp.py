@@ -45,6 +45,8 @@ class Screening:
     headline: str
     reasons: list[str] = field(default_factory=list)
     flags: dict[str, list[str]] = field(default_factory=dict)
+    recognised: dict[str, str] = field(default_factory=dict)  # per video: the expression stage 1 sees, its probability
+    advice: list[str] = field(default_factory=list)  # what to do, when INCONCLUSIVE
     p_pd: float | None = None
     files: dict[str, Path] = field(default_factory=dict)
 
@@ -107,8 +109,11 @@ class Screener:
         files = write_report(result, self.model, folder)
         verdict, reasons = verdict_of(result)
         flags = {e: list(q.get("flags", [])) for e, q in getattr(result, "quality", {}).items()}
+        recognised = {e: f"{q['recognised_expression']} ({q['recognised_probability']:.2f})"
+                      for e, q in getattr(result, "quality", {}).items() if "recognised_expression" in q}
         step(1.0, "Done")
         return Screening(verdict=verdict, headline=result.headline(), reasons=reasons, flags=flags,
+                         recognised=recognised, advice=getattr(result, "advice", list)(),
                          p_pd=getattr(result, "p_pd", None), files={k: Path(v) for k, v in files.items()})
 
 
@@ -130,9 +135,13 @@ def verdict_html(screening: Screening) -> str:
     if screening.reasons:  # the headline would repeat the reasons: list them once, then the disclaimer
         parts.append("<p><b>No verdict is given until every video passes. Why:</b></p><ul>"
                      + "".join(f"<li>{html.escape(r)}</li>" for r in screening.reasons) + "</ul>"
+                     + (f"<p><b>What to do:</b> {html.escape('; '.join(screening.advice))}.</p>" if screening.advice else "")
                      + f"<p>{html.escape(DISCLAIMER)}</p>")
     else:
         parts.append(f"<p>{html.escape(screening.headline)}</p>")
+    if screening.recognised:
+        parts.append("<p><b>What stage 1 recognises in each video:</b> " + html.escape("; ".join(
+            f"{e}: {seen}" for e, seen in screening.recognised.items())) + "</p>")
     flagged = {e: f for e, f in screening.flags.items() if f}
     if flagged:
         parts.append("<p><b>Quality flags:</b></p><ul>" + "".join(

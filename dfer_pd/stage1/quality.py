@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from dfer_pd.common.video import VideoReadError, video_duration
+from dfer_pd.common.video import TruncatedVideoError, VideoReadError, video_duration
 from dfer_pd.stage1.quality_policy import QualityPolicy
 from dfer_pd.faces.measures import (
     BLURRY_LAPLACIAN_VARIANCE,
@@ -185,9 +185,19 @@ def check_video(
     try:
         clip = prepare_clip(path, contract, face_cache)
     except NoFaceError as error:
-        return VideoCheck(path, [f"no face found ({_after_path(error, path)})"])
+        quality = {"path": str(path), "flags": ["no_face"], "reasons": [f"no face found ({_after_path(error, path)})"]}
+        decode = getattr(error, "decode", None) or {}
+        if decode.get("truncated"):
+            share = float(decode.get("decoded_share", 1.0))
+            quality["flags"].append("truncated")
+            if share < policy.min_decoded_share:
+                quality["reasons"].append(unusable_reasons(
+                    {"truncated_beyond_limit": True, "decoded_share": share}, policy)[0])
+        return VideoCheck(path, list(quality["reasons"]), quality)
     except VideoReadError as error:
-        return VideoCheck(path, [_after_path(error, path)])
+        flag = "truncated" if isinstance(error, TruncatedVideoError) else "unreadable"
+        reasons = [_after_path(error, path)]
+        return VideoCheck(path, reasons, {"path": str(path), "flags": [flag], "reasons": reasons})
     quality = video_quality(path, clip.frames, clip.face_report, duration_seconds, clip.decode, policy)
     reasons = list(quality["reasons"])
     if not contract.face.crop_faces:

@@ -280,6 +280,10 @@ def read_manifest(
         video = _video_path(base, row["path"])
         if check_files and not video.exists():
             problems.append(f"{where}: video not found: {video}")
+        same = [(name, at) for name, (other, at) in rows.videos.items() if other == video]
+        if same:
+            problems.append(f"{where}: subject {subject_id!r} gives the same file for {expression!r} as for "
+                            f"{same[0][0]!r} (line {same[0][1]}); each expression needs its own recording")
         rows.videos[expression] = (video, line)  # kept even when missing: one problem, not a second "no video"
 
     if not subjects and not problems:

@@ -29,6 +29,7 @@ from dfer_pd.stage1.quality_policy import QualityPolicy
 from dfer_pd.stage1.cache import IntensityCache, IntensityCacheWriter
 from dfer_pd.stage1.contract import ONNX_RUNTIMES, ScoringContract
 from dfer_pd.stage1.scoring import Stage1Scorer, expression_cosines
+from dfer_pd.stage2.cohort import ManifestError
 from dfer_pd.stage2.cohort_datamodule import PDCohortDataModule
 from dfer_pd.stage2.features import CohortIntensities
 from dfer_pd.stage2.kinematics import LandmarkCache, landmark_cache_root, subject_kinematics
@@ -144,6 +145,7 @@ def extract_intensities(
             digest = file_digest(path)
             digests[subject.subject_id, expression] = digest
             paths.setdefault(digest, path)
+    _refuse_repeated_recordings(cohort, digests)
     report.videos = len(digests)
     problems = _check_videos(cohort, digests, paths, cache, contract, datamodule, landmarks, quality, report)
     if problems:
@@ -202,6 +204,24 @@ def extract_intensities(
         kinematics_settings=None if kinematics is None else dataclasses.asdict(kinematics),
     )
     return data, report
+
+
+def _refuse_repeated_recordings(cohort, digests: dict[tuple[str, str], str]) -> None:
+    """A subject whose expressions are one recording (the same bytes under two names) is a manifest error."""
+    problems = []
+    for subject in cohort.subjects:
+        seen: dict[str, str] = {}
+        for expression in cohort.expressions:
+            digest = digests[subject.subject_id, expression]
+            if digest in seen:
+                first = seen[digest]
+                problems.append(f"{cohort.path}: line {subject.line(expression)}: subject {subject.subject_id!r}'s "
+                                f"{expression!r} video is the same recording as its {first!r} video (line "
+                                f"{subject.line(first)}, identical content); each expression needs its own recording")
+            seen.setdefault(digest, expression)
+    if problems:
+        raise ManifestError(problems[0] if len(problems) == 1 else
+                            f"{cohort.path}: {len(problems)} problems:\n" + "\n".join(f"  {p}" for p in problems), problems)
 
 
 def _times_points(landmark_track) -> tuple[np.ndarray, np.ndarray]:

@@ -5,7 +5,10 @@ the estimator's parameters and fitted attributes, the training-cohort scaler sta
 threshold, the scoring contract the cohort's intensities were made under, per-group reference
 quantiles for reports, and the calibration of p(PD) learnt from cross-validation's out-of-fold predictions
 with its Brier scores and reliability curves; the verdict is calibrated p(PD) >= the threshold, both
-probabilities). `diagnose` scores a new person's videos under that same contract. Loading rebuilds the pipeline through the classifier registry and cannot execute code.
+probabilities; the out-of-distribution check of :mod:`dfer_pd.stage2.typicality` with its method, threshold
+and target share, and how often the whole gate refused the cohort's own subjects, per group; its reference
+features in `typicality.safetensors`). `diagnose` scores a new person's videos under that same contract.
+Loading rebuilds the pipeline through the classifier registry and cannot execute code.
 Only estimators with a pickle-free fitted state (the residual LSTM/GRU) can be saved.
 """
 
@@ -17,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 from sklearn.pipeline import Pipeline
@@ -33,15 +37,12 @@ from dfer_pd.stage2.features import (
 from dfer_pd.stage2.kinematics import NUM_KINEMATIC_FEATURES
 from dfer_pd.stage2.settings import CVConfig
 from dfer_pd.stage2.statistics import Calibrator
+from dfer_pd.stage2.typicality import TypicalityModel, fit_typicality, gate_refusals
 
 FORMAT = "dfer-pd-screening"
+TYPICALITY_FILE = "typicality.safetensors"  # the out-of-distribution check's reference features
 VERSION = 2  # 2: the fitted pipeline (estimator params + fitted attributes); 1 held a bare LightningModule
 QUANTILES = (5, 25, 50, 75, 95)
-# diagnose calls a video's asked expression "not recognised" when stage 1 gives it a lower probability
-# (softmax of cos / tau over the four expressions) than all but this percentage of the training
-# cohort's videos, PD and HC pooled: hypomimia lowers recognition, so only videos outside what the
-# cohort showed are refused, not the weak expressions the model is there to measure.
-RECOGNITION_PERCENTILE = 1.0
 
 
 class ScreeningModelError(ValueError):
@@ -64,20 +65,6 @@ def reference_distributions(data: CohortIntensities) -> dict:
         if data.kinematics is not None:
             reference[name]["kinematics"] = np.percentile(data.kinematics[rows], QUANTILES, axis=0).tolist()  # (5, 4, 12)
     return reference
-
-
-def asked_probabilities(cosine: np.ndarray, tau: float) -> np.ndarray:
-    """Stage 1's probability of the asked expression in each video: softmax of cos / tau over the four
-    expressions, diagonal of (..., 4, 4) cosines -> (..., 4)."""
-    logits = np.asarray(cosine, dtype=np.float64) / tau
-    logits = logits - logits.max(axis=-1, keepdims=True)
-    probabilities = np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)
-    return np.diagonal(probabilities, axis1=-2, axis2=-1)
-
-
-def recognition_threshold(data: CohortIntensities) -> float:
-    """The asked-expression probability that all but :data:`RECOGNITION_PERCENTILE` % of the cohort's videos reach."""
-    return float(np.percentile(asked_probabilities(data.cosine, data.tau), RECOGNITION_PERCENTILE))
 
 
 def calibration_from_cv(predictions: pd.DataFrame, method: str = "auto", threshold: float = 0.5,
@@ -154,7 +141,8 @@ class ScreeningModel:
     reference: dict | None = None
     cv_summary: dict | None = None
     source: Path | None = None  # the folder it was loaded from, for messages
-    recognition_threshold: float | None = None  # asked-expression probability below which diagnose refuses a video
+    typicality: TypicalityModel | None = None  # the out-of-distribution check diagnose runs before a verdict
+    gate_report: dict | None = None  # how often that gate refused the cohort's subjects, per group
     kinematics_settings: dict | None = None  # how the cohort's landmark kinematics were read, when it had them
     calibration: Calibrator = field(default_factory=Calibrator)  # raw p(PD) -> calibrated p(PD); "none" by default
     calibration_report: dict | None = None  # out-of-fold Brier scores and reliability curves, raw and calibrated
@@ -204,6 +192,17 @@ class ScreeningModel:
             line += f"; {self.calibration_report['note']}"
         return line
 
+    def gate(self) -> str:
+        """How often diagnose's gate (out of distribution, or a probably swapped file) refused the cohort's own
+        subjects, per group, each scored against the others: indeterminate results belong beside the accuracy."""
+        if not self.gate_report:
+            return "no out-of-distribution check (a screening model saved without one)"
+        parts = [f"{name} {g['refused']}/{g['n']} ({g['interval'][0]:.1%}-{g['interval'][1]:.1%})"
+                 for name, g in self.gate_report.items()]
+        return (f"gate: no verdict for {', '.join(parts)} of the cohort's subjects (each against the others; "
+                f"out-of-distribution threshold {self.typicality.threshold:.2f}, target "
+                f"{self.typicality.target_share:.0%} per group)")
+
     @property
     def uses_kinematics(self) -> bool:
         return self.classifier.features in KINEMATIC_KINDS
@@ -244,7 +243,8 @@ class ScreeningModel:
             "expressions": list(EXPRESSIONS),
             "feature_names": list(FEATURE_NAMES),
             "reference": self.reference,
-            "recognition_threshold": self.recognition_threshold,
+            "typicality": None if self.typicality is None else self.typicality.to_dict(),
+            "gate_report": self.gate_report,
             "kinematics_settings": self.kinematics_settings,
             "cv_summary": self.cv_summary,
             "calibration": self.calibration.to_dict(),
@@ -254,6 +254,9 @@ class ScreeningModel:
         # Each file is renamed into place only when complete; the JSON, which loading reads first, goes last.
         with atomic_write(folder / "model.safetensors") as handle:
             handle.write(safetensors_bytes(tensors))
+        if self.typicality is not None:
+            with atomic_write(folder / TYPICALITY_FILE) as handle:
+                handle.write(safetensors_bytes({"reference": torch.from_numpy(self.typicality.reference.astype(np.float32))}))
         atomic_write_json(folder / "screening.json", meta)
         return folder
 
@@ -298,6 +301,14 @@ class ScreeningModel:
                 f"features, input size {input_size}): {err}"
             ) from err
         pipeline.set_params(scale=SequenceScaler.from_statistics(statistics["mean"], statistics["scale"]))
+        typicality = None
+        if meta.get("typicality"):
+            try:
+                reference = load_file(str(folder / TYPICALITY_FILE))["reference"].numpy()
+                typicality = TypicalityModel.from_dict(meta["typicality"], reference)
+            except Exception as err:  # a missing or corrupt file, a missing key
+                raise ScreeningModelError(f"{folder / TYPICALITY_FILE}: the out-of-distribution check's reference "
+                                          f"features cannot be read ({err}); re-run `dfer-pd train-pd`") from err
         return cls(
             classifier=classifier,
             pipeline=pipeline,
@@ -305,7 +316,8 @@ class ScreeningModel:
             tau=meta["tau"],
             threshold=meta["threshold"],
             reference=meta.get("reference"),
-            recognition_threshold=meta.get("recognition_threshold"),
+            typicality=typicality,
+            gate_report=meta.get("gate_report"),
             kinematics_settings=meta.get("kinematics_settings"),
             cv_summary=meta.get("cv_summary"),
             source=folder,
@@ -332,6 +344,13 @@ def fit_screening_model(
         raise ScreeningModelError(_not_saveable(classifier.kind))
     pipeline.fit(data.inputs(classifier.features), data.labels)
     calibration = calibration or Calibrator()
+    typicality = gate_report = None
+    if np.bincount(data.labels, minlength=2).min() >= 2:  # the out-of-distribution check needs both groups
+        if data.video_features is not None:
+            typicality = fit_typicality(data.video_features, data.labels, "video_features")
+        else:  # hand-made intensity files carry no stage-1 video features
+            typicality = fit_typicality(data.cosine, data.labels, "cosine")
+        gate_report = gate_refusals(typicality, data.cosine, data.labels, data.tau)
     # One decision scale: the verdict is calibrated p(PD) (what predict_proba returns and reports print)
     # >= cv.threshold, a probability; calibration_report says which raw p(PD) that is and how it scored.
     return ScreeningModel(classifier=classifier, pipeline=pipeline, contract=data.contract,
@@ -339,5 +358,5 @@ def fit_screening_model(
                           threshold=float(cv.threshold),
                           calibration=calibration, calibration_report=calibration_report,
                           reference=reference_distributions(data), cv_summary=cv_summary,
-                          recognition_threshold=recognition_threshold(data),
+                          typicality=typicality, gate_report=gate_report,
                           kinematics_settings=kinematics_settings or data.kinematics_settings)

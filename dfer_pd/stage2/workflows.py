@@ -158,6 +158,7 @@ class TrainPDOutcome:
     holdout_report: dict | None = None
     screening_model: Path | None = None
     screening_model_refused: str | None = None
+    gate: str | None = None  # how often diagnose's gate refuses the cohort's own subjects (ScreeningModel.gate)
 
 
 def train_pd(job: Stage2Job, data: CohortIntensities, run=None) -> TrainPDOutcome:
@@ -228,6 +229,7 @@ def train_pd(job: Stage2Job, data: CohortIntensities, run=None) -> TrainPDOutcom
             outcome.screening_model_refused = str(err)
         else:
             outcome.screening_model = model.save(out_dir / "screening_model")
+            outcome.gate = model.gate()
     return outcome
 
 

@@ -165,20 +165,3 @@ def test_diagnose_is_inconclusive_naming_every_unusable_video(tiny_cohort, tiny_
     assert not any("truncated" in r for r in lenient.reasons) and len(lenient.reasons) == 2
 
 
-def test_asked_expression_not_recognised_above_the_stored_threshold_is_inconclusive(
-        tiny_cohort, tiny_stage1_checkpoint, scored_cohort):
-    import dataclasses
-
-    from dfer_pd.stage2.screening_model import RECOGNITION_PERCENTILE, asked_probabilities
-
-    data, folder, model = scored_cohort
-    stored = ScreeningModel.load(folder).recognition_threshold
-    assert stored == pytest.approx(np.percentile(asked_probabilities(data.cosine, data.tau), RECOGNITION_PERCENTILE))
-    subject = read_manifest(tiny_cohort).subjects[0]
-    strict = dataclasses.replace(model, recognition_threshold=0.999)  # nothing is recognised that surely
-    result = diagnose(subject.videos, tiny_stage1_checkpoint, strict)
-    assert result.verdict == "INCONCLUSIVE" and result.p_pd is None and result.cosine is not None
-    assert len(result.reasons) == 4 and all("stage 1 does not recognise" in r for r in result.reasons)
-    assert all("expression_not_recognised" in q["flags"] for q in result.quality.values())
-    assert diagnose(subject.videos, tiny_stage1_checkpoint, dataclasses.replace(model, recognition_threshold=0.0)).verdict \
-        in ("POSITIVE", "NEGATIVE")

@@ -96,3 +96,22 @@ def test_check_video_reads_as_scoring_does_and_names_what_is_wrong(tmp_path, tin
     plain = ScoringContract.from_checkpoint(tiny_stage1_checkpoint)
     checked = check_video(encode_mp4(tmp_path / "bars.mp4", bars, fps=10), plain, duration_seconds=6.0)
     assert checked.reasons[0].startswith("no face found") and "no_face" in checked.quality["flags"]
+
+
+def test_every_problem_of_a_video_is_named_plainly(tmp_path, tiny_stage1_checkpoint):
+    """A video both faceless and cut short gets both flags and both reasons; messages carry no errno and no path."""
+    contract = ScoringContract.from_checkpoint(tiny_stage1_checkpoint, FaceCropSettings(crop_faces=True))
+    noise = np.random.default_rng(0).integers(60, 120, (120, 64, 96, 3), dtype=np.uint8)  # no face, many bytes
+    whole = encode_mp4(tmp_path / "blank.mp4", noise, fps=10, faststart=True).read_bytes()
+    cut = tmp_path / "blank_cut.mp4"
+    cut.write_bytes(whole[: len(whole) // 2])
+    checked = check_video(cut, contract)
+    assert checked.quality["flags"] == ["no_face", "truncated"], checked.quality
+    assert checked.reasons[0].startswith("no face found") and checked.reasons[1].startswith("truncated: only")
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    unreadable = check_video(text, contract)
+    assert unreadable.quality["flags"] == ["unreadable"]
+    assert "Errno" not in unreadable.reasons[0] and str(tmp_path) not in unreadable.reasons[0]
+    assert unreadable.reasons[0].startswith("not a readable video file (")
+

@@ -166,6 +166,14 @@ def test_duplicate_subject_expression_names_both_lines(tmp_path):
         read_manifest(write_manifest(tmp_path, rows))
 
 
+def test_one_file_for_two_expressions_is_a_manifest_error(tmp_path):
+    rows = subject_rows("S01", "PD")
+    rows[3] = rows[3].replace("S01_anger.mp4", "S01_happiness.mp4")  # anger (line 5) points at the happiness file
+    message = r"line 5: subject 'S01' gives the same file for 'anger' as for 'happiness' \(line 3\)"
+    with pytest.raises(ManifestError, match=message):
+        read_manifest(write_manifest(tmp_path, rows))
+
+
 def test_missing_file_names_line_and_path(tmp_path):
     rows = subject_rows("S01", "PD")
     path = write_manifest(tmp_path, rows)

@@ -145,3 +145,21 @@ def test_cache_files_carry_their_contract(tiny_cohort, tiny_stage1_checkpoint, t
     shutil.copy(entry, bf16.path(entry.stem))
     with pytest.raises(ContractError, match="another contract"):
         bf16.read(entry.stem)
+
+
+def test_one_recording_under_two_names_is_a_manifest_error_before_any_scoring(tiny_cohort, tiny_stage1_checkpoint,
+                                                                             tmp_path, count_forward):
+    from dfer_pd.stage2.cohort import ManifestError
+
+    cohort = tmp_path / "cohort"
+    shutil.copytree(tiny_cohort.parent, cohort)
+    manifest = cohort / tiny_cohort.name
+    rows = manifest.read_text().splitlines()
+    line, row = next((n, r) for n, r in enumerate(rows[1:], start=2) if ",anger," in r)
+    anger = cohort / row.split(",")[3]
+    happiness = anger.with_name(anger.name.replace("anger", "happiness"))
+    shutil.copy(happiness, anger)  # a copy of the happiness video saved as the anger one
+    with pytest.raises(ManifestError, match=rf"line {line}: subject '\w+''s 'anger' video is the same recording as its "
+                                            r"'happiness' video \(line \d+, identical content\)"):
+        extract(manifest, tiny_stage1_checkpoint, tmp_path / "cache")
+    assert count_forward["videos"] == 0

@@ -27,7 +27,7 @@ def screening_folder(tmp_path_factory):
 
 def test_save_load_round_trip_is_exact_and_pickle_free(screening_folder):
     folder, data, model = screening_folder
-    assert sorted(p.name for p in folder.iterdir()) == ["model.safetensors", "screening.json"]
+    assert sorted(p.name for p in folder.iterdir()) == ["model.safetensors", "screening.json", "typicality.safetensors"]
     loaded = ScreeningModel.load(folder)
     np.testing.assert_array_equal(loaded.predict_proba(data.cosine), model.predict_proba(data.cosine))
     p_pd = loaded.predict_proba(data.cosine)
