@@ -1,7 +1,7 @@
 """Time the full Table 3 ablation (16 rows, k-fold subject-level CV, R repeats) before and after, in one run.
 
 "Before" is the engine the project used until now: one Lightning ``Trainer`` fit per residual network
-(``--cv.engine lightning``); "after" is the batched engine, which trains every network of the table as
+(``--runtime.engine lightning``); "after" is the batched engine, which trains every network of the table as
 one stacked ensemble (the default). Both run the same rows on the same folds with the same seeds, and
 give the same figures (the last line shows the largest accuracy difference between them). ``--before
 COMMIT`` also times, in the same run, the benchmark of the code as it was at COMMIT (``git archive`` into a
@@ -32,7 +32,7 @@ from dfer_pd.common.machine import machine_line
 from dfer_pd.stage2.ablation import run_ablation
 from dfer_pd.stage2.settings import ClassifierConfig
 from dfer_pd.stage2.features import CohortIntensities
-from dfer_pd.stage2.settings import CVConfig
+from dfer_pd.stage2.settings import CVConfig, RuntimeSettings
 from dfer_pd.synthetic.intensities import synthetic_cohort
 
 
@@ -55,8 +55,7 @@ def main() -> None:
     base = ClassifierConfig(max_epochs=args.max_epochs)
     tables = {}
     for engine in [e.strip() for e in args.engines.split(",") if e.strip()]:
-        cv = CVConfig(n_splits=5, repeats=args.repeats, seeds=[0], accelerator="cpu", engine=engine,
-                      threads=args.threads)
+        cv = CVConfig(n_splits=5, repeats=args.repeats, seeds=[0], runtime=RuntimeSettings(accelerator="cpu", engine=engine, threads=args.threads))
         started = time.perf_counter()
         table = run_ablation(data, cv, None if args.out is None else args.out / engine, base_config=base)
         tables[engine] = (table, time.perf_counter() - started)

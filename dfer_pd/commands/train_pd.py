@@ -6,6 +6,7 @@ work is :mod:`dfer_pd.stage2.workflows`; this module parses, opens the W&B run a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from dfer_pd.stage2.settings import (
     ExtractionSettings,
     HoldoutConfig,
     KinematicsSettings,
+    RuntimeSettings,
     StatsConfig,
     WandbSettings,
 )
@@ -29,12 +31,14 @@ from dfer_pd.stage2.settings import (
 # (No heavy imports at module level, and no `if TYPE_CHECKING:` block: `--help` answers at once, and
 # jsonargparse executes such blocks to resolve annotations.)
 GROUPS = {"cohort": CohortSettings, "face": FaceCropSettings, "quality": QualityPolicy, "kinematics": KinematicsSettings,
-          "extraction": ExtractionSettings, "classifier": ClassifierConfig, "cv": CVConfig, "stats": StatsConfig,
-          "holdout": HoldoutConfig, "wandb": WandbSettings}
+          "extraction": ExtractionSettings, "classifier": ClassifierConfig, "cv": CVConfig, "runtime": RuntimeSettings,
+          "stats": StatsConfig, "holdout": HoldoutConfig, "wandb": WandbSettings}
 COMMAND_GROUPS: dict[str, tuple[str, ...]] = {
     "extract": ("cohort", "face", "quality", "kinematics", "extraction"),
-    "train-pd": ("cohort", "face", "quality", "kinematics", "extraction", "classifier", "cv", "stats", "holdout", "wandb"),
-    "ablation": ("cohort", "face", "quality", "kinematics", "extraction", "classifier", "cv", "stats", "wandb"),
+    "train-pd": ("cohort", "face", "quality", "kinematics", "extraction", "classifier", "cv", "runtime", "stats",
+                 "holdout", "wandb"),
+    "ablation": ("cohort", "face", "quality", "kinematics", "extraction", "classifier", "cv", "runtime", "stats",
+                 "holdout", "wandb"),
 }
 """The option groups of each command (the shipped YAML files serve all three; a file's other keys are ignored)."""
 DESCRIPTIONS: dict[str, str] = {
@@ -49,6 +53,7 @@ DESCRIPTIONS: dict[str, str] = {
 }
 GROUP_HELP = {"face": "Whether and how faces are found and cropped before scoring.",
               "quality": "What makes a video unusable.",
+              "runtime": "How the recurrent networks run (device, engine, threads, processes); not what they compute.",
               "kinematics": "Landmark kinematics (mouth corners, brows, eyelids, jaw) read from every cohort video.",
               "stats": "Intervals, the permutation test, the paired tests of Table 3 and the calibration of p(PD).",
               "holdout": "Subjects set aside before cross-validation and tuning, scored once at the end (honest "
@@ -66,7 +71,8 @@ def build_parser(command: str = "train-pd") -> ArgumentParser:
     parser.add_argument("--config", action=ConfigFile.ignoring(others),
                         help="YAML file(s) with any of the options below: a path or a shipped config's name (pd_lstm, pd_demo)")
     for group in groups:
-        parser.add_class_arguments(GROUPS[group], group, help=GROUP_HELP.get(group))
+        skip = {"runtime"} if group == "cv" else None  # its own group, --runtime.*
+        parser.add_class_arguments(GROUPS[group], group, help=GROUP_HELP.get(group), skip=skip)
     if command != "extract":
         parser.add_argument("--intensities", type=str | None, default=None,
                             help="a saved intensities .npz (from extract or train-pd) to use instead of cohort + checkpoint")
@@ -89,6 +95,8 @@ def build_job(cfg: Namespace, command: str):
         except ValueError as err:
             raise UsageError(f"--{group}: {err}") from err
     wandb = settings.pop("wandb", None)
+    if "cv" in settings:
+        settings["cv"] = dataclasses.replace(settings["cv"], runtime=settings.pop("runtime"))
     return Stage2Job(out_dir=Path(cfg.out_dir), intensities=cfg.get("intensities"), plots=cfg.get("plots", False),
                      save_screening_model=cfg.get("save_screening_model", False),
                      learning_curves=bool(wandb and wandb.learning_curves), **settings), wandb

@@ -338,7 +338,7 @@ def recurrent(cell: Literal["lstm", "gru"]) -> ClassifierFactory:
             dropout=config.dropout, loss=config.loss, lr=config.lr, weight_decay=config.weight_decay,
             max_epochs=config.max_epochs, batch_size=config.batch_size, patience=config.patience,
             val_fraction=cv.val_fraction, split_seed=cv.split_seed, random_state=seed,
-            accelerator=cv.accelerator, deterministic=cv.deterministic, engine=cv.engine, num_threads=cv.threads,
+            accelerator=cv.runtime.accelerator, deterministic=cv.runtime.deterministic, engine=cv.runtime.engine, num_threads=cv.runtime.threads,
         )
 
     return build

@@ -109,7 +109,7 @@ def fit_predict_jobs(
     selection. ``logger_factory`` loggers get each network's curves (``train/loss``, ``val/loss`` ...)
     and each fit's ``test/<metric>``; an active W&B run is finished after each, so fits do not merge.
     """
-    if logger_factory is None and worker_count(jobs, cv.workers) > 1:
+    if logger_factory is None and worker_count(jobs, cv.runtime.workers) > 1:
         return _fit_predict_in_processes(data, jobs, cv, progress)
     subject_ids = np.asarray(data.subject_ids)
     inputs_by_kind: dict[str, np.ndarray] = {}
@@ -145,7 +145,7 @@ def fit_predict_jobs(
 
     if logger_factory is None:
         seconds = fit_pipelines(pipelines, train_inputs, train_labels, progress)
-        with torch_threads(cv.threads):
+        with torch_threads(cv.runtime.threads):
             return [predict(i) for i in range(len(jobs))]
     seconds = [0.0] * len(jobs)
     # With loggers: the batched networks train together and replay their curves afterwards; a fit that
@@ -185,12 +185,12 @@ def _start_worker(progress_queue) -> None:
 
 def _fit_predict_share(data: CohortIntensities, jobs: Sequence[FitJob], cv: CVConfig) -> list[JobOutcome]:
     report = None if _progress_queue is None else _progress_queue.put
-    return fit_predict_jobs(data, jobs, dataclasses.replace(cv, workers=1), report)
+    return fit_predict_jobs(data, jobs, dataclasses.replace(cv, runtime=dataclasses.replace(cv.runtime, workers=1)), report)
 
 
 def _fit_predict_in_processes(data: CohortIntensities, jobs: Sequence[FitJob], cv: CVConfig,
                               progress: Callable[[float], None] | None) -> list[JobOutcome]:
-    """:func:`fit_predict_jobs` with the jobs dealt round-robin to ``cv.workers`` processes.
+    """:func:`fit_predict_jobs` with the jobs dealt round-robin to ``cv.runtime.workers`` processes.
 
     Each share holds every kind of fit, so each process trains its networks as batched ensembles of
     its own. A network's batch-mates change only float32 rounding: p(PD) agrees with one process to
@@ -198,7 +198,7 @@ def _fit_predict_in_processes(data: CohortIntensities, jobs: Sequence[FitJob], c
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
     from queue import Empty
 
-    workers = worker_count(jobs, cv.workers)
+    workers = worker_count(jobs, cv.runtime.workers)
     context = process_context()
     updates = context.Queue() if progress is not None else None
     shares = [list(range(k, len(jobs), workers)) for k in range(workers)]
@@ -426,7 +426,7 @@ def evaluate_holdout(
         raise FoldLeakageError(f"subjects both held out and in the development set: {sorted(shared)[:5]}")
     pipeline = build_pipeline(config, cv.seeds[0], cv)
     fit_pipelines([pipeline], [development.inputs(config.features)], [development.labels])
-    with torch_threads(cv.threads):
+    with torch_threads(cv.runtime.threads):
         raw = pipeline.predict_proba(held_out.inputs(config.features))[:, 1]
     p_pd = np.asarray(calibration(raw), dtype=np.float64)
     labels = held_out.labels

@@ -75,15 +75,48 @@ class ClassifierConfig:
             raise ValueError(f"loss must be one of {tuple(LOSS_OUTPUTS)}, got {self.loss!r}")
 
 
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """How the recurrent networks run, not what they compute: p(PD) changes only by float rounding (about 1e-7)
+    between these settings, except ``deterministic``, which makes a seed repeat a run exactly.
+
+    Args:
+        accelerator: Lightning accelerator of the recurrent networks: auto, cpu, gpu.
+        deterministic: deterministic torch algorithms, so a seed repeats a run exactly.
+        engine: how the recurrent networks train: batched (many fits at once as one stacked ensemble, fast) or lightning (one Trainer fit each).
+        threads: torch intra-op threads while the recurrent networks train (1 keeps a 2-core machine steady when anything else runs; 0: torch's default).
+        workers: processes that share the fits of a CV, a permutation test or Table 3 (each with ``threads`` threads; 0: one per CPU; 1: this process).
+    """
+
+    accelerator: str = "auto"
+    deterministic: bool = True
+    engine: Literal["batched", "lightning"] = "batched"
+    threads: int = 1
+    workers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.threads < 0:
+            raise ValueError(f"threads must be 0 (torch's default) or more, got {self.threads}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be 0 (one per CPU) or more, got {self.workers}")
+        if self.engine not in ("batched", "lightning"):
+            raise ValueError(f"engine must be batched or lightning, got {self.engine!r}")
+
+
+CPU = RuntimeSettings(accelerator="cpu")
+"""The recurrent networks on the CPU, everything else as default."""
+
+
 @dataclass
 class CVConfig:
-    """How folds are drawn and how models are selected inside a fold.
+    """How folds are drawn, how models are selected inside a fold, and the rule the folds are scored with.
 
     ``split_seed`` fixes the folds and the validation splits; ``seeds`` are training seeds (weights,
     batch order, forests), each a complete pass over the same folds. ``val_fraction`` of each training
     fold (stratified) drives early stopping and best-weight selection of the estimators that train in
     epochs (the residual LSTM/GRU carve it from the rows they are fitted on); 0 trains for
     ``max_epochs`` and keeps the last weights. The scikit-learn baselines fit the whole training fold.
+    ``runtime`` says how the networks run (its own option group, ``--runtime.*``).
 
     Args:
         n_splits: number of subject-level folds (stratified by label).
@@ -91,12 +124,7 @@ class CVConfig:
         seeds: training seeds; each is a complete pass over the same folds.
         split_seed: seed of the folds and of the validation splits inside training folds.
         val_fraction: share of each training fold held out for early stopping (0: train max_epochs, keep the last weights).
-        accelerator: Lightning accelerator of the recurrent networks: auto, cpu, gpu.
         threshold: p(PD) at or above which a subject is called PD.
-        deterministic: deterministic torch algorithms, so a seed repeats a run exactly.
-        engine: how the recurrent networks train: batched (many fits at once as one stacked ensemble, fast) or lightning (one Trainer fit each).
-        threads: torch intra-op threads while the recurrent networks train (1 keeps a 2-core machine steady when anything else runs; 0: torch's default).
-        workers: processes that share the fits of a CV, a permutation test or Table 3 (each with ``threads`` threads; 0: one per CPU; 1: this process). p(PD) changes only by float32 rounding (about 1e-7).
     """
 
     n_splits: int = 5
@@ -104,24 +132,14 @@ class CVConfig:
     seeds: list[int] = field(default_factory=lambda: [0])
     split_seed: int = 0
     val_fraction: float = 0.2
-    accelerator: str = "auto"
     threshold: float = 0.5
-    deterministic: bool = True
-    engine: Literal["batched", "lightning"] = "batched"
-    threads: int = 1
-    workers: int = 0
+    runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
 
     def __post_init__(self) -> None:
         if self.n_splits < 2:
             raise ValueError(f"n_splits must be at least 2, got {self.n_splits}")
         if self.repeats < 1:
             raise ValueError(f"repeats must be at least 1, got {self.repeats}")
-        if self.threads < 0:
-            raise ValueError(f"threads must be 0 (torch's default) or more, got {self.threads}")
-        if self.workers < 0:
-            raise ValueError(f"workers must be 0 (one per CPU) or more, got {self.workers}")
-        if self.engine not in ("batched", "lightning"):
-            raise ValueError(f"engine must be batched or lightning, got {self.engine!r}")
         if not self.seeds:
             raise ValueError("seeds must hold at least one training seed")
         if not 0.0 <= self.val_fraction < 1.0:

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dfer_pd.common.errors import UsageError, require_file
+from dfer_pd.common.errors import UsageError
 from dfer_pd.common.files import atomic_write_json
 from dfer_pd.faces.settings import FaceCropSettings
+from dfer_pd.stage2.cohort import require_cohort_inputs
 from dfer_pd.stage2.features import CohortIntensities
 from dfer_pd.stage2.settings import (
     ClassifierConfig,
@@ -68,11 +69,7 @@ def load_intensities(job: Stage2Job, command: str = "train-pd") -> CohortLoad:
     """
     if job.intensities:
         return CohortLoad(CohortIntensities.load(job.intensities))
-    alternative = "" if command == "extract" else " (or --intensities FILE.npz saved by extract or train-pd)"
-    require_file(job.cohort.manifest, "--cohort.manifest",
-                 f"the cohort manifest CSV (subject_id,label,expression,path[,sex,age]){alternative}")
-    require_file(job.extraction.checkpoint, "--extraction.checkpoint",
-                 f"a stage-1 checkpoint written by `dfer-pd train-dfer` (<run>/checkpoints/best.ckpt){alternative}")
+    require_cohort_inputs(job.cohort.manifest, job.extraction.checkpoint, command)
     from dfer_pd.stage1.contract import ScoringContract
     from dfer_pd.stage2.cohort_datamodule import PDCohortDataModule
     from dfer_pd.stage2.extraction import extract_intensities
@@ -247,7 +244,8 @@ def cohort_plots(data: CohortIntensities, out_dir: Path) -> dict[str, Path]:
 
 
 def ablation(job: Stage2Job, data: CohortIntensities, run=None):
-    """The paper's Table 3 on the same folds (out_dir/table3.md, table3.csv); its table and curves go to ``run``."""
+    """The paper's Table 3 on the same folds (out_dir/table3.md, table3.csv), without the held-out subjects of
+    ``job.holdout``; its table and curves go to ``run``."""
     from dfer_pd.stage2.ablation import run_ablation
     from dfer_pd.stage2.crossval import wandb_learning_curves
 
@@ -257,6 +255,11 @@ def ablation(job: Stage2Job, data: CohortIntensities, run=None):
         if run is not None and job.learning_curves:
             curves.update(wandb_learning_curves(name, result.histories))
 
+    if job.holdout.evaluate:
+        raise UsageError("--holdout.evaluate: the held-out subjects are scored once, by train-pd; ablation only "
+                         "leaves them out (--holdout.fraction and --holdout.seed as in the sweep)")
+    if job.holdout.fraction > 0:  # Table 3 guides the choice of model: it never sees the held-out subjects
+        data, _ = split_holdout(data, job.holdout, job.out_dir)
     record_exclusions(data, job.out_dir, run)
     table = run_ablation(data, job.cv, job.out_dir, base_config=job.classifier, confidence=job.stats.confidence,
                          reference=job.stats.reference, on_row=on_row)

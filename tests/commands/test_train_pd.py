@@ -18,7 +18,7 @@ def test_train_pd_outputs_and_pseudonyms(tmp_path, capsys):
     npz = data.save(tmp_path / "intensities.npz")
     out = tmp_path / "run"
     summary = train_pd("train-pd", ["--intensities", str(npz), "--out_dir", str(out), "--cohort.pseudonymise_ids", "true",
-                                    "--classifier.hidden_size", "8", "--classifier.max_epochs", "10", "--cv.accelerator", "cpu",
+                                    "--classifier.hidden_size", "8", "--classifier.max_epochs", "10", "--runtime.accelerator", "cpu",
                                     "--cv.repeats", "2", "--stats.permutations", "20", "--wandb.mode", "disabled"])
     assert 0.0 <= summary["cv/accuracy_mean"] <= 1.0 and "cv/f1_weighted_std" in summary
     assert summary["cv/repeats"] == 2 and summary["cv/accuracy_ci_low"] <= summary["cv/accuracy_mean"]
@@ -88,3 +88,24 @@ def test_held_out_subjects_are_never_seen_until_the_single_evaluation(tmp_path, 
 
     with pytest.raises(UsageError, match="--holdout: evaluate needs a held-out share"):
         train_pd("train-pd", ["--intensities", str(npz), "--out_dir", str(tmp_path / "bad"), "--holdout.evaluate", "true"])
+
+
+def test_table3_never_sees_the_held_out_subjects(tmp_path):
+    """Table 3 guides the choice of model: with the sweep's --holdout.* it leaves out the same subjects."""
+    from dfer_pd.common.errors import UsageError
+
+    data = synthetic_cohort(n_pd=12, n_hc=12, seed=4)
+    npz = data.save(tmp_path / "intensities.npz")
+    common = ["--intensities", str(npz), "--classifier.hidden_size", "4", "--classifier.max_epochs", "3",
+              "--cv.repeats", "1", "--cv.n_splits", "3", "--holdout.fraction", "0.25", "--wandb.mode", "disabled"]
+    train_pd("train-pd", [*common, "--out_dir", str(tmp_path / "train"), "--stats.permutations", "0",
+                          "--plots", "false", "--save_screening_model", "false"])
+    table = train_pd("ablation", [*common, "--out_dir", str(tmp_path / "table3")])
+    held_out = pd.read_csv(tmp_path / "table3" / "ablation" / "holdout_subjects.csv")["subject_id"]
+    assert held_out.tolist() == pd.read_csv(tmp_path / "train" / "holdout_subjects.csv")["subject_id"].tolist()
+    assert len(held_out) == 6 and len(table) > 1
+    for row in (tmp_path / "table3" / "ablation" / "rows").iterdir():
+        scored = set(pd.read_csv(row / "predictions.csv")["subject_id"])
+        assert len(scored) == 18 and not scored & set(held_out), row.name
+    with pytest.raises(UsageError, match="scored once, by train-pd"):
+        train_pd("ablation", [*common, "--out_dir", str(tmp_path / "bad"), "--holdout.evaluate", "true"])

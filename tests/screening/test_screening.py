@@ -16,7 +16,7 @@ from dfer_pd.stage2.cohort import read_manifest
 from dfer_pd.stage2.cohort_datamodule import PDCohortDataModule
 from dfer_pd.synthetic.intensities import synthetic_cohort
 from dfer_pd.stage2.screening_model import ScreeningModel, ScreeningModelError, fit_screening_model
-from dfer_pd.stage2.settings import CVConfig
+from dfer_pd.stage2.settings import CPU, CVConfig
 
 CLASSIFIER = ClassifierConfig(name="lstm", kind="lstm", features="processed", hidden_size=8, num_layers=2, max_epochs=30)
 
@@ -43,7 +43,7 @@ def scored_cohort(tiny_cohort, tiny_stage1_checkpoint, tmp_path_factory):
     contract = ScoringContract.from_checkpoint(tiny_stage1_checkpoint)
     data, _ = extract_intensities(PDCohortDataModule(str(tiny_cohort), batch_size=4), tiny_stage1_checkpoint,
                                   contract, tmp_path_factory.mktemp("cache"), accelerator="cpu")
-    model = fit_screening_model(data, CLASSIFIER, CVConfig(accelerator="cpu"))
+    model = fit_screening_model(data, CLASSIFIER, CVConfig(runtime=CPU))
     return data, model.save(tmp_path_factory.mktemp("screening") / "model"), model
 
 
@@ -66,7 +66,7 @@ def test_diagnose_refuses_flags_or_checkpoints_against_the_contract(tiny_cohort,
     with pytest.raises(ContractError, match="not the stage-1 checkpoint of this scoring contract"):
         diagnose(subject.videos, other, folder)
     # A screening model trained on intensities no checkpoint made cannot say how to score videos.
-    bare = fit_screening_model(synthetic_cohort(n_pd=10, n_hc=10, seed=2), CLASSIFIER, CVConfig(accelerator="cpu"))
+    bare = fit_screening_model(synthetic_cohort(n_pd=10, n_hc=10, seed=2), CLASSIFIER, CVConfig(runtime=CPU))
     with pytest.raises(ScreeningModelError, match="without a scoring contract"):
         diagnose(subject.videos, tiny_stage1_checkpoint, bare)
 

@@ -31,11 +31,11 @@ from dfer_pd.synthetic.intensities import synthetic_cohort
 from dfer_pd.stage2.module import PDClassifierModule
 from dfer_pd.stage2.sequence_classifier import ResidualRNNClassifier
 from dfer_pd.stage2.splits import subject_folds, validation_split
-from dfer_pd.stage2.settings import CVConfig
+from dfer_pd.stage2.settings import CPU, CVConfig, RuntimeSettings
 
 TINY = ClassifierConfig(hidden_size=4, num_layers=1, max_epochs=2, batch_size=32, patience=1)
-CV = CVConfig(accelerator="cpu")
-LIGHTNING = CVConfig(accelerator="cpu", engine="lightning")
+CV = CVConfig(runtime=CPU)
+LIGHTNING = CVConfig(runtime=RuntimeSettings(accelerator="cpu", engine="lightning"))
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def test_every_kind_the_settings_accept_has_a_registry_entry(monkeypatch, fold):
 def test_registry_builds_estimators_from_config_seed_and_cv():
     config = ClassifierConfig(kind="gru", residual=False, hidden_size=7, num_layers=3, dropout=0.1, loss="ce", lr=0.01,
                               weight_decay=0.0, max_epochs=9, batch_size=5, patience=2)
-    cv = CVConfig(split_seed=11, val_fraction=0.3, accelerator="cpu", deterministic=False, engine="lightning", threads=2)
+    cv = CVConfig(split_seed=11, val_fraction=0.3, runtime=RuntimeSettings(accelerator="cpu", deterministic=False, engine="lightning", threads=2))
     params = build_pipeline(config, seed=4, cv=cv).named_steps["classify"].get_params()
     assert params == {"cell": "gru", "residual": False, "hidden_size": 7, "num_layers": 3, "dropout": 0.1, "loss": "ce",
                       "lr": 0.01, "weight_decay": 0.0, "max_epochs": 9, "batch_size": 5, "patience": 2,
@@ -183,7 +183,7 @@ def _direct_training(x, labels, config: ClassifierConfig, seed: int, cv: CVConfi
     trainer = L.Trainer(max_epochs=config.max_epochs, accelerator="cpu", devices=1, logger=False,
                         callbacks=[best, EarlyStopping(monitor="val/loss", mode="min", patience=config.patience)],
                         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
-                        num_sanity_val_steps=0, deterministic=cv.deterministic)
+                        num_sanity_val_steps=0, deterministic=cv.runtime.deterministic)
     trainer.fit(module, DataLoader(tensors(fit_idx), batch_size=config.batch_size, shuffle=True,
                                    generator=torch.Generator().manual_seed(seed)),
                 DataLoader(tensors(val_idx), batch_size=len(val_idx)))

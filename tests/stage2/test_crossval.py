@@ -27,7 +27,7 @@ from dfer_pd.synthetic.intensities import synthetic_cohort
 from dfer_pd.stage2.metrics import METRIC_NAMES, classification_metrics
 from dfer_pd.stage2.plots import plot_intensity_boxplots, tsne_plot
 from dfer_pd.stage2.splits import FoldLeakageError, subject_folds
-from dfer_pd.stage2.settings import CVConfig
+from dfer_pd.stage2.settings import CPU, CVConfig, RuntimeSettings
 
 FAST_LSTM = ClassifierConfig(hidden_size=16, max_epochs=30, lr=1e-2, patience=8, batch_size=16)
 TINY_LSTM = ClassifierConfig(hidden_size=4, num_layers=1, max_epochs=2, batch_size=32)
@@ -178,7 +178,7 @@ def test_loggers_per_fit_and_metrics_sink(effect_cohort, tmp_path, engine):
         return CSVLogger(tmp_path / engine, name=f"fold{fold}", version=f"seed{seed}")
 
     config = dataclasses.replace(TINY_LSTM, loss="ce")
-    result = cross_validate(effect_cohort, config, CVConfig(n_splits=3, repeats=1, engine=engine), logger_factory=factory,
+    result = cross_validate(effect_cohort, config, CVConfig(n_splits=3, repeats=1, runtime=RuntimeSettings(engine=engine)), logger_factory=factory,
                             metrics_sink=received.append)
     assert calls == [(0, 1, 0), (0, 2, 0), (0, 3, 0)]
     logged = pd.read_csv(tmp_path / engine / "fold2" / "seed0" / "metrics.csv")
@@ -302,13 +302,13 @@ def test_fits_shared_among_worker_processes_predict_what_one_process_does(effect
     base = ClassifierConfig(hidden_size=8, max_epochs=6, patience=3)
     tables = {}
     for workers in (1, 2):
-        cv = CVConfig(n_splits=3, repeats=2, accelerator="cpu", workers=workers)
+        cv = CVConfig(n_splits=3, repeats=2, runtime=RuntimeSettings(accelerator="cpu", workers=workers))
         tables[workers] = run_ablation(effect_cohort, cv, base_config=base, rows=rows, progress=workers == 2)
     columns = [c for c in tables[1].columns if c not in ("seconds", "fits_per_second") and "second" not in c]
     # The same fits, batched with other batch-mates: equal to float32 rounding (p(PD) measured within 6e-8).
     pd.testing.assert_frame_equal(tables[1][columns], tables[2][columns], check_exact=False, rtol=1e-6, atol=1e-7)
     with pytest.raises(ValueError, match="workers must be 0"):
-        CVConfig(workers=-1)
+        CVConfig(runtime=RuntimeSettings(workers=-1))
 
 
 def test_one_process_per_cpu_only_where_the_network_fits_pay_for_starting_it(monkeypatch):
@@ -337,7 +337,7 @@ def test_intervals_on_a_perfectly_separable_cohort_do_not_collapse():
 
     data = synthetic_cohort(20, 20, pd_diagonal=0.10, noise=0.01, seed=2)
     forest = ClassifierConfig(name="rf", kind="rf", features="processed")
-    result = cross_validate(data, forest, CVConfig(repeats=2, accelerator="cpu"), progress=False)
+    result = cross_validate(data, forest, CVConfig(repeats=2, runtime=CPU), progress=False)
     assert result.mean["accuracy"] == 1.0 and result.pooled["roc_auc"] == 1.0
     assert corrected_t_interval(result.fold_scores("accuracy"), *result.fold_sizes) == (1.0, 1.0)  # the collapse
     interval = result.interval
@@ -351,7 +351,7 @@ def test_intervals_on_a_perfectly_separable_cohort_do_not_collapse():
     held[np.flatnonzero(data.labels == 1)[:5]] = held[np.flatnonzero(data.labels == 0)[:5]] = True
     development, held_out = data.subset(np.flatnonzero(~held)), data.subset(np.flatnonzero(held))
     platt = Calibrator("platt", {"a": 0.5, "b": 0.0})
-    report = evaluate_holdout(development, held_out, forest, CVConfig(accelerator="cpu"), calibration=platt)
+    report = evaluate_holdout(development, held_out, forest, CVConfig(runtime=CPU), calibration=platt)
     assert report["metrics"]["roc_auc"] == 1.0 and report["intervals"]["roc_auc"][0] < 0.9
     assert report["intervals"]["accuracy"][0] < 0.8
     # The calibrated p(PD) the screening model would return is what is scored, with its Brier score.
@@ -371,7 +371,7 @@ def test_train_pd_logs_every_holdout_evaluation(tmp_path):
 
     data = synthetic_cohort(15, 15, seed=6)
     job = Stage2Job(out_dir=tmp_path, classifier=ClassifierConfig(name="rf", kind="rf", features="processed"),
-                    cv=CVConfig(repeats=1, n_splits=3, accelerator="cpu"), stats=StatsConfig(permutations=0),
+                    cv=CVConfig(repeats=1, n_splits=3, runtime=CPU), stats=StatsConfig(permutations=0),
                     holdout=HoldoutConfig(fraction=0.3, seed=1, evaluate=True), plots=False, save_screening_model=False)
     first = train_pd(job, data)
     second = train_pd(dataclasses.replace(job, stats=StatsConfig(permutations=0, calibration="none")), data)

@@ -12,7 +12,7 @@ from dfer_pd.stage2.settings import ClassifierConfig
 from dfer_pd.stage2.features import sequence_inputs
 from dfer_pd.synthetic.intensities import synthetic_cohort
 from dfer_pd.stage2.screening_model import ScreeningModel, ScreeningModelError, fit_screening_model
-from dfer_pd.stage2.settings import CVConfig
+from dfer_pd.stage2.settings import CPU, CVConfig
 
 CLASSIFIER = ClassifierConfig(name="lstm", kind="lstm", features="processed", hidden_size=8, num_layers=2, max_epochs=30)
 
@@ -20,7 +20,7 @@ CLASSIFIER = ClassifierConfig(name="lstm", kind="lstm", features="processed", hi
 @pytest.fixture(scope="module")
 def screening_folder(tmp_path_factory):
     data = synthetic_cohort(n_pd=20, n_hc=20, seed=1)
-    model = fit_screening_model(data, CLASSIFIER, CVConfig(accelerator="cpu"))
+    model = fit_screening_model(data, CLASSIFIER, CVConfig(runtime=CPU))
     folder = model.save(tmp_path_factory.mktemp("screening") / "model")
     return folder, data, model
 
@@ -97,7 +97,7 @@ def test_baselines_are_refused_before_training(kind):
     data = synthetic_cohort(n_pd=6, n_hc=6, seed=1)
     classifier = ClassifierConfig(kind=kind)
     with pytest.raises(ScreeningModelError, match=rf"'{kind}' classifier has no pickle-free format.*\['lstm', 'gru'\]"):
-        fit_screening_model(data, classifier, CVConfig(accelerator="cpu"))
+        fit_screening_model(data, classifier, CVConfig(runtime=CPU))
     fitted = build_pipeline(classifier, seed=0).fit(sequence_inputs(data.intensities, "processed"), data.labels)
     with pytest.raises(ScreeningModelError, match="no pickle-free format"):
         ScreeningModel(classifier, fitted, tau=data.tau).save("never-written")
@@ -119,7 +119,7 @@ def test_calibration_is_saved_as_numbers_and_applied_after_loading(tmp_path):
     calibrator, report = calibration_from_cv(predictions, "platt")
     assert report["brier_calibrated"] < report["brier_raw"] - 0.02 and report["n_subjects"] == 200
     data = synthetic_cohort(n_pd=12, n_hc=12, seed=1)
-    model = fit_screening_model(data, CLASSIFIER, CVConfig(accelerator="cpu"), calibration=calibrator,
+    model = fit_screening_model(data, CLASSIFIER, CVConfig(runtime=CPU), calibration=calibrator,
                                 calibration_report=report)
     assert model.threshold == report["threshold"] == 0.5  # one decision scale: calibrated p(PD) >= 0.5
     folder = model.save(tmp_path / "model")
@@ -175,7 +175,7 @@ def test_the_verdict_never_contradicts_the_printed_p(cohort):
     line = describe_calibration(report)
     assert line.startswith(f"p(PD) calibration: {calibrator.method}, chosen by cross-fitted Brier score") and "0.50" in line
     data = synthetic_cohort(n_pd=12, n_hc=12, seed=1)
-    model = fit_screening_model(data, CLASSIFIER, CVConfig(accelerator="cpu"), calibration=calibrator,
+    model = fit_screening_model(data, CLASSIFIER, CVConfig(runtime=CPU), calibration=calibrator,
                                 calibration_report=report)
     positive, printed_p, printed_threshold = _verdicts(model, data)
     assert model.threshold == printed_threshold == 0.5
