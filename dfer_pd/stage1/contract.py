@@ -26,7 +26,9 @@ from dfer_pd.common.machine import cpu_info, native_bf16
 from dfer_pd.faces.settings import FaceCropSettings
 from dfer_pd.stage1.modeling_dfer_clip import DferClipConfig
 
-CONTRACT_VERSION = 1
+CONTRACT_VERSION = 2
+# 2: the cosines are computed in float32 whatever the precision. Version-1 contracts in 32-true score the same
+# (still read); in bf16 or fp16 their cosines were rounded to half precision, so they are refused.
 EVAL_SAMPLER = "segment-centre"
 PRECISIONS: tuple[str, ...] = ("32-true", "bf16-mixed", "16-mixed")
 # Who executes the network: PyTorch, or the checkpoint's ONNX export on onnxruntime (float32, or with
@@ -119,7 +121,11 @@ class ScoringContract:
             raise ContractError(
                 f"runtime {self.runtime} runs the float32 ONNX export, but this contract scores in {self.precision}: "
                 "use runtime torch for it, or score the cohort with precision 32-true")
-        if self.version != CONTRACT_VERSION:
+        if self.version == 1 and self.precision != "32-true":
+            raise ContractError(
+                f"scoring contract version 1 in {self.precision}: its cosines were rounded to half precision, which "
+                "this dfer-pd no longer does; extract the cohort again (and retrain the screening model)")
+        if self.version not in (1, CONTRACT_VERSION):
             raise ContractError(f"scoring contract version {self.version}; this dfer-pd reads version {CONTRACT_VERSION}")
 
     @classmethod

@@ -101,3 +101,16 @@ def test_bf16_scoring_on_a_cpu_that_emulates_it_warns(tiny_stage1_checkpoint, mo
         check_precision("32-true", "cpu")
         monkeypatch.setattr(contract_module, "native_bf16", lambda: True)
         check_precision("bf16-mixed", "cpu")  # AVX512-BF16 or AMX
+
+
+def test_version_1_contracts_are_read_in_float32_and_refused_in_half_precision(tiny_stage1_checkpoint):
+    """Version 2 computes the cosines in float32 whatever the precision: 32-true scores are unchanged, half ones not."""
+    fp32 = ScoringContract.from_checkpoint(tiny_stage1_checkpoint).to_dict()
+    assert fp32["version"] == 2
+    old = ScoringContract.from_dict({**fp32, "version": 1})
+    assert old.version == 1 and old.key() != ScoringContract.from_dict(fp32).key()  # its own cache folder
+    bf16 = ScoringContract.from_checkpoint(tiny_stage1_checkpoint, precision="bf16-mixed").to_dict()
+    with pytest.raises(ContractError, match="version 1 in bf16-mixed: its cosines were rounded to half precision"):
+        ScoringContract.from_dict({**bf16, "version": 1})
+    with pytest.raises(ContractError, match="version 3"):
+        ScoringContract.from_dict({**fp32, "version": 3})
