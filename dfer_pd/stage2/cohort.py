@@ -7,8 +7,9 @@ Columns (header names are case-insensitive; other columns are ignored)::
     S001,PD,happiness,videos/S001_happiness.mp4,F,67
     ...
 
-``subject_id``, ``label``, ``expression`` and ``path`` are required; ``sex`` and ``age`` may be
-left out or empty. ``label`` is ``PD`` or ``HC`` (any case; PD is the positive class, 1).
+``subject_id``, ``label``, ``expression`` and ``path`` are required; ``sex``, ``age``, ``updrs_3_2``
+(MDS-UPDRS part III item 3.2, facial expression: an integer 0 normal to 4 severe) and ``hoehn_yahr`` (Hoehn and
+Yahr stage 0-5 in half steps) may be left out or empty (unknown). ``label`` is ``PD`` or ``HC`` (any case; PD is the positive class, 1).
 ``path`` is a video file or a frame folder, relative to the manifest's folder unless absolute.
 ``expression`` names the asked expression; DFEW spellings (``happy``, ``angry``, ``surprised``)
 are accepted. Rows whose expression is not one of the configured expressions (a cohort recorded
@@ -34,7 +35,9 @@ import numpy as np
 from dfer_pd.common.constants import COHORT_LABELS, EXPRESSIONS
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("subject_id", "label", "expression", "path")
-OPTIONAL_COLUMNS: tuple[str, ...] = ("sex", "age")
+OPTIONAL_COLUMNS: tuple[str, ...] = ("sex", "age", "updrs_3_2", "hoehn_yahr")
+UPDRS_3_2_SCORES: tuple[int, ...] = (0, 1, 2, 3, 4)
+"""MDS-UPDRS item 3.2 (facial expression): 0 normal, 1 slight, 2 mild, 3 moderate, 4 severe."""
 EXPRESSION_ALIASES: dict[str, str] = {"happy": "happiness", "angry": "anger", "surprised": "surprise"}
 
 
@@ -68,6 +71,8 @@ class CohortSubject:
     sex: str | None = None
     age: float | None = None
     lines: dict[str, int] = field(default_factory=dict, compare=False)  # manifest line of each video
+    updrs_3_2: int | None = None  # MDS-UPDRS item 3.2, None when not known
+    hoehn_yahr: float | None = None
 
     def line(self, expression: str) -> int | None:
         """The manifest line that lists this subject's ``expression`` video (None when not known)."""
@@ -95,6 +100,16 @@ class CohortManifest:
     def subject_ids(self) -> list[str]:
         return [subject.subject_id for subject in self.subjects]
 
+    @property
+    def updrs_3_2(self) -> np.ndarray:
+        """Each subject's MDS-UPDRS item 3.2 score as float, NaN where the manifest gives none."""
+        return np.array([np.nan if s.updrs_3_2 is None else s.updrs_3_2 for s in self.subjects], dtype=np.float64)
+
+    @property
+    def hoehn_yahr(self) -> np.ndarray:
+        """Each subject's Hoehn and Yahr stage, NaN where the manifest gives none."""
+        return np.array([np.nan if s.hoehn_yahr is None else s.hoehn_yahr for s in self.subjects], dtype=np.float64)
+
     def video_paths(self) -> list[tuple[str, str, Path]]:
         """Every (subject_id, expression, path), subjects in file order, expressions in config order."""
         return [
@@ -115,6 +130,8 @@ class _SubjectRows:
     ignored: set[str] = field(default_factory=set)
     sex: tuple[str, int] | None = None
     age: tuple[float, int] | None = None
+    updrs_3_2: tuple[int, int] | None = None
+    hoehn_yahr: tuple[float, int] | None = None
 
 
 def _read_text(path: Path) -> str:
@@ -179,6 +196,32 @@ def _parse_age(where: str, value: str) -> float | None:
     if not math.isfinite(age) or age < 0:
         raise ManifestError(f"{where}: age {value!r} is not a valid age")
     return age
+
+
+def _parse_updrs_3_2(where: str, value: str) -> int | None:
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or number != int(number) or int(number) not in UPDRS_3_2_SCORES:
+        raise ManifestError(f"{where}: updrs_3_2 {value!r} is not an MDS-UPDRS 3.2 score (an integer 0-4; empty if unknown)")
+    return int(number)
+
+
+def _parse_hoehn_yahr(where: str, value: str) -> float | None:
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        stage = float(text)
+    except ValueError:
+        stage = math.nan
+    if not math.isfinite(stage) or not 0 <= stage <= 5 or stage * 2 != int(stage * 2):
+        raise ManifestError(f"{where}: hoehn_yahr {value!r} is not a Hoehn and Yahr stage (0-5 in half steps; empty if unknown)")
+    return stage
 
 
 def _video_path(base: Path, value: str) -> Path:
@@ -261,6 +304,11 @@ def read_manifest(
         rows.sex = checked(_same_or_error, where, subject_id, "sex", rows.sex, sex, line) or rows.sex
         age = checked(_parse_age, where, row.get("age", ""))
         rows.age = checked(_same_or_error, where, subject_id, "age", rows.age, age, line) or rows.age
+        score = checked(_parse_updrs_3_2, where, row.get("updrs_3_2", ""))
+        rows.updrs_3_2 = checked(_same_or_error, where, subject_id, "updrs_3_2", rows.updrs_3_2, score, line) or rows.updrs_3_2
+        stage = checked(_parse_hoehn_yahr, where, row.get("hoehn_yahr", ""))
+        rows.hoehn_yahr = (checked(_same_or_error, where, subject_id, "hoehn_yahr", rows.hoehn_yahr, stage, line)
+                           or rows.hoehn_yahr)
 
         if not expression:
             continue
@@ -314,6 +362,8 @@ def read_manifest(
                 sex=rows.sex[0] if rows.sex else None,
                 age=rows.age[0] if rows.age else None,
                 lines={name: rows.videos[name][1] for name in expressions},
+                updrs_3_2=rows.updrs_3_2[0] if rows.updrs_3_2 else None,
+                hoehn_yahr=rows.hoehn_yahr[0] if rows.hoehn_yahr else None,
             )
         )
     if problems:

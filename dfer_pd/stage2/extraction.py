@@ -202,6 +202,8 @@ def extract_intensities(
         video_features=features,
         kinematics=kinematic_features,
         kinematics_settings=None if kinematics is None else dataclasses.asdict(kinematics),
+        updrs_3_2=cohort.updrs_3_2,
+        hoehn_yahr=cohort.hoehn_yahr,
     )
     return data, report
 

@@ -57,6 +57,8 @@ class CohortIntensities:
     kinematics: np.ndarray | None = None  # (N, 4, 12) landmark kinematics (dfer_pd.stage2.kinematics), if extracted
     kinematics_settings: dict | None = None  # how their landmarks were read (KinematicsSettings), travels with them
     excluded: dict | None = None  # subjects left out for unusable videos: {"count", "videos": [{..., "reason"}]}
+    updrs_3_2: np.ndarray | None = None  # (N,) MDS-UPDRS item 3.2 (0-4) from the manifest, NaN where unknown
+    hoehn_yahr: np.ndarray | None = None  # (N,) Hoehn and Yahr stage, NaN where unknown
 
     def __post_init__(self) -> None:
         self.subject_ids = [str(s) for s in self.subject_ids]
@@ -98,6 +100,17 @@ class CohortIntensities:
                     f"kinematics must have shape ({n}, 4, {NUM_KINEMATIC_FEATURES}), got {self.kinematics.shape}")
             if not np.isfinite(self.kinematics).all():
                 raise CohortFileError("kinematics contain NaN or inf")
+        for name, allowed in (("updrs_3_2", np.arange(5.0)), ("hoehn_yahr", np.arange(11.0) / 2)):
+            values = getattr(self, name)
+            if values is None:
+                continue
+            values = np.asarray(values, dtype=np.float64)
+            if values.shape != (n,):
+                raise CohortFileError(f"{name} must have shape ({n},), got {values.shape}")
+            known = values[~np.isnan(values)]
+            if not np.isin(known, allowed).all():
+                raise CohortFileError(f"{name} holds values outside {allowed.tolist()}: {np.setdiff1d(known, allowed)}")
+            setattr(self, name, values if len(known) else None)
 
     def __len__(self) -> int:
         return len(self.subject_ids)
@@ -126,6 +139,8 @@ class CohortIntensities:
             kinematics=None if self.kinematics is None else self.kinematics[index].copy(),
             kinematics_settings=self.kinematics_settings,
             excluded=self.excluded,
+            updrs_3_2=None if self.updrs_3_2 is None else self.updrs_3_2[index].copy(),
+            hoehn_yahr=None if self.hoehn_yahr is None else self.hoehn_yahr[index].copy(),
         )
 
     def inputs(self, kind: SequenceKind = "processed") -> np.ndarray:
@@ -149,6 +164,9 @@ class CohortIntensities:
         if self.kinematics is not None:
             arrays["kinematics"] = self.kinematics
             arrays["kinematics_settings"] = np.asarray(json.dumps(self.kinematics_settings or {}, sort_keys=True))
+        for name in ("updrs_3_2", "hoehn_yahr"):
+            if getattr(self, name) is not None:
+                arrays[name] = getattr(self, name)
         if self.excluded:
             arrays["excluded"] = np.asarray(json.dumps(self.excluded, sort_keys=True))
         atomic_save_npz(path, **arrays)
@@ -185,6 +203,8 @@ class CohortIntensities:
                 kinematics_settings=json.loads(str(fields["kinematics_settings"])) or None
                 if "kinematics_settings" in fields else None,
                 excluded=json.loads(str(fields["excluded"])) if "excluded" in fields else None,
+                updrs_3_2=fields.get("updrs_3_2"),
+                hoehn_yahr=fields.get("hoehn_yahr"),
             )
         except (CohortFileError, ContractError) as error:
             raise CohortFileError(f"{path}: {error}") from error

@@ -1,7 +1,8 @@
 """A synthetic PD cohort: one expression-task mp4 per subject and expression, a manifest and hidden ground truth.
 
 :func:`make_pd_cohort` writes ``<subject>/<expression>.mp4`` per subject, ``manifest.csv`` and
-``ground_truth.csv``: PD subjects have hypomimia (lower amplitude, slower onset) of a chosen effect size.
+``ground_truth.csv``: PD subjects have hypomimia (lower amplitude, slower onset) of a chosen effect size, graded
+by each subject's MDS-UPDRS item 3.2 score (in the manifest's ``updrs_3_2`` column, so the truth is known).
 Videos are face crops (``recording="face"``, like DFEW's) or phone-like recordings
 (``recording="phone"``): a portrait frame with background in which the face drifts, grows and
 tilts as in a hand-held selfie video, so that cohorts exercise face detection, tracking and alignment.
@@ -30,6 +31,8 @@ from dfer_pd.synthetic.writers import write_recordings
 # onset time = HC onset * (1 + ONSET_SLOWING * effect * severity).
 AMPLITUDE_LOSS = 0.6
 ONSET_SLOWING = 1.5
+# A healthy subject is scored 1 on MDS-UPDRS 3.2 ("slight") with this probability, else 0; its face is unaffected.
+HC_SLIGHT_FRACTION = 0.2
 RECORDINGS: tuple[str, ...] = ("face", "phone")
 # Phone-like recordings: portrait frames, the face about 0.85 of the renderer's full-frame face, so
 # that dlib's detector (faces of 80 pixels and more) sees it without enlarging the frame.
@@ -40,12 +43,14 @@ PHONE_FACE_SCALE = 0.85
 def sample_subject_latents(
     rng: np.random.Generator, is_pd: np.ndarray, effect_size: float = 1.0
 ) -> dict[str, np.ndarray]:
-    """Per-subject facial latents: expressivity (apex amplitude), onset seconds and PD severity.
+    """Per-subject facial latents: expressivity (apex amplitude), onset seconds, PD severity and MDS-UPDRS 3.2.
 
-    Every subject draws its healthy expressivity (about 0.9), healthy onset (about 0.5 s) and a
-    severity in [0.5, 1] from the same distributions whatever its label; only PD subjects then lose
-    amplitude and slow down, in proportion to ``effect_size * severity``. With ``effect_size=0`` the
-    two groups are therefore identically distributed. HC severity is reported as 0.
+    Every subject draws its healthy expressivity (about 0.9), healthy onset (about 0.5 s) and a position
+    ``u`` uniform in [0, 4) from the same distributions whatever its label. A PD subject's MDS-UPDRS item 3.2
+    score is ``1 + floor(u)`` (1 slight to 4 severe, equally likely) and its severity ``0.5 + u / 8`` in
+    [0.5, 1), rising with the score; PD subjects then lose amplitude and slow down in proportion to
+    ``effect_size * severity``. With ``effect_size=0`` the two groups are therefore identically distributed.
+    HC severity is reported as 0 and ``updrs_3_2`` as 0 (scores of 1 are drawn by :func:`healthy_scores`).
     """
     if effect_size < 0:
         raise ValueError(f"effect_size must be >= 0, got {effect_size}")
@@ -53,10 +58,18 @@ def sample_subject_latents(
     n = len(is_pd)
     healthy_expressivity = np.clip(rng.normal(0.9, 0.07, size=n), 0.65, 1.0)
     healthy_onset = np.clip(rng.normal(0.5, 0.1, size=n), 0.25, 0.8)
-    severity = rng.uniform(0.5, 1.0, size=n) * is_pd
+    position = rng.uniform(0.0, 4.0, size=n)
+    updrs_3_2 = np.where(is_pd, 1 + np.minimum(np.floor(position), 3), 0).astype(np.int64)
+    severity = (0.5 + position / 8) * is_pd
     expressivity = np.clip(healthy_expressivity * (1 - AMPLITUDE_LOSS * effect_size * severity), 0.0, 1.0)
     onset = healthy_onset * (1 + ONSET_SLOWING * effect_size * severity)
-    return {"expressivity": expressivity, "onset_seconds": onset, "severity": severity}
+    return {"expressivity": expressivity, "onset_seconds": onset, "severity": severity, "updrs_3_2": updrs_3_2}
+
+
+def healthy_scores(rng: np.random.Generator, is_pd: np.ndarray, updrs_3_2: np.ndarray) -> np.ndarray:
+    """``updrs_3_2`` with each HC subject scored 1 (slight) with probability :data:`HC_SLIGHT_FRACTION`, else 0."""
+    slight = rng.random(len(is_pd)) < HC_SLIGHT_FRACTION
+    return np.where(np.asarray(is_pd, dtype=bool), updrs_3_2, slight.astype(np.int64))
 
 
 def _cohort_video_weights(
@@ -144,8 +157,9 @@ def make_pd_cohort(
             are the same for any number.
 
     Layout: ``<subject>/<expression>.mp4``; ``manifest.csv`` with columns
-    ``subject_id,label,expression,path,sex,age`` (label PD/HC, path relative to the manifest's
-    folder); ``ground_truth.csv`` with ``subject_id,label,expressivity,onset_seconds,severity``;
+    ``subject_id,label,expression,path,sex,age,updrs_3_2`` (label PD/HC, path relative to the manifest's
+    folder; MDS-UPDRS 3.2 from :func:`sample_subject_latents`, HC subjects 0 or 1); ``ground_truth.csv`` with
+    ``subject_id,label,expressivity,onset_seconds,severity,updrs_3_2``;
     ``synthetic_info.json`` with the arguments.
     """
     if num_subjects < 1:
@@ -178,6 +192,7 @@ def make_pd_cohort(
     latents = sample_subject_latents(plan_rng, is_pd, effect_size)
     sexes = plan_rng.choice(["M", "F"], size=num_subjects)
     ages = np.clip(np.rint(plan_rng.normal(66, 8, size=num_subjects)), 45, 90).astype(int)
+    scores = healthy_scores(plan_rng, is_pd, latents["updrs_3_2"])  # drawn last: the videos stay as before
     subject_ids = [f"S{i + 1:03d}" for i in range(num_subjects)]
 
     tasks = [(subject, subject_seed, latents["expressivity"][i], latents["onset_seconds"][i])
@@ -189,21 +204,21 @@ def make_pd_cohort(
     manifest_rows, truth_rows = [], []
     for i, subject in enumerate(subject_ids):
         label = COHORT_LABELS[int(is_pd[i])]
-        manifest_rows += [[subject, label, expression, f"{subject}/{expression}.mp4", sexes[i], int(ages[i])]
-                          for expression in expressions]
+        manifest_rows += [[subject, label, expression, f"{subject}/{expression}.mp4", sexes[i], int(ages[i]),
+                           int(scores[i])] for expression in expressions]
         truth_rows.append([
             subject, label, f"{latents['expressivity'][i]:.6f}", f"{latents['onset_seconds'][i]:.6f}",
-            f"{latents['severity'][i]:.6f}",
+            f"{latents['severity'][i]:.6f}", int(scores[i]),
         ])
 
     manifest = root / "manifest.csv"
     with open(manifest, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["subject_id", "label", "expression", "path", "sex", "age"])
+        writer.writerow(["subject_id", "label", "expression", "path", "sex", "age", "updrs_3_2"])
         writer.writerows(manifest_rows)
     with open(root / "ground_truth.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["subject_id", "label", "expressivity", "onset_seconds", "severity"])
+        writer.writerow(["subject_id", "label", "expressivity", "onset_seconds", "severity", "updrs_3_2"])
         writer.writerows(truth_rows)
     info = {
         "generator": "dfer_pd.synthetic.cohort.make_pd_cohort",
@@ -211,7 +226,7 @@ def make_pd_cohort(
         "fps": fps, "seconds": seconds, "size": size, "expressions": list(expressions),
         "recording": recording, "frame_size": list(frame_size) if recording == "phone" else [size, size],
         "num_pd": int(is_pd.sum()), "num_hc": int((~is_pd).sum()), "frames_per_video": num_frames,
-        "amplitude_loss": AMPLITUDE_LOSS, "onset_slowing": ONSET_SLOWING,
+        "amplitude_loss": AMPLITUDE_LOSS, "onset_slowing": ONSET_SLOWING, "hc_slight_fraction": HC_SLIGHT_FRACTION,
     }
     (root / "synthetic_info.json").write_text(json.dumps(info, indent=2) + "\n")
     return manifest

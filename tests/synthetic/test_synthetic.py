@@ -110,13 +110,13 @@ def test_dfew_optional_mp4_holds_the_same_frames(tmp_path):
 
 def test_cohort_manifest_lists_four_decodable_videos_per_subject(cohort_manifest):
     rows = _read_csv(cohort_manifest)
-    assert cohort_manifest.read_text().splitlines()[0] == "subject_id,label,expression,path,sex,age"
+    assert cohort_manifest.read_text().splitlines()[0] == "subject_id,label,expression,path,sex,age,updrs_3_2"
     subjects = sorted({r["subject_id"] for r in rows})
     assert subjects == [f"S{i:03d}" for i in range(1, 7)]
     for subject in subjects:
         mine = [r for r in rows if r["subject_id"] == subject]
         assert [r["expression"] for r in mine] == list(EXPRESSIONS)
-        assert len({(r["label"], r["sex"], r["age"]) for r in mine}) == 1
+        assert len({(r["label"], r["sex"], r["age"], r["updrs_3_2"]) for r in mine}) == 1
     labels = {r["subject_id"]: r["label"] for r in rows}
     assert sorted(labels.values()).count("PD") == 3 and set(labels.values()) == {"PD", "HC"}
     assert {r["sex"] for r in rows} <= {"M", "F"} and all(r["age"].isdigit() for r in rows)
@@ -124,9 +124,11 @@ def test_cohort_manifest_lists_four_decodable_videos_per_subject(cohort_manifest
         video = _decode(cohort_manifest.parent / row["path"])
         assert video.shape == (8, 32, 32, 3)  # fps 5 * 1.6 s
     truth = _read_csv(cohort_manifest.parent / "ground_truth.csv")
-    assert list(truth[0]) == ["subject_id", "label", "expressivity", "onset_seconds", "severity"]
+    assert list(truth[0]) == ["subject_id", "label", "expressivity", "onset_seconds", "severity", "updrs_3_2"]
     assert {r["subject_id"]: r["label"] for r in truth} == labels
-    assert all(float(r["severity"]) == 0 for r in truth if r["label"] == "HC")
+    assert all(float(r["severity"]) == 0 and r["updrs_3_2"] in ("0", "1") for r in truth if r["label"] == "HC")
+    assert all(r["updrs_3_2"] in ("1", "2", "3", "4") for r in truth if r["label"] == "PD")
+    assert {r["subject_id"]: r["updrs_3_2"] for r in rows} == {r["subject_id"]: r["updrs_3_2"] for r in truth}
 
 
 @pytest.mark.parametrize(
@@ -175,6 +177,12 @@ def test_effect_size_lowers_pd_expressivity_and_slows_onset():
         slowing.append(latents["onset_seconds"][is_pd].mean() / latents["onset_seconds"][~is_pd].mean())
         assert np.all((latents["severity"][is_pd] >= 0.5) & (latents["severity"][is_pd] <= 1.0))
     assert 0.15 < gaps[0] < gaps[1]
+    # The hypomimia is derived from the MDS-UPDRS 3.2 score: higher scores, less expressive faces.
+    scores = latents["updrs_3_2"][is_pd]
+    assert set(scores.tolist()) == {1, 2, 3, 4} and set(latents["updrs_3_2"][~is_pd].tolist()) == {0}
+    by_score = [latents["expressivity"][is_pd][scores == s].mean() for s in (1, 2, 3, 4)]
+    assert by_score == sorted(by_score, reverse=True) and by_score[0] - by_score[3] > 0.1
+    assert np.all(np.diff([latents["severity"][is_pd][scores == s].max() for s in (1, 2, 3, 4)]) > 0)
     assert 1.3 < slowing[0] < slowing[1]
     with pytest.raises(ValueError, match="effect_size"):
         sample_subject_latents(np.random.default_rng(0), is_pd, effect_size=-1.0)
