@@ -250,7 +250,11 @@ class Calibrator:
                            f"Platt's slope came out {a:.3g} (not positive: out of fold, p(PD) does not rise with PD), "
                            "so p(PD) is left uncalibrated")
             return cls("platt", {"a": a, "b": b})
-        model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p_pd, labels)
+        # Bounded by Platt's smoothed targets, 1 / (N- + 2) and (N+ + 1) / (N+ + 2): a few subjects never
+        # make p(PD) exactly 0 or 1.
+        positives, negatives = int(np.sum(labels == 1)), int(np.sum(labels == 0))
+        model = IsotonicRegression(y_min=1.0 / (negatives + 2), y_max=(positives + 1.0) / (positives + 2),
+                                   out_of_bounds="clip").fit(p_pd, labels)
         return cls("isotonic", {"x": model.X_thresholds_.tolist(), "y": model.y_thresholds_.tolist()})
 
     def __call__(self, p_pd: np.ndarray | float) -> np.ndarray | float:

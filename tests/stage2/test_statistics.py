@@ -159,3 +159,16 @@ def test_holm_adjustment_by_hand():
     np.testing.assert_allclose(adjusted, [0.04, 0.09, math.nan, 0.09, 0.5])
     assert (holm_adjust(np.array([0.5, 0.9, 0.6])) == 1.0).all()
     assert (holm_adjust(p)[np.isfinite(p)] >= p[np.isfinite(p)]).all()
+
+
+def test_isotonic_calibration_never_prints_zero_or_one():
+    """Bounded by Platt's smoothed targets: a model at chance does not answer p(PD) = 0.000 or 1.000."""
+    from dfer_pd.stage2.statistics import Calibrator
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 200)
+    p_pd = np.where(labels == 1, rng.uniform(0.5, 1, 200), rng.uniform(0, 0.5, 200))  # separable: steps to 0 and 1
+    calibrated = Calibrator.fit(p_pd, labels, "isotonic")(np.array([0.0, 0.25, 0.75, 1.0]))
+    positives, negatives = labels.sum(), (labels == 0).sum()
+    assert calibrated[0] == pytest.approx(1 / (negatives + 2)) and calibrated[-1] == pytest.approx((positives + 1) / (positives + 2))
+    assert 0 < calibrated.min() and calibrated.max() < 1
