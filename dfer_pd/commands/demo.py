@@ -147,13 +147,13 @@ def run(cfg: Namespace) -> dict:
         "--extraction.cache_dir", str(intensity_cache),
         "--cohort.face_crop_cache", str(out / "face_crops"),
         "--out_dir", str(out / "stage2"),
-        "--wandb.dir", wandb_dir,
     ]
-    if cfg.stage2_epochs is not None:
-        stage2_args.append(f"--classifier.max_epochs={cfg.stage2_epochs}")
     print("[3/6] extraction of the cohort's intensities through the cache")
     mark = time.perf_counter()
     stage2("extract", stage2_args)
+    stage2_args.append(f"--wandb.dir={wandb_dir}")  # train-pd and ablation open W&B runs; extract does not
+    if cfg.stage2_epochs is not None:
+        stage2_args.append(f"--classifier.max_epochs={cfg.stage2_epochs}")
     seconds["extraction"] = time.perf_counter() - mark
     ablation_log = out / "stage2" / "ablation.log"
     with contextlib.ExitStack() as stack:
