@@ -66,7 +66,7 @@ def build_parser(command: str = "train-pd") -> ArgumentParser:
         raise ValueError(f"unknown stage-2 command {command!r}; one of {tuple(COMMAND_GROUPS)}")
     groups = COMMAND_GROUPS[command]
     others = set(GROUPS) - set(groups) | ({"intensities"} if command == "extract" else set())
-    others |= {"plots", "save_screening_model"} if command != "train-pd" else set()
+    others |= {"plots", "save_screening_model", "target"} if command != "train-pd" else set()
     parser = ArgumentParser(prog=f"dfer-pd {command}", description=DESCRIPTIONS[command], default_env=False)
     parser.add_argument("--config", action=ConfigFile.ignoring(others),
                         help="YAML file(s) with any of the options below: a path or a shipped config's name (pd_lstm, pd_demo)")
@@ -79,6 +79,9 @@ def build_parser(command: str = "train-pd") -> ArgumentParser:
     parser.add_argument("--out_dir", type=str, default="runs/pd", help="folder for every output of the run")
     if command == "train-pd":
         parser.add_argument("--plots", type=bool, default=True, help="write and log ROC, confusion matrix, box plots and t-SNE")
+        parser.add_argument("--target", type=str, default="pd", choices=["pd", "severity"],
+                            help="pd: PD vs HC; severity: also MDS-UPDRS 3.2 (manifest column updrs_3_2) from the same "
+                                 "features, the same folds and repeats (out_dir/severity)")
         parser.add_argument("--save_screening_model", type=bool, default=True,
                             help="after CV, train on the whole cohort and save out_dir/screening_model for `dfer-pd diagnose`")
     return parser
@@ -99,7 +102,8 @@ def build_job(cfg: Namespace, command: str):
         settings["cv"] = dataclasses.replace(settings["cv"], runtime=settings.pop("runtime"))
     return Stage2Job(out_dir=Path(cfg.out_dir), intensities=cfg.get("intensities"), plots=cfg.get("plots", False),
                      save_screening_model=cfg.get("save_screening_model", False),
-                     learning_curves=bool(wandb and wandb.learning_curves), **settings), wandb
+                     learning_curves=bool(wandb and wandb.learning_curves), target=cfg.get("target", "pd"),
+                     **settings), wandb
 
 
 def start_wandb(settings: WandbSettings | None, job_type: str, out_dir: Path, config: dict):
@@ -194,6 +198,11 @@ def print_train_pd(job, outcome) -> None:
         print(f"  held-out evaluation, once ({outcome.holdout_report['n_held_out']} subjects): " + ", ".join(
             f"{name} {metrics[name]:.3f} ({intervals[name][0]:.3f}-{intervals[name][1]:.3f})"
             for name in ("accuracy", "roc_auc", "sensitivity", "specificity")))
+    if outcome.severity is not None:
+        from dfer_pd.stage2.severity import describe_severity
+
+        for line in describe_severity(outcome.severity, cv.n_splits):
+            print(line)
     if outcome.screening_model is not None:
         print(f"screening model (trained on all {outcome.n_subjects} subjects, p(PD) calibrated: "
               f"{outcome.calibration_method}) saved to {outcome.screening_model}")

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dfer_pd.stage2.settings import LOSS_OUTPUTS
+from dfer_pd.stage2.settings import NETWORK_OUTPUTS, REGRESSION_LOSS
 from dfer_pd.stage2.sequence_classifier import RNN_CELLS, ResidualRNNClassifier
 from dfer_pd.stage2.splits import validation_split
 
@@ -60,6 +60,8 @@ class ResidualRNNEstimator(Protocol):
     def build_network(self, input_size: int) -> ResidualRNNClassifier: ...
 
     def check_training_rows(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+    def validation_strata(self, targets: np.ndarray) -> np.ndarray: ...
 
     def set_fitted(self, state: dict, classes: np.ndarray, best_epoch: int | None, n_epochs: int,
                    history: list[dict[str, float]] | None = None) -> ResidualRNNEstimator: ...
@@ -126,9 +128,9 @@ class _Member:
     """One fit: its estimator (settings), scaled training rows split into fit/validation rows, and its generators."""
 
     estimator: ResidualRNNEstimator
-    classes: np.ndarray
+    classes: np.ndarray  # a regressor's: its target scaling (check_training_rows' third value, back to set_fitted)
     x_fit: torch.Tensor  # (n_fit, T, F) float32
-    y_fit: torch.Tensor  # (n_fit,) int64 in {0, 1}
+    y_fit: torch.Tensor  # (n_fit,) int64 in {0, 1}; float32 targets for the regression loss
     x_val: torch.Tensor  # (n_val, T, F)
     y_val: torch.Tensor
     network: ResidualRNNClassifier  # initial weights
@@ -144,7 +146,9 @@ class _Member:
 def _prepare(estimator: ResidualRNNEstimator, X: np.ndarray, y: np.ndarray) -> _Member:
     """Everything the one-network fit sets up before its first step, in the same order and from the same seeds."""
     X, labels, classes = estimator.check_training_rows(X, y)
-    fit_idx, val_idx = validation_split(labels, np.arange(len(X)), estimator.val_fraction, estimator.split_seed)
+    strata = estimator.validation_strata(labels) if hasattr(estimator, "validation_strata") else labels
+    fit_idx, val_idx = validation_split(strata, np.arange(len(X)), estimator.val_fraction, estimator.split_seed)
+    target_type = torch.float32 if estimator.loss == REGRESSION_LOSS else torch.long
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(estimator.random_state)  # what L.seed_everything does to torch's generator
         network = estimator.build_network(X.shape[-1])
@@ -154,8 +158,8 @@ def _prepare(estimator: ResidualRNNEstimator, X: np.ndarray, y: np.ndarray) -> _
     as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
     return _Member(
         estimator=estimator, classes=classes,
-        x_fit=as_tensor(X[fit_idx]), y_fit=torch.as_tensor(labels[fit_idx], dtype=torch.long),
-        x_val=as_tensor(X[val_idx]), y_val=torch.as_tensor(labels[val_idx], dtype=torch.long),
+        x_fit=as_tensor(X[fit_idx]), y_fit=torch.as_tensor(labels[fit_idx], dtype=target_type),
+        x_val=as_tensor(X[val_idx]), y_val=torch.as_tensor(labels[val_idx], dtype=target_type),
         network=network, dropout_rng=dropout_rng, loader_rng=loader_rng,
     )
 
@@ -211,7 +215,7 @@ class _GroupTrainer:
         self.steps = members[0].x_fit.shape[1]
         self.width = max(m.x_fit.shape[-1] for m in members)
         self.gates = GATES[self.cell]
-        self.outputs = LOSS_OUTPUTS[self.loss]
+        self.outputs = NETWORK_OUTPUTS[self.loss]
         self.lr, self.weight_decay = float(first.lr), float(first.weight_decay)
         # Per-member settings and data, stacked.
         self.params = self._stack_parameters()
@@ -346,6 +350,8 @@ class _GroupTrainer:
 
     def member_losses(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Per-row loss (E, B), as the one-network module computes it."""
+        if self.loss == REGRESSION_LOSS:
+            return F.mse_loss(logits[..., 0], labels.float(), reduction="none")
         if self.loss == "bce":
             return F.binary_cross_entropy_with_logits(logits[..., 0], labels.float(), reduction="none")
         flat = F.cross_entropy(logits.reshape(-1, self.outputs), labels.reshape(-1), reduction="none")
@@ -442,11 +448,11 @@ class _GroupTrainer:
                 torch.empty((), dtype=torch.int64).random_(generator=member.dropout_rng)
         logits = self.forward(self.x_val.transpose(1, 2).contiguous())
         loss = (self.member_losses(logits, self.y_val) * self.val_weight).sum(dim=1)
-        if self.loss == "bce":
-            predicted = (logits[..., 0] >= 0).long()
+        if self.loss == REGRESSION_LOSS:  # no accuracy for a score: its validation loss is the MSE
+            accuracy = torch.full_like(loss, math.nan)
         else:
-            predicted = logits.argmax(dim=-1)
-        accuracy = ((predicted == self.y_val).float() * self.val_weight).sum(dim=1)
+            predicted = (logits[..., 0] >= 0).long() if self.loss == "bce" else logits.argmax(dim=-1)
+            accuracy = ((predicted == self.y_val).float() * self.val_weight).sum(dim=1)
         has_val = torch.tensor([n > 0 for n in self.n_val], device=self.device)
         nan = torch.full_like(loss, math.nan)
         return torch.where(has_val, loss, nan).cpu(), torch.where(has_val, accuracy, nan).cpu()

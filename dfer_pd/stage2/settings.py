@@ -24,6 +24,15 @@ FACE_TRACKING_FIELDS: tuple[str, ...] = ("detector", "detector_threshold", "fall
 """The face settings that decide where the landmarks are (not how the face is cropped)."""
 LOSS_OUTPUTS: dict[str, int] = {"bce": 1, "ce": 2}
 """Logits the network's head must give for each loss: one for BCE-with-logits, two for cross-entropy."""
+REGRESSION_LOSS = "mse"
+"""The loss of the residual network's regression head (one output: the MDS-UPDRS 3.2 estimate)."""
+NETWORK_OUTPUTS: dict[str, int] = {**LOSS_OUTPUTS, REGRESSION_LOSS: 1}
+"""Outputs of the network's head for every loss it trains with, the regression head's included."""
+TARGETS: tuple[str, ...] = ("pd", "severity")
+"""What train-pd learns: pd = PD vs HC (always); severity = also MDS-UPDRS item 3.2 from the same features."""
+REGRESSOR_KINDS: tuple[str, ...] = ("lstm", "gru", "dt", "rf", "svm", "ridge")
+"""The severity registry's kinds (:data:`dfer_pd.stage2.regressors.REGRESSORS`): the classifier kinds that have a
+regression form (naive Bayes has none), and ridge regression."""
 
 
 @dataclass
@@ -163,6 +172,8 @@ class StatsConfig:
         calibration: how the screening model's p(PD) is calibrated on out-of-fold predictions: auto (whichever of
             none, platt and isotonic has the lowest cross-fitted Brier score), platt (refused, so none, when its
             slope is not positive), isotonic or none. The verdict is calibrated p(PD) >= --cv.threshold.
+        severity_permutations: score permutations of the severity test (train-pd --target severity; None: as many
+            as permutations, 0: no test).
     """
 
     confidence: float = 0.95
@@ -170,12 +181,13 @@ class StatsConfig:
     permutation_seed: int = 0
     reference: str = "lstm_processed_residual"
     calibration: Literal["auto", "platt", "isotonic", "none"] = "auto"
+    severity_permutations: int | None = None
 
     def __post_init__(self) -> None:
         if not 0.5 <= self.confidence < 1.0:
             raise ValueError(f"confidence must be in [0.5, 1), got {self.confidence}")
-        if self.permutations < 0:
-            raise ValueError(f"permutations must be 0 or more, got {self.permutations}")
+        if self.permutations < 0 or (self.severity_permutations or 0) < 0:
+            raise ValueError(f"permutations must be 0 or more, got {self.permutations}, {self.severity_permutations}")
         if self.calibration not in CALIBRATION_METHODS:
             raise ValueError(f"calibration must be one of {CALIBRATION_METHODS}, got {self.calibration!r}")
 

@@ -28,6 +28,7 @@ from dfer_pd.stage2.settings import (
     HoldoutConfig,
     KinematicsSettings,
     StatsConfig,
+    TARGETS,
 )
 from dfer_pd.stage1.quality_policy import QualityPolicy
 
@@ -50,6 +51,7 @@ class Stage2Job:
     plots: bool = True
     save_screening_model: bool = True
     learning_curves: bool = False
+    target: str = "pd"  # "severity": also MDS-UPDRS 3.2 from the same features (dfer_pd.stage2.severity)
 
 
 @dataclass
@@ -156,6 +158,7 @@ class TrainPDOutcome:
     screening_model: Path | None = None
     screening_model_refused: str | None = None
     gate: str | None = None  # how often diagnose's gate refuses the cohort's own subjects (ScreeningModel.gate)
+    severity: dict | None = None  # --target severity: dfer_pd.stage2.severity.run_severity's summary, table, folder
 
 
 def train_pd(job: Stage2Job, data: CohortIntensities, run=None) -> TrainPDOutcome:
@@ -168,6 +171,8 @@ def train_pd(job: Stage2Job, data: CohortIntensities, run=None) -> TrainPDOutcom
     from dfer_pd.stage2.screening_model import ScreeningModelError, calibration_from_cv, fit_screening_model
 
     out_dir, classifier, cv, stats, holdout = job.out_dir, job.classifier, job.cv, job.stats, job.holdout
+    if job.target not in TARGETS:
+        raise UsageError(f"--target must be one of {', '.join(TARGETS)}, got {job.target!r}")
     held_out = None
     if holdout.fraction > 0:
         data, held_out = split_holdout(data, holdout, out_dir)
@@ -207,6 +212,19 @@ def train_pd(job: Stage2Job, data: CohortIntensities, run=None) -> TrainPDOutcom
             "classifier": asdict(classifier), "cv": asdict(cv), "stats": asdict(stats), "holdout": asdict(holdout)})}
         atomic_write_json(out_dir / "holdout.json", holdout_report)
         extra.update({f"holdout/{k}": v for k, v in holdout_report["metrics"].items()})
+    severity = None
+    if job.target == "severity":  # MDS-UPDRS 3.2 on the scored subjects, the same folds and repeats
+        from dfer_pd.stage2.severity import SeverityError, run_severity
+
+        permutations = stats.permutations if stats.severity_permutations is None else stats.severity_permutations
+        try:
+            severity = run_severity(data, classifier, cv, out_dir, permutations, stats.permutation_seed,
+                                    stats.confidence, job.plots)
+        except SeverityError as err:
+            raise UsageError(f"--target severity: {err}") from err
+        extra.update(severity["summary"])
+        if job.plots:
+            images["plots/severity_scatter"] = severity["folder"] / "severity_scatter.png"
     if run is not None:
         import wandb
 
@@ -217,7 +235,8 @@ def train_pd(job: Stage2Job, data: CohortIntensities, run=None) -> TrainPDOutcom
         if images:
             run.log({key: wandb.Image(str(path)) for key, path in images.items()})
     outcome = TrainPDOutcome(result, {**result.summary(), **extra}, len(data), int(data.labels.sum()), calibration,
-                             calibrator.method, permutation, 0 if held_out is None else len(held_out), holdout_report)
+                             calibrator.method, permutation, 0 if held_out is None else len(held_out), holdout_report,
+                             severity=severity)
     if job.save_screening_model:
         try:
             model = fit_screening_model(data, classifier, cv, cv_summary=outcome.summary, calibration=calibrator,
@@ -266,5 +285,11 @@ def ablation(job: Stage2Job, data: CohortIntensities, run=None):
     if run is not None:
         import wandb
 
-        run.log({"table3": wandb.Table(dataframe=table), **curves})
+        from dfer_pd.stage2.ablation import table3_for_wandb
+
+        compact, summary = table3_for_wandb(table)  # the figures a reader compares, the paper's beside; all columns too
+        run.summary.update(summary)
+        figure = job.out_dir / "table3.png"
+        run.log({"table3": wandb.Table(dataframe=compact), "table3_all_columns": wandb.Table(dataframe=table),
+                 **({"table3_figure": wandb.Image(str(figure))} if figure.is_file() else {}), **curves})
     return table

@@ -1,0 +1,188 @@
+"""The stage-2 registry's regression forms, for MDS-UPDRS item 3.2 (``train-pd --target severity``).
+
+Each kind of :data:`REGRESSORS` is the regression form of the classifier kind of the same name, fitted through
+the same pipeline (fold-local :class:`~dfer_pd.stage2.features.SequenceScaler`, then the estimator) and the same
+:func:`~dfer_pd.stage2.classifiers.fit_pipelines`: the residual LSTM/GRU with a one-output regression head and an
+MSE loss (:class:`ResidualRNNRegressor`, trained in the batched engine beside the classifiers), and the
+scikit-learn regressors on flattened sequences (decision tree, random forest, SVR, and ridge regression with its
+penalty chosen by leave-one-out inside the training rows). Naive Bayes has no regression form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.ensemble import RandomForestRegressor
+from sklearn.linear_model import RidgeCV
+from sklearn.pipeline import Pipeline
+from sklearn.svm import SVR
+from sklearn.tree import DecisionTreeRegressor
+from sklearn.utils.validation import check_is_fitted
+
+from dfer_pd.common.parallel import torch_threads
+from dfer_pd.stage2.classifiers import ResidualRNNEstimator, _sequences
+from dfer_pd.stage2.ensemble import fit_members
+from dfer_pd.stage2.features import SequenceScaler
+from dfer_pd.stage2.sequence_classifier import ResidualRNNClassifier
+from dfer_pd.stage2.settings import REGRESSION_LOSS, REGRESSOR_KINDS, ClassifierConfig, CVConfig
+
+RIDGE_ALPHAS = np.logspace(-3, 3, 13)
+"""Ridge penalties tried by leave-one-out on the training rows (never the test fold)."""
+
+
+class ResidualRNNRegressor(RegressorMixin, ResidualRNNEstimator):
+    """The residual LSTM/GRU with a regression head: one output, MSE loss, on standardised targets.
+
+    The targets are standardised with the training rows' mean and std (``target_mean_``, ``target_scale_``) and
+    predictions mapped back; the validation split that drives early stopping is stratified on the targets'
+    values (or quartiles), when every stratum has two rows. It trains in the batched engine whatever ``engine``
+    says (the Lightning module is the classifier's); everything else is :class:`ResidualRNNEstimator`'s recipe.
+    """
+
+    def __init__(self, cell: Literal["lstm", "gru"] = "lstm", residual: bool = True, hidden_size: int = 64,
+                 num_layers: int = 2, dropout: float = 0.2, lr: float = 1e-3, weight_decay: float = 1e-4,
+                 max_epochs: int = 150, batch_size: int = 16, patience: int = 20, val_fraction: float = 0.2,
+                 split_seed: int = 0, random_state: int = 0, accelerator: str = "cpu", deterministic: bool = True,
+                 engine: Literal["batched", "lightning"] = "batched", num_threads: int = 1) -> None:
+        super().__init__(cell=cell, residual=residual, hidden_size=hidden_size, num_layers=num_layers,
+                         dropout=dropout, loss=REGRESSION_LOSS, lr=lr, weight_decay=weight_decay,
+                         max_epochs=max_epochs, batch_size=batch_size, patience=patience,
+                         val_fraction=val_fraction, split_seed=split_seed, random_state=random_state,
+                         accelerator=accelerator, deterministic=deterministic, engine=engine,
+                         num_threads=num_threads)
+
+    def build_network(self, input_size: int) -> ResidualRNNClassifier:
+        return ResidualRNNClassifier(input_size=input_size, hidden_size=self.hidden_size, num_layers=self.num_layers,
+                                     cell=self.cell, residual=self.residual, dropout=self.dropout, num_outputs=1)
+
+    def check_training_rows(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(X, standardised targets, [mean, scale]); the third value comes back to :meth:`set_fitted`."""
+        X, y = _sequences(X, type(self).__name__), np.asarray(y, dtype=np.float64)
+        if y.shape != (len(X),) or not np.isfinite(y).all():
+            raise ValueError(f"{len(X)} sequences need as many finite targets, got shape {y.shape}")
+        if len(np.unique(y)) < 2:
+            raise ValueError("training rows must hold at least two different scores")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        mean, scale = float(y.mean()), float(y.std()) or 1.0
+        return X, (y - mean) / scale, np.array([mean, scale])
+
+    def validation_strata(self, targets: np.ndarray) -> np.ndarray:
+        """Strata of the early-stopping split: the distinct scores (quartiles when there are more than five);
+        one stratum when a stratified split is impossible."""
+        values = np.unique(targets, return_inverse=True)[1]
+        if values.max() >= 5:
+            values = np.searchsorted(np.quantile(targets, [0.25, 0.5, 0.75]), targets)
+        n_val = max(2, round(self.val_fraction * len(targets)))
+        counts = np.bincount(values)
+        counts = counts[counts > 0]
+        if counts.min() < 2 or len(counts) > n_val or len(counts) > len(targets) - n_val:
+            return np.zeros(len(targets), dtype=np.int64)
+        return values
+
+    def set_fitted(self, state: dict[str, torch.Tensor], classes: np.ndarray, best_epoch: int | None,
+                   n_epochs: int, history: list[dict[str, float]] | None = None) -> ResidualRNNRegressor:
+        super().set_fitted(state, np.array([0, 1]), best_epoch, n_epochs, history)
+        del self.classes_
+        self.target_mean_, self.target_scale_ = float(classes[0]), float(classes[1])
+        return self
+
+    def fit(self, X: np.ndarray, y: np.ndarray, logger=None) -> ResidualRNNRegressor:
+        fit_members([self], [X], [y])
+        return self
+
+    @torch.no_grad()
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        check_is_fitted(self, "network_")
+        X = _sequences(X, type(self).__name__)
+        if X.shape[-1] != self.n_features_in_:
+            raise ValueError(f"expected {self.n_features_in_} features per step, got {X.shape[-1]}")
+        self.network_.eval()
+        with torch_threads(getattr(self, "num_threads", 1)):
+            output = self.network_(torch.as_tensor(X, dtype=torch.float32)).numpy().astype(np.float64)
+        return output * self.target_scale_ + self.target_mean_
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        raise AttributeError("a severity regressor estimates a score, not class probabilities")
+
+    def export_fitted(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        check_is_fitted(self, "network_")
+        tensors = {key: value.detach().cpu().contiguous() for key, value in self.network_.state_dict().items()}
+        return tensors, {"n_features_in": int(self.n_features_in_), "best_epoch": self.best_epoch_,
+                         "n_epochs": int(self.n_epochs_), "target_mean": self.target_mean_,
+                         "target_scale": self.target_scale_}
+
+    def import_fitted(self, tensors: dict[str, torch.Tensor], attributes: dict[str, Any]) -> ResidualRNNRegressor:
+        network = self.build_network(int(attributes["n_features_in"]))
+        network.load_state_dict(tensors)
+        self.network_ = network.eval()
+        self.n_features_in_ = int(attributes["n_features_in"])
+        self.best_epoch_, self.n_epochs_ = attributes.get("best_epoch"), attributes.get("n_epochs")
+        self.target_mean_, self.target_scale_ = float(attributes["target_mean"]), float(attributes["target_scale"])
+        return self
+
+
+class FlatRegressor(RegressorMixin, BaseEstimator):
+    """A scikit-learn regressor on sequences flattened from (N, T, F) to (N, T * F)."""
+
+    def __init__(self, estimator: BaseEstimator | None = None) -> None:
+        self.estimator = estimator
+
+    def fit(self, X: np.ndarray, y: np.ndarray, logger=None) -> FlatRegressor:
+        if self.estimator is None:
+            raise ValueError("FlatRegressor needs an estimator")
+        X = _sequences(X, type(self).__name__)
+        self.estimator_ = clone(self.estimator).fit(X.reshape(len(X), -1), np.asarray(y, dtype=np.float64))
+        self.n_features_in_ = X.shape[-1]
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        check_is_fitted(self, "estimator_")
+        X = _sequences(X, type(self).__name__)
+        return self.estimator_.predict(X.reshape(len(X), -1))
+
+
+RegressorFactory = Callable[[ClassifierConfig, int, CVConfig, dict], BaseEstimator]
+
+
+def _network(cell: Literal["lstm", "gru"]) -> RegressorFactory:
+    def build(config: ClassifierConfig, seed: int, cv: CVConfig, params: dict) -> ResidualRNNRegressor:
+        return ResidualRNNRegressor(
+            cell=cell, residual=config.residual, hidden_size=config.hidden_size, num_layers=config.num_layers,
+            dropout=config.dropout, lr=config.lr, weight_decay=config.weight_decay, max_epochs=config.max_epochs,
+            batch_size=config.batch_size, patience=config.patience, val_fraction=cv.val_fraction,
+            split_seed=cv.split_seed, random_state=seed, accelerator=cv.runtime.accelerator,
+            deterministic=cv.runtime.deterministic, engine=cv.runtime.engine, num_threads=cv.runtime.threads)
+
+    return build
+
+
+def _flat(make: Callable[[dict, int], BaseEstimator]) -> RegressorFactory:
+    return lambda config, seed, cv, params: FlatRegressor(make(params, seed))
+
+
+REGRESSORS: dict[str, RegressorFactory] = {
+    "lstm": _network("lstm"),
+    "gru": _network("gru"),
+    "dt": _flat(lambda params, seed: DecisionTreeRegressor(**{"random_state": seed, "min_samples_leaf": 3, **params})),
+    "rf": _flat(lambda params, seed: RandomForestRegressor(**{"random_state": seed, "n_jobs": 1, **params})),
+    "svm": _flat(lambda params, seed: SVR(**params)),
+    "ridge": _flat(lambda params, seed: RidgeCV(**{"alphas": RIDGE_ALPHAS, **params})),
+}
+"""Regressor kind -> factory ``(config, seed, cv, sklearn params)``, one for each of :data:`REGRESSOR_KINDS`."""
+if tuple(REGRESSORS) != REGRESSOR_KINDS:
+    raise ImportError(f"the regressors' kinds {tuple(REGRESSORS)} differ from REGRESSOR_KINDS {REGRESSOR_KINDS}")
+
+
+def build_regression_pipeline(kind: str, config: ClassifierConfig, seed: int, cv: CVConfig | None = None) -> Pipeline:
+    """Fold-local scaling, then the ``kind`` regressor; the networks take ``config``'s hyperparameters and a
+    scikit-learn kind its ``sklearn_params`` when it is ``config``'s own kind. The estimator step keeps the name
+    ``classify`` that :func:`~dfer_pd.stage2.classifiers.fit_pipelines` reads."""
+    if kind not in REGRESSORS:
+        raise ValueError(f"no regression form of {kind!r}; one of {REGRESSOR_KINDS}")
+    params = dict(config.sklearn_params) if kind == config.kind else {}
+    return Pipeline([("scale", SequenceScaler()), ("classify", REGRESSORS[kind](config, seed, cv or CVConfig(), params))])
