@@ -180,6 +180,12 @@ def run(cfg: Namespace) -> dict:
           f"{summary['cv/roc_auc_mean']:.3f}, {int(summary['cv/repeats'])} x 5-fold CV"
           + (f", permutation p = {summary['cv/permutation_p_accuracy']:.3g}" if "cv/permutation_p_accuracy" in summary else "")
           + f"  ({out / 'stage2'})")
+    if "severity/spearman_mean" in summary:
+        print("  MDS-UPDRS 3.2:     " + ", ".join(
+            f"{label} {summary[f'severity/{m}_mean']:.3f} ({summary[f'severity/{m}_ci_low']:.3f}-"
+            f"{summary[f'severity/{m}_ci_high']:.3f})" for m, label in (("spearman", "rho"), ("mae", "MAE"), ("kappa", "kappa")))
+              + (f", permutation p = {summary['severity/permutation_p_spearman']:.3g}"
+                 if "severity/permutation_p_spearman" in summary else "") + f"  ({out / 'stage2' / 'severity'})")
     print("  time: " + ", ".join(f"{name} {value:.0f} s" for name, value in seconds.items())
           + " (the cohort rendered beside stage 1" + (", Table 3 beside train-pd and diagnose)" if cfg.ablation else ")"))
     print(f"  plots:  {out / 'stage2'}/*.png    Table 3: {out / 'stage2' / 'ablation' / 'table3.md'}")
