@@ -34,17 +34,19 @@ class Command:
     help: str
     args: tuple[str, ...] = ()
     cache_help: bool = False  # its parser needs heavy imports: keep `<command> --help` fast from a cache
+    early_check: str | None = None  # "module:function" checking the line's input paths before the parser is built
 
 
+STAGE1_INPUTS = "dfer_pd.commands.early_checks:stage1_inputs"
 COMMANDS: dict[str, Command] = {
     "synth": Command("dfer_pd.commands.synth",
                      "write synthetic data: a DFEW-layout tree (synth dfew) or a PD cohort (synth cohort)"),
     "train-dfer": Command("dfer_pd.commands.train_dfer",
                           "stage 1: train the CLIP expression network on a clip dataset's fold (LightningCLI)",
-                          cache_help=True),
+                          cache_help=True, early_check=STAGE1_INPUTS),
     "train-dfer-folds": Command("dfer_pd.commands.train_dfer_folds",
                                 "stage 1 on every official fold in turn (finished folds skipped), then the report",
-                                cache_help=True),
+                                cache_help=True, early_check=STAGE1_INPUTS),
     "extract": Command("dfer_pd.commands.train_pd",
                        "score a cohort's videos with a stage-1 checkpoint into the intensity cache", ("extract",)),
     "train-pd": Command("dfer_pd.commands.train_pd",
@@ -129,12 +131,15 @@ def main(argv: list[str] | None = None) -> int:
     from jsonargparse import ArgumentError
 
     try:
+        if name is not None and COMMANDS[name].early_check and not _only_shows(argv):  # before Lightning is imported
+            module, function = COMMANDS[name].early_check.split(":")
+            getattr(importlib.import_module(module), function)(argv[argv.index(name) + 1:])
         parser = build_parser(name)
         try:
             cfg = parser.parse_args(argv)
         except ArgumentError as err:
             where = f"{PROG} {name}" if name else PROG
-            message = re.sub(rf"\b{re.escape(name)}\.([\w.]+)", r"--\1", str(err)) if name else str(err)
+            message = option_names(str(err), name, argv) if name else str(err)
             print(f"{where}: error: {message}\n  see `{where} --help` for the options", file=sys.stderr)
             return 2
         result = run_command(cfg.command, cfg[cfg.command])
@@ -148,6 +153,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG} {name}: error: {message}" if name else f"{PROG}: error: {message}", file=sys.stderr)
         return 2
     return int(result.get("exit_code", 0)) if isinstance(result, dict) else 0  # diagnose: 3 when INCONCLUSIVE
+
+
+def option_names(message: str, name: str, argv: list[str]) -> str:
+    """jsonargparse's keys as the user types them (``train-pd.cv.repeats`` -> ``--cv.repeats``), leaving alone
+    the values given on the line (a config path ``x/train-pd.nosuch.yaml`` or ``synth.1.yaml`` stays as typed)."""
+    values = {word.split("=", 1)[1] if word.startswith("-") else word for word in argv
+              if "=" in word or not word.startswith("-")}
+    values = sorted((v for v in values if name in v and v != name), key=len, reverse=True)
+    pattern = re.compile(rf"\b{re.escape(name)}\.([\w.]+)")
+    if not values:
+        return pattern.sub(r"--\1", message)
+    parts = re.split("(" + "|".join(map(re.escape, values)) + ")", message)
+    return "".join(part if part in values else pattern.sub(r"--\1", part) for part in parts)
+
+
+def _only_shows(argv: list[str]) -> bool:
+    """The line asks for help or the resolved config (nothing runs, so no input path needs to exist)."""
+    return any(word in ("-h", "--help") or word.startswith("--print_config") for word in argv)
 
 
 def _wants_plain_help(argv: list[str], name: str) -> bool:

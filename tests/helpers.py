@@ -118,3 +118,54 @@ def write_video(
         container.mux(stream.encode())
     return Path(path)
 
+
+
+def offline_run_records(run_dir) -> list:
+    """Every record of an offline W&B run (``offline-run-*/run-<id>.wandb``) as wandb's own protobuf ``Record``.
+
+    The file is W&B's 7-byte header then a LevelDB-style log: 32 KiB blocks of chunks, each with a 7-byte header
+    (crc32, length, kind: 1 full, 2 first, 3 middle, 4 last); a block's tail under 7 bytes is padding.
+    """
+    from pathlib import Path
+
+    from wandb.proto import wandb_internal_pb2
+
+    (path,) = list(Path(run_dir).glob("*.wandb"))
+    data = path.read_bytes()
+    assert data[:4] == b":W&B", f"{path} is not a W&B run file"
+    block, position, pending, records = 32768, 7, b"", []
+    while position + 7 <= len(data):
+        left = block - position % block
+        if left < 7:
+            position += left
+            continue
+        length, kind = int.from_bytes(data[position + 4:position + 6], "little"), data[position + 6]
+        chunk = data[position + 7:position + 7 + length]
+        position += 7 + length
+        pending = chunk if kind in (1, 2) else pending + chunk
+        if kind in (1, 4) and pending:
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            records.append(record)
+            pending = b""
+    return records
+
+
+def offline_run_contents(run_dir) -> dict:
+    """What a researcher sees of an offline run: its name and job type, every logged history key, the summary."""
+    import json
+
+    contents = {"name": None, "job_type": None, "history": {}, "summary": {}}
+    for record in offline_run_records(run_dir):
+        kind = record.WhichOneof("record_type")
+        if kind == "run":
+            contents["name"], contents["job_type"] = record.run.display_name, record.run.job_type
+        elif kind == "history":
+            for item in record.history.item:
+                key = item.key or "/".join(item.nested_key)
+                if not key.startswith("_"):
+                    contents["history"][key] = json.loads(item.value_json)
+        elif kind == "summary":
+            for item in record.summary.update:
+                contents["summary"][item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+    return contents

@@ -52,11 +52,13 @@ def run(cfg: Namespace) -> dict:
                                          " or its ONNX export (.onnx, from `dfer-pd export`)")
     require_dir(cfg.screening_model, "--screening_model",
                 "the screening_model folder saved by `dfer-pd train-pd` (model.safetensors + screening.json)")
-    from dfer_pd.screening.diagnose import EXIT_INCONCLUSIVE, diagnose, find_expression_videos
+    from dfer_pd.screening.inputs import find_expression_videos
+
+    videos = find_expression_videos(cfg.videos, **{e: cfg.get(e) for e in EXPRESSIONS})  # before torch is imported
+    from dfer_pd.screening.diagnose import EXIT_INCONCLUSIVE, diagnose
     from dfer_pd.screening.report import write_report
     from dfer_pd.stage2.screening_model import ScreeningModel
 
-    videos = find_expression_videos(cfg.videos, **{e: cfg.get(e) for e in EXPRESSIONS})
     model = ScreeningModel.load(cfg.screening_model)
     result = diagnose(videos, cfg.stage1, model, device=cfg.device, crop_faces=cfg.crop_faces,
                       face_detector=cfg.face_detector, precision=cfg.precision, runtime=cfg.runtime,

@@ -108,20 +108,29 @@ def build_job(cfg: Namespace, command: str):
 
 def start_wandb(settings: WandbSettings | None, job_type: str, out_dir: Path, config: dict):
     """One W&B run for the command, its files under the output folder (or --wandb.dir / $WANDB_DIR); None when disabled."""
-    from dfer_pd.common.loggers import resolve_wandb_mode, wandb_dir
+    from dfer_pd.common.loggers import resolve_wandb_mode, sweep_parameters, trial_name, wandb_dir
 
     mode = resolve_wandb_mode(settings.mode) if settings else "disabled"
     if mode == "disabled":
         return None
     import wandb
 
-    return wandb.init(project=settings.project, group=settings.group, name=settings.name, job_type=job_type,
-                      mode=mode, dir=wandb_dir(settings.dir, out_dir), config=config)
+    drawn = sweep_parameters()  # a sweep trial: named after its drawn values, typed sweep-trial
+    return wandb.init(project=settings.project, group=settings.group, name=settings.name or trial_name(drawn) or f"{job_type} {out_dir}",
+                      job_type="sweep-trial" if drawn else job_type, mode=mode, dir=wandb_dir(settings.dir, out_dir),
+                      config=config)
 
 
 def run(command: str, cfg: Namespace):
     """Run a parsed stage-2 command (`dfer-pd extract | train-pd | ablation`)."""
-    from dfer_pd.common.loggers import finish_wandb_run, sweep_trial_dir
+    from dfer_pd.common.errors import require_file
+    from dfer_pd.stage2.cohort import require_cohort_inputs
+
+    if cfg.get("intensities"):  # the input files first, before torch and W&B are imported
+        require_file(cfg.intensities, "--intensities", "an intensities .npz written by `dfer-pd extract` or `train-pd`")
+    else:
+        require_cohort_inputs(cfg.cohort.manifest, cfg.extraction.checkpoint, command)
+    from dfer_pd.common.loggers import finish_wandb_run, sweep_parameters, sweep_trial_dir, write_hyperparameters
     from dfer_pd.stage2 import workflows
 
     job, wandb_settings = build_job(cfg, command)  # a bad setting stops the run before any extraction
@@ -135,6 +144,7 @@ def run(command: str, cfg: Namespace):
     data.save(job.out_dir / "intensities.npz")
     config = {key: value for key, value in cfg.as_dict().items() if key != "config"}
     (job.out_dir / "config.json").write_text(json.dumps(config, indent=2, default=str))
+    write_hyperparameters(sweep_parameters(), job.out_dir / "hyperparameters.yaml")  # for the honest-tuning run
     if command == "extract":
         workflows.record_exclusions(data, job.out_dir)
         print(f"intensities of {len(data)} subjects saved to {job.out_dir / 'intensities.npz'}")

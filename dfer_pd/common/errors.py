@@ -46,7 +46,7 @@ USER_ERRORS: dict[str, tuple[str, ...]] = {
     "dfer_pd.stage1.datasets.base": ("ClipLayoutError",),
     "dfer_pd.stage2.screening_model": ("ScreeningModelError",),
     "dfer_pd.stage2.features": ("CohortFileError",),
-    "dfer_pd.screening.diagnose": ("DiagnoseInputError",),
+    "dfer_pd.screening.inputs": ("DiagnoseInputError",),
     "dfer_pd.common.video": ("VideoReadError",),
     "dfer_pd.stage2.extraction": ("UnusableVideosError",),
     "dfer_pd.stage1.export": ("OnnxUnavailableError", "OnnxModelError"),

@@ -96,3 +96,45 @@ def finish_wandb_run() -> bool:
         return False
     wandb.finish()
     return True
+
+
+def sweep_parameters() -> dict[str, Any]:
+    """The hyperparameters `wandb agent` drew for this trial (``{"classifier.lr": 0.001, ...}``), read from the
+    file the agent names in $WANDB_SWEEP_PARAM_PATH; empty outside a sweep."""
+    path = os.environ.get("WANDB_SWEEP_PARAM_PATH")
+    if not path or not Path(path).is_file():
+        return {}
+    import yaml
+
+    drawn = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    return {key: spec.get("value") if isinstance(spec, dict) else spec for key, spec in drawn.items()
+            if key != "wandb_version"}
+
+
+def trial_name(parameters: dict[str, Any]) -> str:
+    """A sweep trial's run name from its drawn values: ``hidden_size=32 lr=0.0012 residual=false`` (last key part)."""
+    def short(value) -> str:
+        if isinstance(value, bool):
+            return str(value).lower()
+        return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+    return " ".join(f"{key.rsplit('.', 1)[-1]}={short(value)}" for key, value in sorted(parameters.items()))
+
+
+def write_hyperparameters(parameters: dict[str, Any], path: Path) -> Path | None:
+    """The drawn values alone as a config file (dotted keys nested), for `--config` in the honest-tuning run;
+    None when there are none (not a sweep trial)."""
+    if not parameters:
+        return None
+    import yaml
+
+    nested: dict[str, Any] = {}
+    for key, value in sorted(parameters.items()):
+        *groups, leaf = key.split(".")
+        node = nested
+        for group in groups:
+            node = node.setdefault(group, {})
+        node[leaf] = value
+    path.write_text("# the hyperparameters this sweep trial drew (wandb agent), and nothing else\n"
+                    + yaml.safe_dump(nested, sort_keys=True), encoding="utf-8")
+    return path

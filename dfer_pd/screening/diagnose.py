@@ -25,8 +25,8 @@ from dfer_pd.faces.tracking import NoFaceError
 from dfer_pd.stage1.quality import check_video
 from dfer_pd.stage1.contract import ContractError, ScoringContract
 from dfer_pd.stage1.scoring import Stage1Scorer, expression_cosines, in_background
-from dfer_pd.stage2.cohort import EXPRESSION_ALIASES
 from dfer_pd.common.files import file_digest
+from dfer_pd.screening.inputs import DiagnoseInputError, find_expression_videos  # noqa: F401 - part of this module's interface
 from dfer_pd.stage2.screening_model import ScreeningModel
 from dfer_pd.stage2.typicality import expression_probabilities, swapped_files
 
@@ -50,43 +50,6 @@ ADVICE: dict[str, str] = {
                 "if it persists, this person's recordings are outside what the model was trained on",
 }
 """What to do about each flag that stops a verdict, said once at the end of an INCONCLUSIVE answer."""
-
-
-class DiagnoseInputError(ValueError):
-    """The videos given to diagnose are missing, ambiguous, or do not cover the four expressions."""
-
-
-def find_expression_videos(folder: str | Path | None = None, **explicit: str | None) -> dict[str, Path]:
-    """One video per expression: explicit paths win; otherwise files in `folder` named after the expression
-    (`happiness.mp4`, `happy.mov`, `S001_anger.mp4` ...)."""
-    videos: dict[str, Path] = {}
-    if folder is not None:
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise DiagnoseInputError(f"{folder} is not a folder of expression videos")
-        names = {**{e: e for e in EXPRESSIONS}, **EXPRESSION_ALIASES}
-        for path in sorted(folder.iterdir()):
-            if path.suffix.lower() not in VIDEO_SUFFIXES:
-                continue
-            tokens = path.stem.lower().replace("-", "_").split("_")
-            matches = {names[t] for t in tokens if t in names}
-            for expression in matches:
-                if expression in videos:
-                    raise DiagnoseInputError(f"{folder}: two videos for {expression}: {videos[expression].name} and {path.name}")
-                videos[expression] = path
-    for expression, path in explicit.items():
-        if path:
-            videos[expression] = Path(path)
-    missing = [e for e in EXPRESSIONS if e not in videos]
-    if missing:
-        raise DiagnoseInputError(
-            f"no video for {', '.join(missing)}" + (f" in {folder}" if folder else "")
-            + f": name files after the expression ({', '.join(EXPRESSIONS)}) or pass --<expression> PATH"
-        )
-    for expression, path in videos.items():
-        if not path.is_file():
-            raise DiagnoseInputError(f"{path} ({expression} video) does not exist")
-    return {e: videos[e] for e in EXPRESSIONS}
 
 
 VERDICTS: tuple[str, ...] = ("POSITIVE", "NEGATIVE", "INCONCLUSIVE")

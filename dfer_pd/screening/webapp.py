@@ -93,7 +93,8 @@ class Screener:
         self.out_dir = Path(out_dir)
 
     def screen(self, videos: dict[str, str | Path], progress=None) -> Screening:
-        from dfer_pd.screening.diagnose import diagnose, find_expression_videos
+        from dfer_pd.screening.diagnose import diagnose
+        from dfer_pd.screening.inputs import find_expression_videos
         from dfer_pd.screening.report import write_report
 
         def step(fraction: float, text: str) -> None:

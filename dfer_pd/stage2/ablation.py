@@ -212,6 +212,9 @@ def run_ablation(
         out_dir.mkdir(parents=True, exist_ok=True)
         table.to_csv(out_dir / "table3.csv", index=False)
         (out_dir / "table3.md").write_text(table3_markdown(table, cv, confidence=confidence, reference=reference))
+        from dfer_pd.stage2.plots import plot_table3
+
+        plot_table3(table, out_dir / "table3.png")
     return table
 
 
@@ -299,3 +302,15 @@ def _difference(diff: float | None, p_value: float | None, holm: float | None = 
     if holm is not None and not np.isnan(holm):
         cell += f", Holm {_p(holm)}"
     return cell + ")"
+
+
+def table3_for_wandb(table: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Table 3 as a researcher reads it in W&B: one row per line with accuracy and ROC AUC (mean and interval),
+    the paper's accuracy beside, the Holm-adjusted p against the paper's model and the number of fits; and the
+    run summary's ``table3/<row>/<metric>_mean`` figures."""
+    columns = ["name", "accuracy_mean", "accuracy_ci_low", "accuracy_ci_high", "paper_accuracy",
+               "roc_auc_mean", "roc_auc_ci_low", "roc_auc_ci_high", "accuracy_p_holm", "roc_auc_p_holm", "fits"]
+    compact = table.reindex(columns=columns)
+    summary = {f"table3/{row['name']}/{metric}_mean": float(row[f"{metric}_mean"])
+               for row in table.to_dict(orient="records") for metric in COMPARED_WITH_REFERENCE}
+    return compact, summary

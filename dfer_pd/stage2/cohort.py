@@ -41,6 +41,18 @@ UPDRS_3_2_SCORES: tuple[int, ...] = (0, 1, 2, 3, 4)
 EXPRESSION_ALIASES: dict[str, str] = {"happy": "happiness", "angry": "anger", "surprised": "surprise"}
 
 
+def require_cohort_inputs(manifest: str | None, checkpoint: str | None, command: str = "train-pd") -> None:
+    """The manifest and the stage-1 checkpoint a cohort is scored with, both existing files; otherwise one
+    UsageError naming the flag. Light: commands call it before torch is imported, so a wrong path answers at once."""
+    from dfer_pd.common.errors import require_file
+
+    alternative = "" if command == "extract" else " (or --intensities FILE.npz saved by extract or train-pd)"
+    require_file(manifest, "--cohort.manifest",
+                 f"the cohort manifest CSV (subject_id,label,expression,path[,sex,age]){alternative}")
+    require_file(checkpoint, "--extraction.checkpoint",
+                 f"a stage-1 checkpoint written by `dfer-pd train-dfer` (<run>/checkpoints/best.ckpt){alternative}")
+
+
 class ManifestError(ValueError):
     """A cohort manifest that cannot be used; the message names the file, the line and the problem.
 

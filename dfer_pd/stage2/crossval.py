@@ -500,12 +500,34 @@ def wandb_learning_curves(name: str, histories: pd.DataFrame | None) -> dict:
     return charts
 
 
-def wandb_metrics_sink() -> MetricsSink:
-    """A :data:`MetricsSink` that logs to the active W&B run and copies ``cv/...`` keys to its summary.
+FOLDS_TABLE = "cv/folds"
+"""The W&B table of every fit: one row per (repeat, seed, fold), a column per metric."""
 
-    It never starts a run (so it never reaches the network by itself): with no active run the metrics
-    are dropped. For a sweep, keep one run open for the whole CV and let ``logger_factory`` return
-    None, so the fold keys and the ``cv/<metric>_mean`` summary land in the trial's run.
+
+def fold_table_rows(metrics: dict[str, float]) -> tuple[list[str], list[list]]:
+    """``[repeat{r}/][seed{s}/]fold{k}/<metric>`` keys (:func:`fold_metrics`) as table columns and rows:
+    repeat, seed, fold, then every metric (repeat and seed 0 where the keys carry none)."""
+    rows: dict[tuple[int, int, int], dict[str, float]] = {}
+    for key, value in metrics.items():
+        *prefixes, metric = key.split("/")
+        place = {"repeat": 0, "seed": 0, "fold": None}
+        for prefix in prefixes:
+            name = prefix.rstrip("0123456789")
+            place[name] = int(prefix[len(name):])
+        rows.setdefault((place["repeat"], place["seed"], place["fold"]), {})[metric] = value
+    names = sorted({metric for row in rows.values() for metric in row})
+    return (["repeat", "seed", "fold", *names],
+            [[*where, *(row.get(name) for name in names)] for where, row in sorted(rows.items())])
+
+
+def wandb_metrics_sink() -> MetricsSink:
+    """A :data:`MetricsSink` for the active W&B run: the folds' metrics as one table (:data:`FOLDS_TABLE`),
+    the ``cv/...`` figures (means, std, intervals, design) in the run summary only.
+
+    No scalar per fold and no one-point chart per figure: a researcher reads the table and the summary. It
+    never starts a run (so it never reaches the network by itself): with no active run the metrics are
+    dropped. For a sweep, keep one run open for the whole CV, so the table and the ``cv/<metric>_mean``
+    summary the sweep optimises land in the trial's run.
     """
 
     def sink(metrics: dict[str, float]) -> None:
@@ -513,9 +535,11 @@ def wandb_metrics_sink() -> MetricsSink:
 
         if wandb.run is None:
             return
-        wandb.run.log(dict(metrics))
-        for key, value in metrics.items():
-            if key.startswith("cv/"):
-                wandb.run.summary[key] = value
+        figures = {key: value for key, value in metrics.items() if key.startswith("cv/")}
+        folds = {key: value for key, value in metrics.items() if not key.startswith("cv/")}
+        if folds:
+            columns, rows = fold_table_rows(folds)
+            wandb.run.log({FOLDS_TABLE: wandb.Table(columns=columns, data=rows)})
+        wandb.run.summary.update(figures)
 
     return sink

@@ -182,3 +182,26 @@ def plot_kinematics(kinematics: np.ndarray, labels: np.ndarray, path: str | Path
     figure.suptitle(f"Landmark kinematics: {stat.replace('_', ' ')} per video, HC vs PD", x=0.01, ha="left")
     figure.tight_layout(rect=(0, 0, 1, 0.92))
     return save_figure(figure, path, dpi=110)
+
+
+def plot_table3(table: pd.DataFrame, path: str | PathLike, metric: str = "accuracy") -> Path:
+    """Table 3 as a figure: each row's cross-validated ``metric`` (mean, and its interval as a bar) with the
+    paper's value beside it (a hollow diamond; none for rows the paper did not test)."""
+    rows = table.reset_index(drop=True)
+    figure = new_figure(figsize=(7.5, 0.32 * len(rows) + 1.4))
+    ax = figure.add_subplot(1, 1, 1)
+    y = np.arange(len(rows))[::-1]
+    mean = rows[f"{metric}_mean"].to_numpy(float)
+    errors = np.vstack([mean - rows[f"{metric}_ci_low"].to_numpy(float), rows[f"{metric}_ci_high"].to_numpy(float) - mean])
+    ax.errorbar(mean, y, xerr=np.clip(errors, 0, None), fmt="o", color="#333333", capsize=3, label="ours (interval)")
+    paper = rows.get(f"paper_{metric}")
+    if paper is not None and paper.notna().any():
+        ax.plot(paper.to_numpy(float), y, "D", markerfacecolor="none", markeredgecolor="#333333", label="paper")
+    ax.set_yticks(y, rows["name"])
+    ax.set_xlabel(f"{metric} (cross-validated)")
+    ax.set_xlim(0, 1)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    ax.set_title(f"Table 3: {metric} per row, the paper's value beside")
+    figure.tight_layout()
+    return save_figure(figure, path)

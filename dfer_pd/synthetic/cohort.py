@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dfer_pd.common.errors import UsageError
 from dfer_pd.common.constants import COHORT_LABELS, EXPRESSIONS
 from dfer_pd.common.parallel import resolve_workers
 from dfer_pd.synthetic.encode import encode_mp4
@@ -53,7 +54,7 @@ def sample_subject_latents(
     HC severity is reported as 0 and ``updrs_3_2`` as 0 (scores of 1 are drawn by :func:`healthy_scores`).
     """
     if effect_size < 0:
-        raise ValueError(f"effect_size must be >= 0, got {effect_size}")
+        raise UsageError(f"effect_size must be >= 0, got {effect_size}")
     is_pd = np.asarray(is_pd, dtype=bool)
     n = len(is_pd)
     healthy_expressivity = np.clip(rng.normal(0.9, 0.07, size=n), 0.65, 1.0)
@@ -163,22 +164,22 @@ def make_pd_cohort(
     ``synthetic_info.json`` with the arguments.
     """
     if num_subjects < 1:
-        raise ValueError(f"num_subjects must be at least 1, got {num_subjects}")
+        raise UsageError(f"num_subjects must be at least 1, got {num_subjects}")
     if not 0.0 <= pd_fraction <= 1.0:
-        raise ValueError(f"pd_fraction must lie in [0, 1], got {pd_fraction}")
+        raise UsageError(f"pd_fraction must lie in [0, 1], got {pd_fraction}")
     if size % 2 or size < 8:
-        raise ValueError(f"size must be even (H.264 yuv420p) and at least 8, got {size}")
+        raise UsageError(f"size must be even (H.264 yuv420p) and at least 8, got {size}")
     if recording not in RECORDINGS:
-        raise ValueError(f"recording must be one of {RECORDINGS}, got {recording!r}")
+        raise UsageError(f"recording must be one of {RECORDINGS}, got {recording!r}")
     frame_size = (int(frame_size[0]), int(frame_size[1]))
     if recording == "phone" and (min(frame_size) < 64 or frame_size[0] % 2 or frame_size[1] % 2):
-        raise ValueError(f"frame_size must be even and at least 64 pixels, got {frame_size}")
+        raise UsageError(f"frame_size must be even and at least 64 pixels, got {frame_size}")
     unknown = [e for e in expressions if e not in EXPRESSIONS]
     if unknown or not expressions:
-        raise ValueError(f"expressions must be a non-empty subset of {EXPRESSIONS}, got {tuple(expressions)}")
+        raise UsageError(f"expressions must be a non-empty subset of {EXPRESSIONS}, got {tuple(expressions)}")
     num_frames = int(round(fps * seconds))
     if num_frames < 2:
-        raise ValueError(f"fps * seconds must give at least 2 frames, got fps={fps}, seconds={seconds}")
+        raise UsageError(f"fps * seconds must give at least 2 frames, got fps={fps}, seconds={seconds}")
     resolve_workers(workers)  # a bad value fails before anything is written
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)

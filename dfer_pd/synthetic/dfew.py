@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from dfer_pd.common.errors import UsageError
 from dfer_pd.common.constants import EXPRESSIONS
 from dfer_pd.common.parallel import resolve_workers
 from dfer_pd.stage1.datasets.dfew_layout import CLIP_DIR, DFEW_LABELS, NUM_FOLDS, SPLIT_DIR, SPLIT_ROOT, VIDEOS_DIR
@@ -88,7 +89,7 @@ def _dfew_clip_lengths(
     if short_clip_fraction > 0 and num_clips >= 1:
         num_short = max(num_short, 1)
     if num_short and min_frames >= _SHORT_CLIP_FRAMES:
-        raise ValueError(
+        raise UsageError(
             f"short_clip_fraction={short_clip_fraction} asks for clips under {_SHORT_CLIP_FRAMES} frames "
             f"but min_frames={min_frames}"
         )
@@ -148,16 +149,16 @@ def make_dfew_tree(
     ``synthetic_info.json`` with the arguments and label counts.
     """
     if num_clips < NUM_FOLDS:
-        raise ValueError(f"num_clips must be at least {NUM_FOLDS} (one per fold), got {num_clips}")
+        raise UsageError(f"num_clips must be at least {NUM_FOLDS} (one per fold), got {num_clips}")
     if not 1 <= min_frames <= max_frames:
-        raise ValueError(f"need 1 <= min_frames <= max_frames, got {min_frames} and {max_frames}")
+        raise UsageError(f"need 1 <= min_frames <= max_frames, got {min_frames} and {max_frames}")
     if not 0.0 <= other_class_fraction < 1.0 or not 0.0 <= short_clip_fraction <= 1.0:
-        raise ValueError(
+        raise UsageError(
             f"need 0 <= other_class_fraction < 1 and 0 <= short_clip_fraction <= 1, "
             f"got {other_class_fraction} and {short_clip_fraction}"
         )
     if write_mp4 and size % 2:
-        raise ValueError(f"write_mp4 needs an even size for H.264 yuv420p, got {size}")
+        raise UsageError(f"write_mp4 needs an even size for H.264 yuv420p, got {size}")
     resolve_workers(workers)  # a bad value fails before anything is written
     root = Path(root)
     plan_seed, *clip_seeds = np.random.SeedSequence(seed).spawn(num_clips + 1)

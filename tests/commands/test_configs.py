@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from dfer_pd.synthetic.intensities import synthetic_cohort
+from helpers import offline_run_contents
 from dfer_pd.commands.train_pd import build_parser
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,21 +77,26 @@ def test_stage2_config_parses(config):
 
 
 def sweep_command(sweep: dict, params: dict) -> list[str]:
-    """The command line `wandb agent` runs for one parameter set (${env}, ${interpreter}, ${program}, ${args})."""
-    args = [f"--{key}={value}" for key, value in params.items()]
+    """The command line `wandb agent` runs for one parameter set, built by wandb's own functions (the agent's
+    macro expansion and argument formats; ${env}, ${interpreter}, ${program} as the agent fills them)."""
+    from wandb.sdk.launch.sweeps.utils import create_sweep_command, create_sweep_command_args
+
+    variables = create_sweep_command_args({"args": {key: {"value": value} for key, value in params.items()}})
+    variables.update(env=["/usr/bin/env"], interpreter=["python"], program=[sweep["program"]])
     command = []
-    for part in sweep["command"]:
-        if part == "${env}":
-            command.append("/usr/bin/env")
-        elif part == "${interpreter}":
-            command.append(sys.executable)
-        elif part == "${program}":
-            command.append(sweep["program"])
-        elif part == "${args}":
-            command.extend(args)
-        else:
-            command.append(part)
+    for part in map(str, create_sweep_command(list(sweep["command"]))):
+        command += (variables.get(part[2:-1]) or []) if part.startswith("${") and part.endswith("}") else [part]
     return command
+
+
+def agent_environment(tmp_path: Path, params: dict, sweep_id: str, run_id: str) -> dict:
+    """What `wandb agent` puts in a trial's environment: the sweep and run ids and the file of drawn values."""
+    from wandb.sdk.lib.config_util import save_config_file_from_dict
+
+    param_path = tmp_path / "wandb" / f"sweep-{sweep_id}" / f"config-{run_id}.yaml"
+    param_path.parent.mkdir(parents=True, exist_ok=True)
+    save_config_file_from_dict(str(param_path), {key: {"value": value} for key, value in params.items()})
+    return {"WANDB_SWEEP_ID": sweep_id, "WANDB_RUN_ID": run_id, "WANDB_SWEEP_PARAM_PATH": str(param_path)}
 
 
 def test_every_sweep_belongs_to_a_stage():
@@ -109,21 +115,35 @@ def test_sweep_command_runs_offline(sweep_file, tmp_path):
     base = parser.parse_args(["--config", str(REPO / "experiments" / "pd_lstm.yaml")])
     for key in sweep["parameters"]:
         assert base.get(key) is not None or key in base, key
-    # Run it in a scratch folder laid out like the repo; the cohort's intensities come from a saved .npz.
+    # Run it, exactly as built, in a scratch folder laid out like the repo; the data come from the local
+    # sweep_inputs.yaml the sweep file tells the user to write (here: a synthetic cohort's intensities).
     (tmp_path / "experiments").symlink_to(REPO / "experiments")
     intensities = synthetic_cohort(n_pd=15, n_hc=15, seed=0).save(tmp_path / "intensities.npz")
+    (tmp_path / "sweep_inputs.yaml").write_text(yaml.safe_dump({"intensities": str(intensities),
+                                                                "classifier": {"max_epochs": 5}}))
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true",
+           **agent_environment(tmp_path, params, "sw2", "trial2"),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    command += [f"--intensities={intensities}", "--classifier.max_epochs=5", "--plots=false"]
     assert shutil.which(command[1], path=env["PATH"]), "the console script the sweep runs is installed"
     done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "accuracy" in done.stdout
-    trial = tmp_path / "runs" / "sweeps" / "pd_lstm"
+    trial = tmp_path / "runs" / "sweeps" / "pd_lstm" / "sweep-sw2" / "trial-trial2"
     assert (trial / "predictions.csv").is_file() and (trial / "config.json").is_file()
     held_out = (trial / "holdout_subjects.csv").read_text().splitlines()[1:]
     assert len(held_out) == 6 and not {line.split(",")[0] for line in held_out} & set(pd.read_csv(trial / "predictions.csv")["subject_id"])
-    assert list(tmp_path.rglob("offline-run-*")), "the trial logged an offline W&B run"
+    (run,) = list(tmp_path.rglob("offline-run-*"))
+    logged = offline_run_contents(run)  # the run as W&B shows it: named after the drawn values, typed, folds as a table
+    assert logged["job_type"] == "sweep-trial"
+    assert logged["name"] == "dropout=0 features=raw hidden_size=8 lr=0.0001 num_layers=1 residual=true"
+    assert logged["history"]["cv/folds/_type"] == "table-file" and logged["history"]["cv/folds/nrows"] == 15  # 3 x 5 fits
+    assert sweep["metric"]["name"] in logged["summary"] and not any(key.startswith("repeat") for key in logged["history"])
+    # The honest-tuning run takes the trial's drawn values alone: its defaults (plots, the permutation test, the
+    # screening model) are not the trial's shortcuts.
+    tuned = yaml.safe_load((trial / "hyperparameters.yaml").read_text())
+    assert tuned == {"classifier": {key.split(".")[1]: value for key, value in params.items()}}
+    cfg = parser.parse_args(["--config", str(REPO / "experiments" / "pd_lstm.yaml"), "--config", str(trial / "hyperparameters.yaml")])
+    assert cfg.plots and cfg.save_screening_model and cfg.stats.permutations > 0 and cfg.classifier.hidden_size == 8
 
 
 @pytest.mark.parametrize("sweep_file", STAGE1_SWEEPS, ids=lambda p: p.name)

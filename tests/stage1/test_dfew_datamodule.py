@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from dfer_pd.common.constants import EXPRESSIONS
+from dfer_pd.common.errors import UsageError
 from dfer_pd.stage1.datasets.base import check_stage2_classes
 from dfer_pd.stage1.datasets.dfew import (
     DfewDataModule,
@@ -115,7 +116,8 @@ def test_seven_class_datamodule_counts_every_class(tmp_path):
                                        "disgust": 0, "fear": 0}
     assert dm.test_set[0]["label"] == 0
     # Fold 1's training set has one sad and one fear clip: too few to stratify, and the message says so.
-    with pytest.raises(ValueError, match=r"DFEW train fold 1: cannot carve a stratified validation split .*'sadness': 1"):
+    # A user error (one line, exit code 2 from the CLI), not scikit-learn's traceback.
+    with pytest.raises(UsageError, match=r"DFEW train fold 1: cannot carve a stratified validation split .*'sadness': 1"):
         dm.setup("fit")
 
 

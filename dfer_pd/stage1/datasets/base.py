@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from dfer_pd.common.errors import UsageError
 from dfer_pd.common.constants import EXPRESSIONS
 from dfer_pd.common.frame_cache import FrameFolderCache
 from dfer_pd.common.video import VideoReadError, count_frames, read_clip
@@ -244,8 +245,9 @@ class ClipDataModule(L.LightningDataModule):
             )
         except ValueError as err:
             counts = class_counts(records, self.class_names)
-            raise ValueError(f"{self.describe('train')}: cannot carve a stratified validation split "
-                             f"(val_fraction {self.hparams.val_fraction}) from {counts}: {err}") from None
+            raise UsageError(f"{self.describe('train')}: cannot carve a stratified validation split "
+                             f"(val_fraction {self.hparams.val_fraction}) from {counts}: {err}; give a larger "
+                             "dataset or a --data.val_fraction that leaves every class a clip on each side") from None
 
     def _check_disjoint(self, train: list[ClipRecord], test: list[ClipRecord]) -> None:
         """The test split stays unseen: no clip may be listed in both splits."""
