@@ -38,6 +38,7 @@ class Command:
 
 
 STAGE1_INPUTS = "dfer_pd.commands.early_checks:stage1_inputs"
+FOLD_INPUTS = "dfer_pd.commands.early_checks:fold_inputs"
 COMMANDS: dict[str, Command] = {
     "synth": Command("dfer_pd.commands.synth",
                      "write synthetic data: a DFEW-layout tree (synth dfew) or a PD cohort (synth cohort)"),
@@ -46,7 +47,7 @@ COMMANDS: dict[str, Command] = {
                           cache_help=True, early_check=STAGE1_INPUTS),
     "train-dfer-folds": Command("dfer_pd.commands.train_dfer_folds",
                                 "stage 1 on every official fold in turn (finished folds skipped), then the report",
-                                cache_help=True, early_check=STAGE1_INPUTS),
+                                cache_help=True, early_check=FOLD_INPUTS),
     "extract": Command("dfer_pd.commands.train_pd",
                        "score a cohort's videos with a stage-1 checkpoint into the intensity cache", ("extract",)),
     "train-pd": Command("dfer_pd.commands.train_pd",

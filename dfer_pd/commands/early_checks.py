@@ -52,16 +52,21 @@ def root_in_config(value: str) -> str | None:
     return str(data.get("root", root)) if data.get("root", root) is not None else None
 
 
-def stage1_inputs(argv: list[str]) -> None:
-    """`train-dfer` / `train-dfer-folds`: the dataset's root is a folder, a resumed or evaluated checkpoint a file."""
+def stage1_inputs(argv: list[str], checkpoints: bool = True) -> None:
+    """`train-dfer`: the dataset's root is a folder, a resumed or evaluated checkpoint a file."""
     root = None
     for flag, value in option_words(argv):
         if flag in CONFIG_FLAGS:
             root = root_in_config(value) or root
         elif flag in ROOT_FLAGS:
             root = value
-        elif flag in STAGE1_FILES:
+        elif flag in STAGE1_FILES and checkpoints:
             require_file(value, flag, STAGE1_FILES[flag])
     if root is not None:
         require_dir(root, "--data.root", "the dataset's root folder in its official layout "
                                          "(DFEW: the folder holding its split files and clips)")
+
+
+def fold_inputs(argv: list[str]) -> None:
+    """`train-dfer-folds`: the dataset's root (the command itself refuses a checkpoint: it sets one per fold)."""
+    stage1_inputs(argv, checkpoints=False)
