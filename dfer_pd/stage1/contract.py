@@ -66,8 +66,9 @@ def read_network_config(checkpoint: str | Path) -> DferClipConfig:
         raise CheckpointError(f"stage-1 checkpoint {checkpoint} does not exist")
     try:
         hparams = torch.load(checkpoint, map_location="cpu", weights_only=True)["hyper_parameters"]
-    except Exception as err:  # any failure to unpickle means "not a checkpoint"
-        raise CheckpointError(f"{checkpoint} is corrupt or not a PyTorch checkpoint: {err}") from err
+    except Exception as err:  # any failure to unpickle means "not a checkpoint"; the unpickler's own text stays in the chain
+        raise CheckpointError(f"{checkpoint} is not a readable checkpoint: the file is corrupt, truncated or not a "
+                              "PyTorch checkpoint of plain data") from err
     if not isinstance(hparams, dict) or "network" not in hparams:
         raise CheckpointError(f"{checkpoint} is not a stage-1 (DferClipModule) checkpoint: "
                               "its hyper_parameters hold no 'network' settings")
