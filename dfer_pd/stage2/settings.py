@@ -82,6 +82,19 @@ class ClassifierConfig:
             raise ValueError(f"features must be one of {SEQUENCE_KINDS}, got {self.features!r}")
         if self.loss not in LOSS_OUTPUTS:
             raise ValueError(f"loss must be one of {tuple(LOSS_OUTPUTS)}, got {self.loss!r}")
+        # A name spelled from kind, features and residual (the config file's `lstm_processed_residual`) follows
+        # the values actually set: a sweep trial with residual false is `lstm_processed`, not the file's label.
+        if self.name in DERIVED_NAMES:
+            self.name = derived_name(self.kind, self.features, self.residual)
+
+
+def derived_name(kind: str, features: str, residual: bool) -> str:
+    """A classifier's label spelled from its values, as Table 3's rows are: ``lstm_processed_residual``, ``rf_raw``."""
+    return f"{kind}_{features}" + ("_residual" if residual else "")
+
+
+DERIVED_NAMES = frozenset(derived_name(k, f, r) for k in CLASSIFIER_KINDS for f in SEQUENCE_KINDS for r in (False, True))
+"""Every name :func:`derived_name` can spell: a config's name among these is re-spelled from its values."""
 
 
 @dataclass(frozen=True)

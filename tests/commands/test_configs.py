@@ -110,6 +110,7 @@ def test_sweep_command_runs_offline(sweep_file, tmp_path):
     # One parameter set, as the agent would draw it: the first value or the lower bound of each range.
     params = {name: spec["values"][0] if "values" in spec else spec["min"] for name, spec in sweep["parameters"].items()}
     params["classifier.hidden_size"] = 8
+    params["classifier.residual"] = False  # the config file names its classifier lstm_processed_residual
     command = sweep_command(sweep, params)
     # Every swept key is a real option of the program.
     base = parser.parse_args(["--config", str(REPO / "experiments" / "pd_lstm.yaml")])
@@ -128,6 +129,8 @@ def test_sweep_command_runs_offline(sweep_file, tmp_path):
     done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "accuracy" in done.stdout
+    # The printed CV line names the classifier the trial trained (its values), not the config file's label.
+    assert "lstm_raw: 3 x 5-fold CV" in done.stdout and "residual" not in done.stdout.split(" x 5-fold CV")[0]
     trial = tmp_path / "runs" / "sweeps" / "pd_lstm" / "sweep-sw2" / "trial-trial2"
     assert (trial / "predictions.csv").is_file() and (trial / "config.json").is_file()
     held_out = (trial / "holdout_subjects.csv").read_text().splitlines()[1:]
@@ -135,7 +138,7 @@ def test_sweep_command_runs_offline(sweep_file, tmp_path):
     (run,) = list(tmp_path.rglob("offline-run-*"))
     logged = offline_run_contents(run)  # the run as W&B shows it: named after the drawn values, typed, folds as a table
     assert logged["job_type"] == "sweep-trial"
-    assert logged["name"] == "dropout=0 features=raw hidden_size=8 lr=0.0001 num_layers=1 residual=true"
+    assert logged["name"] == "dropout=0 features=raw hidden_size=8 lr=0.0001 num_layers=1 residual=false"
     assert logged["history"]["cv/folds/_type"] == "table-file" and logged["history"]["cv/folds/nrows"] == 15  # 3 x 5 fits
     assert sweep["metric"]["name"] in logged["summary"] and not any(key.startswith("repeat") for key in logged["history"])
     # The honest-tuning run takes the trial's drawn values alone: its defaults (plots, the permutation test, the

@@ -209,3 +209,13 @@ def test_neural_pipeline_matches_the_direct_training_path(fold, kind, loss):
     # Another training seed gives other weights.
     other = build_pipeline(config, seed=6, cv=LIGHTNING).fit(x_train, y_train)
     assert not np.array_equal(other.predict_proba(x_test), pipeline.predict_proba(x_test))
+
+
+def test_a_name_spelled_from_the_values_follows_them():
+    """The config file's `lstm_processed_residual` with residual false (a sweep trial) is printed as `lstm_processed`;
+    a name of the user's own is kept whatever the values."""
+    assert ClassifierConfig(name="lstm_processed_residual", residual=False).name == "lstm_processed"
+    assert ClassifierConfig(name="lstm_processed_residual", kind="gru", features="raw").name == "gru_raw_residual"
+    assert dataclasses.replace(ClassifierConfig(name="lstm_processed_residual"), residual=False).name == "lstm_processed"
+    assert ClassifierConfig(name="paper model", residual=False).name == "paper model"
+    assert ClassifierConfig(name="lstm_processed_residual").name == "lstm_processed_residual"
