@@ -21,6 +21,7 @@ from dfer_pd.common.loggers import (
     finish_wandb_run,
     log_resolved_config,
     run_id_from_checkpoint,
+    set_run_summary,
     sweep_trial_dir,
 )
 from dfer_pd.configs import ConfigFile
@@ -87,6 +88,8 @@ class DferCLI(LightningCLI):
             if not isinstance(logger, Namespace) or str(logger.get("class_path", "")).rsplit(".", 1)[-1] not in WANDB_LOGGERS:
                 continue
             init = logger.init_args
+            if not init.get("name") and not os.environ.get("WANDB_SWEEP_ID"):  # a sweep's agent names its trials
+                init.name = f"stage1 {Path(trainer.default_root_dir).name}"  # stage1 fold1, stage1 dfer_clip ...
             if init.get("save_dir") in (None, ".") and not init.get("dir") and not os.environ.get("WANDB_DIR"):
                 init.save_dir = str(trainer.get("default_root_dir") or os.getcwd())
             ckpt_path = self.config.get("ckpt_path")
@@ -161,12 +164,16 @@ def _fit_and_test(args) -> dict:
         return results
     trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.get("ckpt_path"))
     results = {"best_checkpoint": checkpoint.best_model_path, "best_val_uar": float(checkpoint.best_model_score or 0.0)}
+    # The run summary reports the selected checkpoint's validation figures, not the last epoch's.
+    selected = cli.model.selected_validation(checkpoint.best_model_path) if checkpoint.best_model_path else {}
+    results.update(selected)
     if not cli.config.get("skip_test"):
         if not checkpoint.best_model_path:
             raise RuntimeError(f"no checkpoint was selected on {checkpoint.monitor}: did a validation epoch run? "
                                "(the test fold is only evaluated with the checkpoint selected on validation)")
         (test_metrics,) = trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=checkpoint.best_model_path)
         results.update(test_metrics)
+    set_run_summary(trainer.loggers, {key: value for key, value in results.items() if key.startswith(("val/", "test/"))})
     if trainer.is_global_zero:
         print(f"best checkpoint: {results['best_checkpoint']} (val UAR {results['best_val_uar']:.3f})")
         if "test/uar" in results:

@@ -59,8 +59,9 @@ class PrivateWandbLogger(WandbLogger):
     project unless a command's `log_images` flag asks for it.
     """
 
-    def __init__(self, *args, mode: str | None = None, save_dir: str | None = None, **kwargs) -> None:
-        super().__init__(*args, mode=resolve_wandb_mode(mode), save_dir=save_dir, **kwargs)
+    def __init__(self, *args, mode: str | None = None, save_dir: str | None = None, job_type: str = "stage1",
+                 **kwargs) -> None:
+        super().__init__(*args, mode=resolve_wandb_mode(mode), save_dir=save_dir, job_type=job_type, **kwargs)
 
 
 class WandbRunIdInCheckpoint(Callback):
@@ -87,6 +88,15 @@ def log_resolved_config(loggers, config: dict[str, Any]) -> None:
     for logger in loggers:
         if isinstance(logger, WandbLogger):
             logger.log_hyperparams(config)  # rank zero only; nested keys kept
+
+
+def set_run_summary(loggers, figures: dict[str, float]) -> None:
+    """``figures`` as the W&B run's summary values (what the runs table shows), replacing the last logged ones."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger) and figures and logger.experiment is not None:
+            summary = getattr(logger.experiment, "summary", None)
+            if summary is not None:
+                summary.update(dict(figures))
 
 
 def finish_wandb_run() -> bool:

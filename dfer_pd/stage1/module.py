@@ -107,6 +107,8 @@ class DferClipModule(L.LightningModule):
         self.test_class_recall = MulticlassRecall(self.num_classes, average=None)
         self.test_confusion = MulticlassConfusionMatrix(self.num_classes)
         self.best_val_uar: float | None = None  # logged as val/uar_best: what a sweep optimises (not the last epoch's)
+        # Each epoch's validation WAR/UAR, kept in the checkpoints: the run summary reports the selected epoch's.
+        self.val_history: dict[int, dict[str, float]] = {}
 
     def on_fit_start(self) -> None:
         """Record the data each split really holds (class counts, clips skipped) with the run's config."""
@@ -150,6 +152,8 @@ class DferClipModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         uar = float(self.val_metrics["uar"].compute()) if not self.trainer.sanity_checking else None
+        if uar is not None:
+            self.val_history[int(self.current_epoch)] = {k: float(v) for k, v in self.val_metrics.compute().items()}
         self._log_epoch(self.val_metrics, self.val_class_recall, "val/")
         if uar is not None:
             self.best_val_uar = uar if self.best_val_uar is None else max(self.best_val_uar, uar)
@@ -158,9 +162,20 @@ class DferClipModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         if self.best_val_uar is not None:
             checkpoint["val_uar_best"] = self.best_val_uar  # a resumed run keeps its running best
+        checkpoint["val_history"] = {str(epoch): dict(metrics) for epoch, metrics in self.val_history.items()}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.best_val_uar = checkpoint.get("val_uar_best")
+        self.val_history = {int(epoch): dict(metrics) for epoch, metrics in checkpoint.get("val_history", {}).items()}
+
+    def selected_validation(self, checkpoint_path: str | Path) -> dict[str, float]:
+        """The validation figures of the epoch a checkpoint was saved at (the one model selection chose):
+        ``val/war``, ``val/uar`` and ``val/epoch``; empty when that epoch was not validated in this history."""
+        import torch
+
+        epoch = int(torch.load(checkpoint_path, map_location="cpu", weights_only=True, mmap=True)["epoch"])
+        figures = self.val_history.get(epoch)
+        return {**figures, "val/epoch": epoch} if figures else {}
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch(self.test_metrics, self.test_class_recall, "test/")

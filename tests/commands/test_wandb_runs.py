@@ -86,3 +86,28 @@ def test_each_sweep_trial_writes_to_its_own_folder(tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_SWEEP_ID")
     assert sweep_trial_dir(tmp_path / "x") == tmp_path / "x"
     assert RUN_ID_KEY == "wandb_run_id"
+
+
+def test_stage1_run_is_named_typed_and_sums_up_the_selected_checkpoint(offline_wandb, tmp_path):
+    """The run summary holds the validation figures of the epoch model selection chose (not the last epoch's) and
+    the test figures of that checkpoint; the run is typed stage1 and named after its folder."""
+    import torch
+    from helpers import offline_run_contents
+
+    root = make_dfew_tree(tmp_path / "dfew", num_clips=30, size=32, seed=1)
+    out = tmp_path / "fold3"
+    results = train_dfer(["--config", "dfer_demo", "--data.root", str(root), "--data.num_workers", "0",
+                          "--data.batch_size", "4", "--trainer.default_root_dir", str(out),
+                          "--trainer.enable_progress_bar", "false", "--model.network.num_frames", "2",
+                          "--trainer.limit_val_batches", "2", "--trainer.limit_train_batches", "1",
+                          "--trainer.limit_test_batches", "1", "--trainer.max_epochs", "3"])
+    (run,) = offline_runs(out)
+    logged = offline_run_contents(run)
+    assert logged["job_type"] == "stage1" and logged["name"] == "stage1 fold3"
+    best = torch.load(results["best_checkpoint"], map_location="cpu", weights_only=True)
+    selected = best["val_history"][str(best["epoch"])]
+    summary = logged["summary"]
+    assert summary["val/epoch"] == best["epoch"]
+    assert summary["val/uar"] == pytest.approx(selected["val/uar"]) == pytest.approx(results["best_val_uar"])
+    assert summary["val/war"] == pytest.approx(selected["val/war"])
+    assert summary["test/war"] == pytest.approx(results["test/war"]) and "test/uar" in summary
