@@ -8,6 +8,7 @@ screening model has the cohort's) against the training cohort's HC and PD distri
 from __future__ import annotations
 
 import html
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,16 @@ from dfer_pd.stage2.kinematics import KINEMATIC_FEATURES, KINEMATIC_MEASURES
 from dfer_pd.stage2.screening_model import ScreeningModel
 
 VERDICT_COLOURS = {"POSITIVE": "#8a1c1c", "NEGATIVE": "#1f5f2c", "INCONCLUSIVE": "#7a5b00"}
+FIGURE_WIDTH_INCHES = 11.0
+FIGURE_DPI = 100
+"""report.png is 1100 px wide: report.html (70em wide) and the web page show it at about its own size, so its
+smallest text (:data:`SMALLEST_FONT_POINTS`, 11 px) stays readable rather than being scaled to a few pixels."""
+SMALLEST_FONT_POINTS = 8.0
+
+
+def subject_line(subject_id: str | None, date: str) -> str:
+    """Who and when, on every report: the subject id as given (or "anonymous") and the date of the screening."""
+    return f"Subject: {(subject_id or '').strip() or 'anonymous'}; screened {date}"
 
 
 def _position(value: float, quantiles: list[float]) -> str:
@@ -31,7 +42,7 @@ def _position(value: float, quantiles: list[float]) -> str:
     return edges[int(np.searchsorted(quantiles, value))]
 
 
-def report_dict(result: Diagnosis, model: ScreeningModel) -> dict:
+def report_dict(result: Diagnosis, model: ScreeningModel, subject_id: str | None = None, date: str | None = None) -> dict:
     scored = result.cosine is not None
     log_intensity = log_intensities_from_cosine(result.cosine, result.tau) if scored else None
     features = expression_features(intensities_from_cosine(result.cosine, result.tau)) if scored else None
@@ -61,6 +72,8 @@ def report_dict(result: Diagnosis, model: ScreeningModel) -> dict:
                     for g in COHORT_LABELS} for i, f in enumerate(KINEMATIC_FEATURES)}
         per_video[expression] = entry
     return {
+        "subject_id": (subject_id or "").strip() or "anonymous",
+        "date": date or time.strftime("%Y-%m-%d %H:%M"),
         "verdict": result.verdict,
         "reasons": result.reasons,
         "flags": {e: result.quality[e]["flags"] for e in EXPRESSIONS},
@@ -87,17 +100,18 @@ def report_dict(result: Diagnosis, model: ScreeningModel) -> dict:
     }
 
 
-def _verdict_lines(result: Diagnosis) -> list[str]:
-    """The verdict and what it rests on, in a few short lines for the top of the figure."""
+def _verdict_lines(result: Diagnosis, who: str) -> list[str]:
+    """The verdict and what it rests on, who and when, in a few short lines for the top of the figure."""
     if result.inconclusive:
         lines = [f"INCONCLUSIVE: no verdict until every video passes ({len(result.reasons)} reason(s))"]
         lines += [f"- {r}" for r in result.reasons[:4]] + (["- ..."] if len(result.reasons) > 4 else [])
         lines.append("What to do: " + ("; ".join(result.advice()) or "record the four videos again as the protocol asks"))
     else:
         word = "POSITIVE (PD-like hypomimia)" if result.positive else "NEGATIVE"
-        lines = [f"Screening {word}: p(PD) = {result.p_pd:.2f}, threshold {result.threshold:.2f}"]
+        lines = [f"Screening {word}: p(PD) = {result.p_pd:.3f}, threshold {result.threshold:.2f}"]  # as the CLI rounds it
     flags = [f"{e}: {', '.join(result.quality[e]['flags'])}" for e in EXPRESSIONS if result.quality[e]["flags"]]
     lines.append("Flags - " + ("; ".join(flags) if flags else "none"))
+    lines.append(f"{who}. {DISCLAIMER}")
     return lines
 
 
@@ -107,17 +121,22 @@ def _quantile_boxes(ax, quantiles: np.ndarray, positions: np.ndarray, group: str
     group_boxes(ax, stats, positions, group)
 
 
-def plot_against_cohort(result: Diagnosis, model: ScreeningModel, path: Path) -> Path:
-    """Fig. 4 for one person: the verdict, reasons and flags on top; then the cohort's HC and PD boxes (from
-    stored quantiles) with this person's values, for the intensities and, when present, the kinematic amplitudes."""
+def plot_against_cohort(result: Diagnosis, model: ScreeningModel, path: Path, who: str = subject_line(None, "")) -> Path:
+    """report.png: :func:`cohort_figure` at :data:`FIGURE_DPI`."""
+    return save_figure(cohort_figure(result, model, who), path, dpi=FIGURE_DPI)
+
+
+def cohort_figure(result: Diagnosis, model: ScreeningModel, who: str):
+    """Fig. 4 for one person: the verdict, reasons, flags, subject and date on top; then the cohort's HC and PD boxes
+    (from stored quantiles) with this person's values, for the intensities and, when present, the kinematic amplitudes."""
     from matplotlib.lines import Line2D
 
     reference = model.reference or {}
     has_kinematics = result.kinematics is not None or "kinematics" in reference.get("HC", {})
     rows = 2 if has_kinematics else 1
-    header = _verdict_lines(result)
+    header = _verdict_lines(result, who)
     top = 0.9 + 0.22 * len(header)  # inches of text above the plots
-    fig = new_figure(figsize=(16, 3.9 * rows + top))
+    fig = new_figure(figsize=(FIGURE_WIDTH_INCHES, 3.3 * rows + top))
     axes = fig.subplots(rows, 4, squeeze=False)
     amplitude_columns = [KINEMATIC_FEATURES.index(f"{m}_amplitude") for m in KINEMATIC_MEASURES]
     for j, expression in enumerate(EXPRESSIONS):
@@ -131,7 +150,7 @@ def plot_against_cohort(result: Diagnosis, model: ScreeningModel, path: Path) ->
             ax.scatter(np.arange(4) * 3 + 0.5, values, marker="D", color=PERSON_COLOUR, zorder=5)
         ax.set_xticks(np.arange(4) * 3 + 0.5, [e[:4] for e in EXPRESSIONS])
         ax.set_xlim(-1, 11)
-        ax.set_title(f"{expression} video: stage-1 intensity", fontsize=10)
+        ax.set_title(f"{expression} video:\nstage-1 intensity", fontsize=10)
         if has_kinematics:
             ax = axes[1, j]
             for g, group in enumerate(COHORT_LABELS):
@@ -143,7 +162,7 @@ def plot_against_cohort(result: Diagnosis, model: ScreeningModel, path: Path) ->
                            color=PERSON_COLOUR, zorder=5)
             ax.set_xticks(np.arange(4) * 3 + 0.5, ["mouth\ncorners", "brows", "eyelids", "jaw"])
             ax.set_xlim(-1, 11)
-            ax.set_title(f"{expression} video: movement amplitude", fontsize=10)
+            ax.set_title(f"{expression} video:\nmovement amplitude", fontsize=10)
     axes[0, 0].set_ylabel("log intensity (cos / tau)")
     if has_kinematics:
         axes[1, 0].set_ylabel("amplitude (eye distances)")
@@ -152,27 +171,32 @@ def plot_against_cohort(result: Diagnosis, model: ScreeningModel, path: Path) ->
     colour = VERDICT_COLOURS[result.verdict]
     fig.text(0.01, 1 - 0.25 / fig.get_figheight(), header[0], fontsize=13, fontweight="bold", color=colour, va="top")
     for i, line in enumerate(header[1:], start=1):
-        fig.text(0.01, 1 - (0.3 + 0.22 * i + 0.1) / fig.get_figheight(), line, fontsize=9, va="top", wrap=True)
-    fig.text(0.99, 1 - 0.25 / fig.get_figheight(), DISCLAIMER, fontsize=8, ha="right", va="top", style="italic")
+        fig.text(0.01, 1 - (0.3 + 0.22 * i + 0.1) / fig.get_figheight(), line, fontsize=9, va="top", wrap=True,
+                 style="italic" if i == len(header) - 1 else "normal")
     # The legend sits in its own band under the header, never over the boxes.
     fig.legend(handles=handles, loc="upper center", ncol=3, fontsize=9, frameon=False,
                bbox_to_anchor=(0.5, 1 - (top - 0.35) / fig.get_figheight()))
     fig.tight_layout(rect=(0, 0, 1, 1 - top / fig.get_figheight()))
-    return save_figure(fig, path, dpi=110)
+    return fig
 
 
-def write_report(result: Diagnosis, model: ScreeningModel, out_dir: str | Path) -> dict[str, Path]:
+def write_report(result: Diagnosis, model: ScreeningModel, out_dir: str | Path,
+                 subject_id: str | None = None) -> dict[str, Path]:
+    """report.json, report.png, report.html (and reliability.png, when the model has its calibration report) in
+    ``out_dir``; each names the subject (``subject_id``, else "anonymous") and the date. Returns the files by kind."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = report_dict(result, model)
+    report = report_dict(result, model, subject_id)
+    who = subject_line(report["subject_id"], report["date"])
     json_path = out_dir / "report.json"
     atomic_write_json(json_path, report)
-    png_path = plot_against_cohort(result, model, out_dir / "report.png")
+    png_path = plot_against_cohort(result, model, out_dir / "report.png", who)
+    files = {"json": json_path, "png": png_path}
     reliability = ""
     if model.calibration_report:  # how far p(PD) can be taken at face value: the model's reliability curve
         from dfer_pd.stage2.plots import plot_reliability
 
-        plot_reliability(model.calibration_report, out_dir / "reliability.png")
+        files["reliability"] = plot_reliability(model.calibration_report, out_dir / "reliability.png")
         brier = model.calibration_report
         reliability = (f"<p>Reliability of p(PD) on the training cohort's out-of-fold predictions: Brier score "
                        f"{brier['brier_raw']:.3f} raw, {brier['brier_calibrated']:.3f} as reported here "
@@ -204,6 +228,7 @@ def write_report(result: Diagnosis, model: ScreeningModel, out_dir: str | Path) 
 <body style="font-family: sans-serif; max-width: 70em">
 <div style="border: 3px solid {colour}; padding: 0.5em 1em; margin-bottom: 1em">
 <h1 style="color: {colour}; margin: 0.2em 0">{verdict}</h1>
+<p>{html.escape(who)}.</p>
 {detail}
 <p>Model: {html.escape(model.performance())}.</p>
 <p>{html.escape(model.gate())}.</p>
@@ -217,4 +242,4 @@ def write_report(result: Diagnosis, model: ScreeningModel, out_dir: str | Path) 
     html_path = out_dir / "report.html"
     with atomic_write(html_path, "w") as handle:
         handle.write(page)
-    return {"json": json_path, "html": html_path, "png": png_path}
+    return {"html": html_path, **files}

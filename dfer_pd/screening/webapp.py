@@ -14,6 +14,7 @@ import html
 import os
 import secrets
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +50,7 @@ class Screening:
     advice: list[str] = field(default_factory=list)  # what to do, when INCONCLUSIVE
     p_pd: float | None = None
     files: dict[str, Path] = field(default_factory=dict)
+    performance: str = ""  # the model's cross-validated accuracy and ROC AUC with intervals (ScreeningModel.performance)
 
 
 def verdict_of(result) -> tuple[str, list[str]]:
@@ -92,7 +94,7 @@ class Screener:
                                                 source=str(self.model.source or screening_model))
         self.out_dir = Path(out_dir)
 
-    def screen(self, videos: dict[str, str | Path], progress=None) -> Screening:
+    def screen(self, videos: dict[str, str | Path], progress=None, subject_id: str | None = None) -> Screening:
         from dfer_pd.screening.diagnose import diagnose
         from dfer_pd.screening.inputs import find_expression_videos
         from dfer_pd.screening.report import write_report
@@ -107,7 +109,8 @@ class Screener:
         result = diagnose(found, self.scorer, self.model)
         step(0.85, "Writing the report")
         folder = self.out_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-        files = write_report(result, self.model, folder)
+        files = write_report(result, self.model, folder, subject_id=subject_id)
+        files["zip"] = zip_folder(folder)  # report.html with every image it shows, in one download
         verdict, reasons = verdict_of(result)
         flags = {e: list(q.get("flags", [])) for e, q in getattr(result, "quality", {}).items()}
         recognised = {e: f"{q['recognised_expression']} ({q['recognised_probability']:.2f})"
@@ -115,7 +118,26 @@ class Screener:
         step(1.0, "Done")
         return Screening(verdict=verdict, headline=result.headline(), reasons=reasons, flags=flags,
                          recognised=recognised, advice=getattr(result, "advice", list)(),
-                         p_pd=getattr(result, "p_pd", None), files={k: Path(v) for k, v in files.items()})
+                         p_pd=getattr(result, "p_pd", None), files={k: Path(v) for k, v in files.items()},
+                         performance=self.model.performance())
+
+
+def zip_folder(folder: Path) -> Path:
+    """``folder/report.zip``: every file of the report folder (report.html and the images it references)."""
+    target = folder / "report.zip"
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(folder.iterdir()):
+            if path.is_file() and path != target:
+                archive.write(path, path.name)
+    return target
+
+
+def plain_message(message: str, videos: dict[str, str | Path]) -> str:
+    """A message about the uploaded files without Gradio's temporary folders: the files are named by their names."""
+    for path in videos.values():
+        if path:
+            message = message.replace(str(Path(path).parent) + os.sep, "")
+    return message
 
 
 VERDICT_STYLE = {
@@ -140,6 +162,8 @@ def verdict_html(screening: Screening) -> str:
                      + f"<p>{html.escape(DISCLAIMER)}</p>")
     else:
         parts.append(f"<p>{html.escape(screening.headline)}</p>")
+    if screening.performance:  # how far p(PD) can be trusted, beside it
+        parts.append(f'<p id="model-performance"><b>How good this model is:</b> {html.escape(screening.performance)}.</p>')
     if screening.recognised:
         parts.append("<p><b>What stage 1 recognises in each video:</b> " + html.escape("; ".join(
             f"{e}: {seen}" for e, seen in screening.recognised.items())) + "</p>")
@@ -185,30 +209,39 @@ def build_app(screener: Screener):
                 with gr.Column(min_width=220):
                     gr.Markdown(f"**{PROMPTS[expression]}**", elem_id=f"prompt-{expression}")
                     inputs.append(video_input(gr, expression))
+        subject = gr.Textbox(label="Subject id (optional; printed on the report, else \"anonymous\")",
+                             elem_id="subject-id", max_lines=1)
         button = gr.Button("Screen", variant="primary", elem_id="screen-button")
         verdict = gr.HTML(elem_id="verdict")
         gr.Markdown("**This person against the training cohort (HC and PD)**")
         # No label or buttons drawn over the figure: its own headline sits at its top edge.
         figure = gr.Image(show_label=False, type="filepath", elem_id="report-figure", interactive=False, buttons=[])
-        downloads = gr.File(label="Download the report (report.html, report.json, report.png)", file_count="multiple",
-                            elem_id="report-files", interactive=False)
+        gr.Markdown("**How far p(PD) can be taken at face value: the model's reliability curve (training cohort, "
+                    "out-of-fold)**")
+        reliability = gr.Image(show_label=False, type="filepath", elem_id="reliability-figure", interactive=False,
+                               buttons=[], height=420)
+        downloads = gr.File(label="Download the report: report.zip (report.html with its images) or each file",
+                            file_count="multiple", elem_id="report-files", interactive=False)
 
-        def on_screen(neutral, happiness, surprise, anger, progress=gr.Progress()):
+        def on_screen(neutral, happiness, surprise, anger, subject_id, progress=gr.Progress()):
             videos = dict(zip(EXPRESSIONS, (neutral, happiness, surprise, anger)))
             missing = [e for e, v in videos.items() if not v]
             if missing:
-                return error_html(f"Upload or record the {', '.join(missing)} video(s) first: one video per expression."), None, None
+                return (error_html(f"Upload or record the {', '.join(missing)} video(s) first: one video per expression."),
+                        None, None, None)
             try:
-                screening = screener.screen(videos, progress)
+                screening = screener.screen(videos, progress, subject_id=subject_id)
             except Exception as err:  # noqa: BLE001 - a user error is shown on the page; a bug propagates
                 message = describe_user_error(err)
                 if message is None:
                     raise
-                return error_html(message), None, None
-            files = [str(screening.files[k]) for k in ("html", "json", "png") if k in screening.files]
-            return verdict_html(screening), str(screening.files.get("png", "")) or None, files
+                return error_html(plain_message(message, videos)), None, None, None
+            files = [str(screening.files[k]) for k in ("zip", "html", "json", "png", "reliability") if k in screening.files]
+            shown = [str(screening.files[k]) if k in screening.files else None for k in ("png", "reliability")]
+            return verdict_html(screening), *shown, files
 
-        button.click(on_screen, inputs=inputs, outputs=[verdict, figure, downloads], concurrency_limit=1)
+        button.click(on_screen, inputs=[*inputs, subject], outputs=[verdict, figure, reliability, downloads],
+                     concurrency_limit=1)
     app.theme_for_launch = theme
     return app
 
@@ -216,10 +249,11 @@ def build_app(screener: Screener):
 def launch(app, screener: Screener, port: int = 7860, open_browser: bool = False, block: bool = True):
     """Serve on localhost only: no share link, no analytics, no server-side rendering helper.
 
-    Only the report folder is served besides Gradio's own upload cache.
+    Only the report folder is served besides Gradio's own upload cache. ``quiet``: Gradio's own start-up lines
+    (among them its hint to set share=True: sharing is off by design) are not printed; `dfer-pd serve` prints the URL.
     """
     screener.out_dir.mkdir(parents=True, exist_ok=True)
     return app.launch(server_name=LOCALHOST, server_port=port, share=False, inbrowser=open_browser,
                       prevent_thread_lock=not block, show_error=True, theme=getattr(app, "theme_for_launch", None),
                       ssr_mode=False, allowed_paths=[str(screener.out_dir.resolve())], enable_monitoring=False,
-                      mcp_server=False, pwa=False)
+                      mcp_server=False, pwa=False, quiet=True)

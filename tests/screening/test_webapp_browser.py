@@ -53,9 +53,20 @@ def listening_addresses(port: int) -> set[str]:
 
 
 @pytest.fixture
-def server(screening_setup, tmp_path):
+def served_model(screening_setup, tmp_path):
+    """The screening model with its CV summary and platt calibration, as `train-pd` saves one."""
+    from test_webapp import with_cv_figures
+
+    from dfer_pd.stage2.screening_model import ScreeningModel
+
+    return with_cv_figures(ScreeningModel.load(screening_setup[1])).save(tmp_path / "served_model")
+
+
+@pytest.fixture
+def server(screening_setup, served_model, tmp_path):
     """`dfer-pd serve` on a free localhost port, stopped (by its pid) after the test."""
-    checkpoint, model, videos = screening_setup
+    checkpoint, _, videos = screening_setup
+    model = served_model
     port = free_port()
     log = open(tmp_path / "serve.log", "w")
     process = subprocess.Popen([str(SCRIPT), "serve", "--stage1", str(checkpoint), "--screening_model", str(model),
@@ -82,10 +93,12 @@ def server(screening_setup, tmp_path):
     except subprocess.TimeoutExpired:
         process.kill()
     log.close()
+    printed = (tmp_path / "serve.log").read_text()
+    assert "share=True" not in printed and "public link" not in printed, printed  # sharing is off by design
 
 
-def cli_report(screening_setup, videos: dict, out: Path) -> dict:
-    checkpoint, model, _ = screening_setup
+def cli_report(screening_setup, model: Path, videos: dict, out: Path) -> dict:
+    checkpoint = screening_setup[0]
     args = [str(SCRIPT), "diagnose", "--stage1", str(checkpoint), "--screening_model", str(model), "--out", str(out)]
     for expression, path in videos.items():
         args += [f"--{expression}", str(path)]
@@ -95,10 +108,11 @@ def cli_report(screening_setup, videos: dict, out: Path) -> dict:
     return report
 
 
-def screen(page, url: str, videos: dict) -> dict:
+def screen(page, url: str, videos: dict, subject_id: str = "") -> dict:
     """Upload the four videos, press Screen, wait for the verdict; what the page showed."""
     page.goto(url)
     page.wait_for_selector("#screen-button", timeout=60_000)
+    page.locator("#subject-id textarea, #subject-id input").first.fill(subject_id)
     for expression in ("neutral", "happiness", "surprise", "anger"):
         assert "5 seconds" in page.locator(f"#prompt-{expression}").inner_text()  # one prompt per expression
         page.locator(f"#video-{expression} input[type=file]").set_input_files(str(videos[expression]))
@@ -112,6 +126,7 @@ def screen(page, url: str, videos: dict) -> dict:
         assert time.monotonic() < deadline, "no verdict within 240 s"
         time.sleep(0.1)
     page.wait_for_selector("#report-figure img", timeout=60_000)
+    page.wait_for_selector("#reliability-figure img", timeout=60_000)
     verdict = page.locator("#verdict-box")
     links = page.locator("#report-files a")
     hrefs = [links.nth(i).get_attribute("href") for i in range(links.count())]
@@ -121,10 +136,11 @@ def screen(page, url: str, videos: dict) -> dict:
         downloads[href.rsplit("/", 1)[-1]] = (response.status, response.body())
     return {"text": verdict.inner_text(), "kind": verdict.get_attribute("data-verdict"), "progress": progress_seen,
             "figure_width": page.locator("#report-figure img").evaluate("img => img.naturalWidth"),
+            "reliability_width": page.locator("#reliability-figure img").evaluate("img => img.naturalWidth"),
             "downloads": downloads}
 
 
-def test_upload_four_videos_and_get_the_same_verdict_as_the_cli(server, screening_setup, tmp_path):
+def test_upload_four_videos_and_get_the_same_verdict_as_the_cli(server, screening_setup, served_model, tmp_path):
     required = os.environ.get("DFER_PD_REQUIRE_BROWSER") == "1"  # .ci/run and `make test-browser`: never skip
     try:
         from playwright import sync_api
@@ -144,7 +160,7 @@ def test_upload_four_videos_and_get_the_same_verdict_as_the_cli(server, screenin
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.on("request", lambda request: requested.append(request.url))
-        shown = screen(page, url, videos)
+        shown = screen(page, url, videos, subject_id="S-17")
         page.screenshot(path=str(screenshots["webapp.png"]), full_page=True)
         shown_unusable = screen(page, url, unusable)
         page.screenshot(path=str(screenshots["webapp-inconclusive.png"]), full_page=True)
@@ -159,19 +175,33 @@ def test_upload_four_videos_and_get_the_same_verdict_as_the_cli(server, screenin
     web_reports = sorted(reports.glob("*/report.json"), key=lambda p: p.stat().st_mtime)
     assert len(web_reports) == 2
     web = json.loads(web_reports[0].read_text())
-    cli = cli_report(screening_setup, videos, tmp_path / "cli")
+    cli = cli_report(screening_setup, served_model, videos, tmp_path / "cli")
     assert web["p_pd"] == cli["p_pd"] and web["screening_positive"] == cli["screening_positive"]
     assert cli["p_pd"] is not None and web["headline"] == cli["headline"] and web["headline"] in shown["text"]
     assert shown["kind"] == ("POSITIVE" if cli["screening_positive"] else "NEGATIVE"), (shown["kind"], cli["headline"])
     assert re.search(r"p\(PD\) = \d\.\d{3}", shown["text"]) and "not a diagnosis" in shown["text"]
     assert shown["figure_width"] > 0 and shown["progress"], "no progress was shown while screening"
-    assert {"report.html", "report.json", "report.png"} <= set(shown["downloads"])
+    # Beside p(PD): the model's cross-validated accuracy and ROC AUC with intervals, and its reliability curve.
+    assert "cross-validated accuracy 0.810 (95% CI 0.700-0.900), ROC AUC 0.880 (95% CI 0.800-0.950)" in shown["text"]
+    assert shown["text"].index("p(PD) =") < shown["text"].index("cross-validated accuracy")
+    assert shown["reliability_width"] > 0 and "What stage 1 recognises in each video" in shown["text"]
+    assert {"report.zip", "report.html", "report.json", "report.png", "reliability.png"} <= set(shown["downloads"])
     assert all(status == 200 for status, _ in shown["downloads"].values())
     assert json.loads(shown["downloads"]["report.json"][1])["p_pd"] == web["p_pd"]
+    assert web["subject_id"] == "S-17" and json.loads(web_reports[1].read_text())["subject_id"] == "anonymous"
+    # The zip is the report whole: report.html with every image it references.
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(shown["downloads"]["report.zip"][1])) as archive:
+        names = set(archive.namelist())
+        page_html = archive.read("report.html").decode()
+    assert set(re.findall(r'<img src="([^"]+)"', page_html)) | {"report.json"} <= names
     # A video that cannot be used: INCONCLUSIVE with the reason, as the CLI says it.
-    cli_unusable = cli_report(screening_setup, unusable, tmp_path / "cli-unusable")
+    cli_unusable = cli_report(screening_setup, served_model, unusable, tmp_path / "cli-unusable")
     assert "INCONCLUSIVE" in cli_unusable["headline"]
-    assert shown_unusable["kind"] == "INCONCLUSIVE" and "anger.mp4" in shown_unusable["text"]
+    assert shown_unusable["kind"] == "INCONCLUSIVE" and "anger video (anger.mp4): not a readable video file" in shown_unusable["text"]
+    assert "Errno" not in shown_unusable["text"] and "gradio" not in shown_unusable["text"].lower()
     assert "No verdict is given" in shown_unusable["text"] and "not a diagnosis" in shown_unusable["text"]
     web_unusable = json.loads(web_reports[1].read_text())
     assert "INCONCLUSIVE" in web_unusable["headline"] and "anger video" in web_unusable["headline"]
