@@ -28,7 +28,8 @@ def build_parser() -> ArgumentParser:
 
 
 def diagnose_examples(manifest: Path, stage1_checkpoint: str, out: Path) -> dict[str, str]:
-    """Run `dfer-pd diagnose` on the first PD and the first HC subject of the synthetic cohort."""
+    """Run `dfer-pd diagnose` on the first PD and the first HC subject of the synthetic cohort: each one's headline
+    (and estimated MDS-UPDRS 3.2 when there is one)."""
     from dfer_pd.stage2.cohort import read_manifest
     from dfer_pd.commands.diagnose import main as diagnose
 
@@ -41,7 +42,10 @@ def diagnose_examples(manifest: Path, stage1_checkpoint: str, out: Path) -> dict
                 "--out", str(out / "diagnose" / subject.subject_id)]
         for expression, path in subject.videos.items():
             args += [f"--{expression}", str(path)]
-        headlines[f"{group} ({subject.subject_id})"] = diagnose(args)["headline"]
+        answer = diagnose(args)
+        # With a verdict from a screening model trained with severity, its estimated MDS-UPDRS 3.2 on the next line.
+        headlines[f"{group} ({subject.subject_id})"] = answer["headline"] + (
+            f"\n    {answer['severity']}" if answer.get("severity") else "")
     return headlines
 
 

@@ -69,6 +69,8 @@ def run(cfg: Namespace) -> dict:
         print(files["json"].read_text(), end="")
     else:
         print(result.headline())
+        if result.severity_line():
+            print(f"  {result.severity_line()}")
         print(f"  model: {model.performance()}")
         print(f"  {model.gate()}")
         print(f"  scored as: {result.contract.describe()}")
@@ -78,7 +80,7 @@ def run(cfg: Namespace) -> dict:
             print(f"  {expression:10s} {Path(videos[expression]).name}: {', '.join(q['flags']) or 'ok'}{seen}")
         print(f"report: {files['html']} ({files['json'].name}, {files['png'].name}); {result.seconds:.1f} s")
     return {"p_pd": result.p_pd, "positive": result.positive, "verdict": result.verdict, "reasons": result.reasons,
-            "files": files, "headline": result.headline(), "exit_code": exit_code}
+            "files": files, "headline": result.headline(), "exit_code": exit_code, "severity": result.severity_line()}
 
 
 def main(args: list[str] | None = None) -> dict:

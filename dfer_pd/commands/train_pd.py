@@ -217,6 +217,8 @@ def print_train_pd(job, outcome) -> None:
         print(f"screening model (trained on all {outcome.n_subjects} subjects, p(PD) calibrated: "
               f"{outcome.calibration_method}) saved to {outcome.screening_model}")
         print(f"  {outcome.gate}")
+        if outcome.severity_model:
+            print(f"  it estimates MDS-UPDRS 3.2 too (regressor fitted on every scored subject): {outcome.severity_model}")
     elif outcome.screening_model_refused:
         print(f"no screening model saved: {outcome.screening_model_refused}")
     print(f"outputs in {job.out_dir} (predictions.csv, repeats.csv, metrics.json, calibration.json"

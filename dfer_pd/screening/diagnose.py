@@ -28,6 +28,7 @@ from dfer_pd.stage1.scoring import Stage1Scorer, expression_cosines, in_backgrou
 from dfer_pd.common.files import file_digest
 from dfer_pd.screening.inputs import DiagnoseInputError, find_expression_videos  # noqa: F401 - part of this module's interface
 from dfer_pd.stage2.screening_model import ScreeningModel
+from dfer_pd.stage2.severity_estimator import NOTE as SEVERITY_NOTE
 from dfer_pd.stage2.typicality import expression_probabilities, swapped_files
 
 DISCLAIMER = "Research screening aid, not a diagnosis: discuss any concern with a neurologist."
@@ -70,6 +71,12 @@ class Diagnosis:
     reasons: list[str] = field(default_factory=list)  # why the verdict is INCONCLUSIVE (empty otherwise)
     kinematics: np.ndarray | None = None  # (4, 12) landmark kinematics, when the screening model has their settings
     typicality: dict | None = None  # the out-of-distribution check (TypicalityCheck.to_dict), when it ran
+    severity: dict | None = None  # the estimated MDS-UPDRS 3.2, only with a verdict from a model trained with severity
+
+    def severity_line(self) -> str | None:
+        """The estimated MDS-UPDRS 3.2 score with its cross-validated error, as a research estimate; None when
+        INCONCLUSIVE or when the screening model was trained without severity."""
+        return None if self.inconclusive or not self.severity else self.severity["line"]
 
     @property
     def tau(self) -> float:
@@ -174,6 +181,10 @@ def diagnose(
         result.kinematics = _person_kinematics(videos, model, reasons)
     if not reasons:
         result.p_pd = float(model.predict_proba(cosine, result.kinematics if model.uses_kinematics else None))
+        if model.severity is not None:  # with a verdict only, never when INCONCLUSIVE
+            score = model.estimate_severity(cosine, result.kinematics)
+            result.severity = {"score": score, "line": model.severity.describe(score), "note": SEVERITY_NOTE,
+                               "model": model.severity.performance(), "cross_validated": model.severity.cv}
     result.seconds = time.perf_counter() - started
     return result
 

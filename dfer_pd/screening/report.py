@@ -97,6 +97,7 @@ def report_dict(result: Diagnosis, model: ScreeningModel, subject_id: str | None
         "model_performance": model.performance(),
         "calibration": {"method": model.calibration.method, **(model.calibration_report or {})},
         "seconds": round(result.seconds, 2),
+        **({"severity": result.severity} if result.severity_line() else {}),  # only with a verdict
     }
 
 
@@ -109,6 +110,7 @@ def _verdict_lines(result: Diagnosis, who: str) -> list[str]:
     else:
         word = "POSITIVE (PD-like hypomimia)" if result.positive else "NEGATIVE"
         lines = [f"Screening {word}: p(PD) = {result.p_pd:.3f}, threshold {result.threshold:.2f}"]  # as the CLI rounds it
+        lines += [result.severity_line()] if result.severity_line() else []
     flags = [f"{e}: {', '.join(result.quality[e]['flags'])}" for e in EXPRESSIONS if result.quality[e]["flags"]]
     lines.append("Flags - " + ("; ".join(flags) if flags else "none"))
     lines.append(f"{who}. {DISCLAIMER}")
@@ -224,6 +226,9 @@ def write_report(result: Diagnosis, model: ScreeningModel, out_dir: str | Path,
         verdict = f"Screening {'POSITIVE' if result.positive else 'NEGATIVE'}"
         detail = (f"<p>p(PD) = {result.p_pd:.3f}, decision threshold {result.threshold:.2f}. "
                   f"Classifier: {html.escape(model.classifier.name)}.</p>")
+        if result.severity_line():
+            detail += (f"<p id=\"severity\">{html.escape(result.severity_line())} "
+                       f"(regressor: {html.escape(result.severity['model'])}).</p>")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>dfer-pd screening report</title></head>
 <body style="font-family: sans-serif; max-width: 70em">
 <div style="border: 3px solid {colour}; padding: 0.5em 1em; margin-bottom: 1em">

@@ -51,6 +51,7 @@ class Screening:
     p_pd: float | None = None
     files: dict[str, Path] = field(default_factory=dict)
     performance: str = ""  # the model's cross-validated accuracy and ROC AUC with intervals (ScreeningModel.performance)
+    severity: str | None = None  # the estimated MDS-UPDRS 3.2 line, with a verdict from a model trained with severity
 
 
 def verdict_of(result) -> tuple[str, list[str]]:
@@ -119,7 +120,8 @@ class Screener:
         return Screening(verdict=verdict, headline=result.headline(), reasons=reasons, flags=flags,
                          recognised=recognised, advice=getattr(result, "advice", list)(),
                          p_pd=getattr(result, "p_pd", None), files={k: Path(v) for k, v in files.items()},
-                         performance=self.model.performance())
+                         performance=self.model.performance(),
+                         severity=getattr(result, "severity_line", lambda: None)())
 
 
 def zip_folder(folder: Path) -> Path:
@@ -162,6 +164,7 @@ def verdict_html(screening: Screening) -> str:
                      + f"<p>{html.escape(DISCLAIMER)}</p>")
     else:
         parts.append(f"<p>{html.escape(screening.headline)}</p>")
+        parts += [f'<p id="severity">{html.escape(screening.severity)}</p>'] if screening.severity else []
     if screening.performance:  # how far p(PD) can be trusted, beside it
         parts.append(f'<p id="model-performance"><b>How good this model is:</b> {html.escape(screening.performance)}.</p>')
     if screening.recognised:

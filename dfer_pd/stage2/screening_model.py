@@ -7,7 +7,8 @@ quantiles for reports, and the calibration of p(PD) learnt from cross-validation
 with its Brier scores and reliability curves; the verdict is calibrated p(PD) >= the threshold, both
 probabilities; the out-of-distribution check of :mod:`dfer_pd.stage2.typicality` with its method, threshold
 and target share, and how often the whole gate refused the cohort's own subjects, per group; its reference
-features in `typicality.safetensors`). `diagnose` scores a new person's videos under that same contract.
+features in `typicality.safetensors`; with `train-pd --target severity`, the MDS-UPDRS 3.2 regressor of
+:mod:`dfer_pd.stage2.severity_estimator`, its weights in `severity.safetensors`). `diagnose` scores a new person's videos under that same contract.
 Loading rebuilds the pipeline through the classifier registry and cannot execute code.
 Only estimators with a pickle-free fitted state (the residual LSTM/GRU) can be saved.
 """
@@ -36,6 +37,7 @@ from dfer_pd.stage2.features import (
 )
 from dfer_pd.stage2.kinematics import NUM_KINEMATIC_FEATURES
 from dfer_pd.stage2.settings import CVConfig
+from dfer_pd.stage2.severity_estimator import SEVERITY_FILE, SeverityEstimator, fit_severity_estimator
 from dfer_pd.stage2.statistics import Calibrator
 from dfer_pd.stage2.typicality import TypicalityModel, fit_typicality, gate_refusals
 
@@ -146,6 +148,7 @@ class ScreeningModel:
     kinematics_settings: dict | None = None  # how the cohort's landmark kinematics were read, when it had them
     calibration: Calibrator = field(default_factory=Calibrator)  # raw p(PD) -> calibrated p(PD); "none" by default
     calibration_report: dict | None = None  # out-of-fold Brier scores and reliability curves, raw and calibrated
+    severity: SeverityEstimator | None = None  # MDS-UPDRS 3.2 from the same features (train-pd --target severity)
 
     def __post_init__(self) -> None:
         if self.contract is not None:
@@ -224,6 +227,17 @@ class ScreeningModel:
             p_pd = np.asarray(self.calibration(p_pd), dtype=np.float64)
         return p_pd[0] if single else p_pd
 
+    def estimate_severity(self, cosine: np.ndarray, kinematics: np.ndarray | None = None) -> float | None:
+        """The estimated MDS-UPDRS 3.2 score (0-4) of one subject's (4, 4) cosines (and (4, 12) kinematics for the
+        kinematic kinds); None when the model was trained without severity."""
+        if self.severity is None:
+            return None
+        intensities = intensities_from_cosine(np.asarray(cosine, dtype=np.float64)[None], self.tau)
+        uses_kinematics = self.severity.features in KINEMATIC_KINDS
+        inputs = sequence_inputs(intensities, self.severity.features,
+                                 np.asarray(kinematics)[None] if uses_kinematics else None)
+        return float(self.severity.estimate(inputs)[0])
+
     def save(self, folder: str | Path) -> Path:
         estimator = self.pipeline.named_steps["classify"]
         if not saves_without_pickle(estimator):
@@ -250,6 +264,12 @@ class ScreeningModel:
             "calibration": self.calibration.to_dict(),
             "calibration_report": self.calibration_report,
         }
+        severity_tensors = None
+        if self.severity is not None:  # only then: a model without severity is saved as before
+            try:
+                severity_tensors, meta["severity"] = self.severity.export()
+            except ValueError as err:
+                raise ScreeningModelError(str(err)) from err
         folder = Path(folder)
         # Each file is renamed into place only when complete; the JSON, which loading reads first, goes last.
         with atomic_write(folder / "model.safetensors") as handle:
@@ -257,6 +277,11 @@ class ScreeningModel:
         if self.typicality is not None:
             with atomic_write(folder / TYPICALITY_FILE) as handle:
                 handle.write(safetensors_bytes({"reference": torch.from_numpy(self.typicality.reference.astype(np.float32))}))
+        if severity_tensors is not None:
+            with atomic_write(folder / SEVERITY_FILE) as handle:
+                handle.write(safetensors_bytes(severity_tensors))
+        else:  # an earlier run's severity weights in this folder belong to no model now
+            (folder / SEVERITY_FILE).unlink(missing_ok=True)
         atomic_write_json(folder / "screening.json", meta)
         return folder
 
@@ -309,6 +334,19 @@ class ScreeningModel:
             except Exception as err:  # a missing or corrupt file, a missing key
                 raise ScreeningModelError(f"{folder / TYPICALITY_FILE}: the out-of-distribution check's reference "
                                           f"features cannot be read ({err}); re-run `dfer-pd train-pd`") from err
+        severity = None
+        if meta.get("severity"):
+            severity_path = folder / SEVERITY_FILE
+            try:
+                tensors = load_file(str(severity_path))
+            except Exception as err:  # a missing or corrupt file
+                raise ScreeningModelError(f"{severity_path}: the severity regressor's weights cannot be read ({err}); "
+                                          "re-run `dfer-pd train-pd --target severity`") from err
+            try:
+                severity = SeverityEstimator.from_export(meta["severity"], tensors)
+            except (KeyError, TypeError, ValueError) as err:
+                raise ScreeningModelError(f"{severity_path} and the severity part of {meta_path} do not describe "
+                                          f"a severity regressor: {err}") from err
         return cls(
             classifier=classifier,
             pipeline=pipeline,
@@ -323,6 +361,7 @@ class ScreeningModel:
             source=folder,
             calibration=calibration,
             calibration_report=meta.get("calibration_report"),
+            severity=severity,
         )
 
 
@@ -335,14 +374,20 @@ def fit_screening_model(
     kinematics_settings: dict | None = None,
     calibration: Calibrator | None = None,
     calibration_report: dict | None = None,
+    severity: dict[str, float] | None = None,
 ) -> ScreeningModel:
     """Fit the classifier's pipeline on the whole cohort (after CV measured it); the residual networks
     early-stop on a validation split they carve from it. Refuses, before training, a classifier that
-    cannot be saved without pickle."""
+    cannot be saved without pickle. With ``severity`` (the summary of
+    :func:`~dfer_pd.stage2.severity.run_severity`), the classifier's regression form is fitted on the subjects
+    with an MDS-UPDRS 3.2 score too, and keeps those cross-validated figures."""
     pipeline = build_pipeline(classifier, cv.seeds[0] if seed is None else seed, cv)
     if not saves_without_pickle(pipeline.named_steps["classify"]):
         raise ScreeningModelError(_not_saveable(classifier.kind))
     pipeline.fit(data.inputs(classifier.features), data.labels)
+    severity_estimator = None
+    if severity is not None:
+        severity_estimator = fit_severity_estimator(data, classifier, cv, severity, seed)
     calibration = calibration or Calibrator()
     typicality = gate_report = None
     if np.bincount(data.labels, minlength=2).min() >= 2:  # the out-of-distribution check needs both groups
@@ -358,5 +403,5 @@ def fit_screening_model(
                           threshold=float(cv.threshold),
                           calibration=calibration, calibration_report=calibration_report,
                           reference=reference_distributions(data), cv_summary=cv_summary,
-                          typicality=typicality, gate_report=gate_report,
+                          typicality=typicality, gate_report=gate_report, severity=severity_estimator,
                           kinematics_settings=kinematics_settings or data.kinematics_settings)

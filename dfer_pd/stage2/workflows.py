@@ -159,6 +159,7 @@ class TrainPDOutcome:
     screening_model_refused: str | None = None
     gate: str | None = None  # how often diagnose's gate refuses the cohort's own subjects (ScreeningModel.gate)
     severity: dict | None = None  # --target severity: dfer_pd.stage2.severity.run_severity's summary, table, folder
+    severity_model: str | None = None  # the screening model's MDS-UPDRS 3.2 regressor (SeverityEstimator.performance)
 
 
 def train_pd(job: Stage2Job, data: CohortIntensities, run=None) -> TrainPDOutcome:
@@ -177,6 +178,13 @@ def train_pd(job: Stage2Job, data: CohortIntensities, run=None) -> TrainPDOutcom
     if holdout.fraction > 0:
         data, held_out = split_holdout(data, holdout, out_dir)
     record_exclusions(data, out_dir, run)
+    if job.target == "severity":  # a cohort without enough scores, or a kind without a regression form: before training
+        from dfer_pd.stage2.severity import SeverityError, scored_subjects, table_rows
+
+        try:
+            table_rows(classifier, scored_subjects(data, cv.n_splits))
+        except SeverityError as err:
+            raise UsageError(f"--target severity: {err}") from err
     result = cross_validate(data, classifier, cv, out_dir=out_dir, plots=job.plots, confidence=stats.confidence,
                             metrics_sink=wandb_metrics_sink() if run is not None else None)
     images = {"plots/roc": out_dir / "roc.png", "plots/confusion_matrix": out_dir / "confusion_matrix.png"} if job.plots else {}
@@ -240,12 +248,15 @@ def train_pd(job: Stage2Job, data: CohortIntensities, run=None) -> TrainPDOutcom
     if job.save_screening_model:
         try:
             model = fit_screening_model(data, classifier, cv, cv_summary=outcome.summary, calibration=calibrator,
-                                        calibration_report=calibration)
+                                        calibration_report=calibration,
+                                        severity=None if severity is None else severity["summary"])
         except ScreeningModelError as err:  # refused before training: a classifier with no pickle-free format
             outcome.screening_model_refused = str(err)
         else:
             outcome.screening_model = model.save(out_dir / "screening_model")
             outcome.gate = model.gate()
+            if model.severity is not None:
+                outcome.severity_model = model.severity.performance()
     return outcome
 
 

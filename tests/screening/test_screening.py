@@ -115,6 +115,43 @@ def test_report_shows_the_models_cv_figures_and_reliability(tiny_cohort, tiny_st
     assert "10 x 5-fold CV" in page and "Brier score" in page and (tmp_path / "report" / "reliability.png").stat().st_size
 
 
+def test_severity_estimate_beside_p_pd_with_a_verdict_only(tiny_cohort, tiny_stage1_checkpoint, scored_cohort,
+                                                           tmp_path, capsys):
+    """A screening model trained with severity: diagnose prints the estimated MDS-UPDRS 3.2 under p(PD), the report
+    and the web page show it; an INCONCLUSIVE answer gives none."""
+    from dfer_pd.commands.diagnose import main as diagnose_command
+    from dfer_pd.screening.webapp import Screening, verdict_html
+
+    data = scored_cohort[0]
+    figures = {"mae": (0.61, 0.52, 0.70), "spearman": (0.78, 0.70, 0.86), "kappa": (0.64, 0.55, 0.73)}
+    summary = {"severity/subjects": 10.0, "severity/repeats": 2.0, "severity/confidence": 0.95,
+               **{f"severity/{m}_{k}": v for m, values in figures.items() for k, v in zip(("mean", "ci_low", "ci_high"), values)}}
+    model = fit_screening_model(data, CLASSIFIER, CVConfig(runtime=CPU), severity=summary)
+    folder = model.save(tmp_path / "model")
+    subject = read_manifest(tiny_cohort).subjects[0]
+    videos = [arg for e, path in subject.videos.items() for arg in (f"--{e}", str(path))]
+    answer = diagnose_command(["--stage1", str(tiny_stage1_checkpoint), "--screening_model", str(folder),
+                               "--out", str(tmp_path / "report"), *videos])
+    printed = capsys.readouterr().out.splitlines()
+    score = model.estimate_severity(data.cosine[0])
+    line = (f"Estimated MDS-UPDRS 3.2 (facial expression, 0-4): {score:.1f}, cross-validated MAE 0.61, 95% CI "
+            "0.52-0.70; a research estimate, not a clinical rating")
+    assert answer["verdict"] in ("POSITIVE", "NEGATIVE") and answer["severity"] == line
+    assert printed[0].startswith("p(PD) = ") and printed[1] == f"  {line}"
+    report = json.loads(answer["files"]["json"].read_text())
+    assert report["severity"]["score"] == score and report["severity"]["note"] == "a research estimate, not a clinical rating"
+    assert report["severity"]["cross_validated"]["mae_ci"] == [0.52, 0.70]
+    assert line in answer["files"]["html"].read_text()
+    page = verdict_html(Screening(verdict=answer["verdict"], headline=answer["headline"], severity=answer["severity"]))
+    assert f'<p id="severity">{line}</p>' in page
+    # One recording given twice: INCONCLUSIVE, and no estimate anywhere.
+    twice = {**subject.videos, "anger": subject.videos["neutral"]}
+    result = diagnose(twice, tiny_stage1_checkpoint, folder)
+    assert result.inconclusive and result.severity is None and result.severity_line() is None
+    files = write_report(result, model, tmp_path / "twice")
+    assert "severity" not in json.loads(files["json"].read_text()) and "MDS-UPDRS" not in files["html"].read_text()
+
+
 # --------------------------------------------------------------------------- honest verdicts
 
 

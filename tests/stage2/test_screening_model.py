@@ -183,3 +183,80 @@ def test_the_verdict_never_contradicts_the_printed_p(cohort):
     if calibrator(0.8) < 0.5:
         assert not calibrator(0.8) >= model.threshold
     assert (calibrator(0.8) >= model.threshold) == (calibrator(0.8) >= 0.5)
+
+
+# --------------------------------------------------------------------------- MDS-UPDRS 3.2 (train-pd --target severity)
+
+SEVERITY_SUMMARY = {"severity/subjects": 40.0, "severity/repeats": 2.0, "severity/confidence": 0.95,
+                    "severity/permutation_p_spearman": 0.025,
+                    **{f"severity/{metric}_{key}": value
+                       for metric, values in {"mae": (0.61, 0.52, 0.70), "spearman": (0.78, 0.70, 0.86),
+                                              "kappa": (0.64, 0.55, 0.73)}.items()
+                       for key, value in zip(("mean", "ci_low", "ci_high"), values)}}
+
+
+@pytest.fixture(scope="module")
+def severity_folder(tmp_path_factory):
+    data = synthetic_cohort(n_pd=20, n_hc=20, seed=1, severity=True)
+    data.updrs_3_2[:3] = np.nan  # unscored subjects: in the classifier, not in the regressor
+    model = fit_screening_model(data, CLASSIFIER, CVConfig(runtime=CPU), severity=SEVERITY_SUMMARY)
+    return model.save(tmp_path_factory.mktemp("severity") / "model"), data, model
+
+
+def test_severity_regressor_round_trips_without_pickle(severity_folder):
+    folder, data, model = severity_folder
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "model.safetensors", "screening.json", "severity.safetensors", "typicality.safetensors"]
+    loaded = ScreeningModel.load(folder)
+    scores = np.array([model.estimate_severity(c) for c in data.cosine])
+    np.testing.assert_array_equal([loaded.estimate_severity(c) for c in data.cosine], scores)
+    np.testing.assert_array_equal(loaded.predict_proba(data.cosine), model.predict_proba(data.cosine))
+    assert scores.min() >= 0 and scores.max() <= 4
+    scored = ~np.isnan(data.updrs_3_2)
+    assert np.corrcoef(scores[scored], data.updrs_3_2[scored])[0, 1] > 0.6  # it learned the score
+    meta = json.loads((folder / "screening.json").read_text())["severity"]
+    assert meta["config"]["kind"] == "lstm" and meta["estimator"]["params"]["hidden_size"] == 8
+    assert meta["estimator"]["fitted"]["n_features_in"] == meta["input_size"] == len(meta["scaler"]["mean"]) == 8
+    values = data.updrs_3_2[scored]  # target scaling from the 37 scored subjects only
+    assert meta["target_scaling"] == pytest.approx({"mean": values.mean(), "scale": values.std()})
+    assert meta["cv"] == {"subjects": 40, "repeats": 2, "n_splits": 5, "confidence": 0.95, "mae": 0.61,
+                          "mae_ci": [0.52, 0.70], "spearman": 0.78, "spearman_ci": [0.70, 0.86], "kappa": 0.64,
+                          "kappa_ci": [0.55, 0.73], "permutation_p_spearman": 0.025}
+    line = loaded.severity.describe(scores[0])
+    assert line == (f"Estimated MDS-UPDRS 3.2 (facial expression, 0-4): {scores[0]:.1f}, cross-validated MAE 0.61, "
+                    "95% CI 0.52-0.70; a research estimate, not a clinical rating")
+    assert loaded.severity.performance() == ("cross-validated MAE 0.61 (95% CI 0.52-0.70), Spearman rho 0.78 "
+                                             "(95% CI 0.70-0.86); 2 x 5-fold CV on 40 scored subjects")
+
+
+def test_mismatched_or_missing_severity_files_are_refused(severity_folder, screening_folder, tmp_path):
+    folder, _, _ = severity_folder
+
+    def edited(name, change):
+        copy = shutil.copytree(folder, tmp_path / name)
+        meta = json.loads((copy / "screening.json").read_text())
+        change(meta["severity"])
+        (copy / "screening.json").write_text(json.dumps(meta))
+        return copy
+
+    with pytest.raises(ScreeningModelError, match="(?s)severity.safetensors.*size mismatch"):
+        ScreeningModel.load(edited("width", lambda s: s["estimator"]["params"].update(hidden_size=16)))
+    with pytest.raises(ScreeningModelError, match="'raw' features have 4"):
+        ScreeningModel.load(edited("features", lambda s: s["config"].update(features="raw")))
+    with pytest.raises(ScreeningModelError, match="no pickle-free format"):
+        ScreeningModel.load(edited("kind", lambda s: s["config"].update(kind="rf")))
+    with pytest.raises(ScreeningModelError, match="positive scale"):
+        ScreeningModel.load(edited("scale", lambda s: s["target_scaling"].update(scale=0)))
+    with pytest.raises(ScreeningModelError, match="cross-validated figures"):
+        ScreeningModel.load(edited("figures", lambda s: s["cv"].pop("mae")))
+    missing = shutil.copytree(folder, tmp_path / "missing")
+    (missing / "severity.safetensors").unlink()
+    with pytest.raises(ScreeningModelError, match="severity regressor's weights cannot be read.*--target severity"):
+        ScreeningModel.load(missing)
+    # Without severity nothing changes: no key, no file, and an earlier run's weights in the folder are removed.
+    plain, _, plain_model = screening_folder
+    assert "severity" not in json.loads((plain / "screening.json").read_text())
+    assert ScreeningModel.load(plain).severity is None and plain_model.estimate_severity(np.ones((4, 4))) is None
+    shutil.copy(folder / "severity.safetensors", missing / "severity.safetensors")
+    plain_model.save(missing)
+    assert not (missing / "severity.safetensors").exists() and ScreeningModel.load(missing).severity is None

@@ -88,10 +88,10 @@ def test_subjects_without_a_score_are_left_out_and_too_few_refused():
 def test_train_pd_target_severity_end_to_end(tmp_path, capsys):
     npz = synthetic_cohort(24, 16, pd_diagonal=0.24, seed=4, severity=True).save(tmp_path / "intensities.npz")
     out = tmp_path / "run"
-    common = ["--intensities", str(npz), "--classifier.hidden_size", "8", "--classifier.max_epochs", "15",
+    common = ["--intensities", str(npz), "--classifier.hidden_size", "8", "--classifier.max_epochs", "10",
               "--runtime.accelerator", "cpu", "--cv.repeats", "2", "--stats.permutations", "0", "--wandb.mode", "disabled"]
     summary = train_pd("train-pd", [*common, "--out_dir", str(out), "--target", "severity",
-                                    "--stats.severity_permutations", "9", "--save_screening_model", "false"])
+                                    "--stats.severity_permutations", "9"])
     assert 0 <= summary["severity/mae_mean"] <= 4 and summary["severity/subjects"] == 40
     assert summary["severity/spearman_ci_low"] <= summary["severity/spearman_mean"] <= summary["severity/spearman_ci_high"]
     assert 0.1 <= summary["severity/permutation_p_spearman"] <= 1  # 9 permutations: p is at least 1 / 10
@@ -106,12 +106,23 @@ def test_train_pd_target_severity_end_to_end(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "MDS-UPDRS 3.2 severity (lstm_processed): 2 x 5-fold CV on 40 scored subjects" in printed
     assert "Spearman rho" in printed and "permutation test (scores shuffled)" in printed
+    # The screening model carries the regressor with the CV's figures (its own tests: test_screening_model.py).
+    meta = json.loads((out / "screening_model" / "screening.json").read_text())
+    assert (out / "screening_model" / "severity.safetensors").is_file()
+    assert meta["severity"]["cv"]["mae"] == pytest.approx(summary["severity/mae_mean"])
+    assert meta["severity"]["cv"]["permutation_p_spearman"] == summary["severity/permutation_p_spearman"]
+    assert ("it estimates MDS-UPDRS 3.2 too (regressor fitted on every scored subject): cross-validated MAE "
+            f"{summary['severity/mae_mean']:.2f}") in printed
 
     plain = tmp_path / "plain"
-    plain_summary = train_pd("train-pd", [*common, "--out_dir", str(plain), "--save_screening_model", "false"])
+    plain_summary = train_pd("train-pd", [*common, "--cv.repeats", "1", "--out_dir", str(plain)])
     assert not (plain / "severity").exists() and not any(k.startswith("severity/") for k in plain_summary)
+    assert "severity" not in json.loads((plain / "screening_model" / "screening.json").read_text())
+    assert not (plain / "screening_model" / "severity.safetensors").exists()
 
+    # Refused before any training: no CV output is written.
     unscored = synthetic_cohort(12, 12, seed=4).save(tmp_path / "unscored.npz")
     with pytest.raises(UsageError, match="^--target severity: --target severity needs MDS-UPDRS 3.2 scores"):
         train_pd("train-pd", [*common[2:], "--intensities", str(unscored), "--out_dir", str(tmp_path / "x"),
-                              "--target", "severity", "--save_screening_model", "false"])
+                              "--target", "severity"])
+    assert not (tmp_path / "x" / "predictions.csv").exists()
