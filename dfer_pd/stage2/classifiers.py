@@ -282,15 +282,18 @@ class ResidualRNNEstimator(ClassifierMixin, BaseEstimator):
         return self
 
     @torch.no_grad()
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+    def network_output(self, X: np.ndarray) -> torch.Tensor:
+        """The fitted network's raw output on (N, T, F) sequences (logits; the regression form's scaled score)."""
         check_is_fitted(self, "network_")
         X = _sequences(X, type(self).__name__)
         if X.shape[-1] != self.n_features_in_:
             raise ValueError(f"expected {self.n_features_in_} features per step, got {X.shape[-1]}")
         self.network_.eval()
         with torch_threads(getattr(self, "num_threads", 1)):
-            logits = self.network_(torch.as_tensor(X, dtype=torch.float32))
-        positive = pd_probability(logits, self.loss).numpy().astype(np.float64)
+            return self.network_(torch.as_tensor(X, dtype=torch.float32))
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        positive = pd_probability(self.network_output(X), self.loss).numpy().astype(np.float64)
         return np.stack([1.0 - positive, positive], axis=1)
 
     def predict(self, X: np.ndarray) -> np.ndarray:

@@ -23,7 +23,6 @@ from sklearn.svm import SVR
 from sklearn.tree import DecisionTreeRegressor
 from sklearn.utils.validation import check_is_fitted
 
-from dfer_pd.common.parallel import torch_threads
 from dfer_pd.stage2.classifiers import ResidualRNNEstimator, _sequences
 from dfer_pd.stage2.ensemble import fit_members
 from dfer_pd.stage2.features import SequenceScaler
@@ -95,15 +94,8 @@ class ResidualRNNRegressor(RegressorMixin, ResidualRNNEstimator):
         fit_members([self], [X], [y])
         return self
 
-    @torch.no_grad()
     def predict(self, X: np.ndarray) -> np.ndarray:
-        check_is_fitted(self, "network_")
-        X = _sequences(X, type(self).__name__)
-        if X.shape[-1] != self.n_features_in_:
-            raise ValueError(f"expected {self.n_features_in_} features per step, got {X.shape[-1]}")
-        self.network_.eval()
-        with torch_threads(getattr(self, "num_threads", 1)):
-            output = self.network_(torch.as_tensor(X, dtype=torch.float32)).numpy().astype(np.float64)
+        output = self.network_output(X).numpy().astype(np.float64)
         return output * self.target_scale_ + self.target_mean_
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
