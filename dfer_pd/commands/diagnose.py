@@ -40,6 +40,8 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--device", type=str, default="cpu", help="torch device for stage 1: cpu, cuda, cuda:1 ...")
     parser.add_class_arguments(QualityPolicy, "quality", help="What makes a video unusable (the answer is then INCONCLUSIVE).")
     parser.add_argument("--out", type=str, default="runs/diagnose", help="folder for report.json, report.html and report.png")
+    parser.add_argument("--subject_id", type=str | None, default=None,
+                        help="the id printed on the report (default: anonymous); it stays in the report files")
     parser.add_argument("--json", type=bool, default=False,
                         help="print report.json on stdout instead of the summary (exit code 0: a verdict; 3: INCONCLUSIVE)")
     return parser
@@ -63,7 +65,7 @@ def run(cfg: Namespace) -> dict:
     result = diagnose(videos, cfg.stage1, model, device=cfg.device, crop_faces=cfg.crop_faces,
                       face_detector=cfg.face_detector, precision=cfg.precision, runtime=cfg.runtime,
                       quality=QualityPolicy(**cfg.quality.as_dict()))
-    files = write_report(result, model, cfg.out)
+    files = write_report(result, model, cfg.out, subject_id=cfg.subject_id)
     exit_code = EXIT_INCONCLUSIVE if result.inconclusive else 0
     if cfg.json:  # scripts read the report's JSON on stdout; the exit code still tells verdict from INCONCLUSIVE
         print(files["json"].read_text(), end="")

@@ -102,8 +102,9 @@ def test_cli_exit_code_and_json_tell_a_verdict_from_inconclusive(screening_setup
     checkpoint, model, _ = screening_setup
     base = ["diagnose", "--stage1", str(checkpoint), "--screening_model", str(model), "--json", "true"]
     args = [a for e, path in subject.videos.items() for a in (f"--{e}", str(path))]
-    assert cli([*base, *args, "--out", str(tmp_path / "ok")]) == 0
+    assert cli([*base, *args, "--out", str(tmp_path / "ok"), "--subject_id", "P-017"]) == 0
     report = json.loads(capsys.readouterr().out)
+    assert report["subject_id"] == "P-017"
     assert report["verdict"] in ("POSITIVE", "NEGATIVE") and set(report["recognised"]) == set(subject.videos)
     twice = [*args[:-1], str(subject.videos["neutral"])]  # the anger video is the neutral one
     assert cli([*base, *twice, "--out", str(tmp_path / "twice")]) == EXIT_INCONCLUSIVE
