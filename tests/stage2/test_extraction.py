@@ -115,7 +115,7 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
 def test_bad_checkpoints_are_named(tmp_path):
     corrupt = tmp_path / "corrupt.ckpt"
     corrupt.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="corrupt.ckpt is corrupt"):
+    with pytest.raises(CheckpointError, match="corrupt.ckpt is not a readable checkpoint"):
         load_stage1(corrupt)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_stage1(tmp_path / "missing.ckpt")
