@@ -35,7 +35,7 @@ def test_missing_stage1_checkpoint_names_the_flag(screening_setup, tmp_path):
     assert_user_error(done, "dfer-pd diagnose: error: --stage1", "nope.ckpt: file not found", "give the stage-1 checkpoint")
 
 
-def test_corrupt_stage1_checkpoint_is_called_corrupt(screening_setup, tmp_path):
+def test_corrupt_stage1_checkpoint_is_called_corrupt(screening_setup, tmp_path, monkeypatch):
     """Not "trained on another checkpoint": the file is truncated, and the message says so."""
     checkpoint, model, videos = screening_setup
     corrupt = tmp_path / "best.ckpt"
@@ -46,10 +46,14 @@ def test_corrupt_stage1_checkpoint_is_called_corrupt(screening_setup, tmp_path):
     assert "not the stage-1 checkpoint of this scoring contract" not in stderr
     assert "pop from empty list" not in stderr and "Unpickler" not in stderr and "weights_only" not in stderr
     # With --debug (anywhere on the line) or DFER_PD_DEBUG=1 the traceback is shown, for a bug report.
-    for extra, env in ((["--debug"], None), ([], {"DFER_PD_DEBUG": "1"})):
-        done = dfer_pd("diagnose", "--stage1", corrupt, "--screening_model", model, *videos_args(videos),
-                       "--out", tmp_path / "out", *extra, env=env)
-        assert done.returncode == 1 and "Traceback" in done.stderr and "CheckpointError" in done.stderr
+    done = dfer_pd("diagnose", "--stage1", corrupt, "--screening_model", model, *videos_args(videos),
+                   "--out", tmp_path / "out", "--debug")
+    assert done.returncode == 1 and "Traceback" in done.stderr and "CheckpointError" in done.stderr
+    from dfer_pd.cli import debug_requested
+
+    assert debug_requested(["diagnose", "--debug"]) and not debug_requested(["diagnose"])
+    monkeypatch.setenv("DFER_PD_DEBUG", "1")
+    assert debug_requested(["diagnose"])
 
 
 def test_missing_screening_model_and_missing_expression(screening_setup, tmp_path):
