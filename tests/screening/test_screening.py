@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from helpers import save_stage1_checkpoint
+from helpers import save_stage1_checkpoint, with_cv_figures
 from dfer_pd.screening.diagnose import DiagnoseInputError, diagnose, find_expression_videos
 from dfer_pd.screening.report import write_report
 from dfer_pd.stage1.contract import ContractError, ScoringContract
@@ -91,26 +91,13 @@ def test_diagnose_four_videos_writes_report(tiny_cohort, tiny_stage1_checkpoint,
 
 def test_report_shows_the_models_cv_figures_and_reliability(tiny_cohort, tiny_stage1_checkpoint, scored_cohort,
                                                               tmp_path):
-    import dataclasses
-
-    import pandas as pd
-
-    from dfer_pd.stage2.screening_model import calibration_from_cv
-
     _, folder, model = scored_cohort
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 2, 200)
-    predictions = pd.DataFrame({"subject_id": [f"S{i}" for i in range(200)], "label": labels,
-                                "p_pd": np.clip(labels * 0.6 + rng.uniform(0, 0.4, 200), 0, 1)})
-    calibrator, report = calibration_from_cv(predictions, "platt")
-    summary = {"cv/accuracy_mean": 0.81, "cv/accuracy_ci_low": 0.7, "cv/accuracy_ci_high": 0.9, "cv/roc_auc_mean": 0.88,
-               "cv/roc_auc_ci_low": 0.8, "cv/roc_auc_ci_high": 0.95, "cv/repeats": 10, "cv/n_splits": 5}
-    calibrated = dataclasses.replace(model, calibration=calibrator, calibration_report=report, cv_summary=summary)
+    calibrated = with_cv_figures(model)
     result = diagnose(read_manifest(tiny_cohort).subjects[0].videos, tiny_stage1_checkpoint, calibrated)
     files = write_report(result, calibrated, tmp_path / "report")
     saved = json.loads(files["json"].read_text())
     assert saved["model_performance"].startswith("cross-validated accuracy 0.810 (95% CI 0.700-0.900), ROC AUC 0.880")
-    assert saved["calibration"]["method"] == "platt" and saved["calibration"]["brier_calibrated"] == report["brier_calibrated"]
+    assert saved["calibration"]["method"] == "platt" and saved["calibration"]["brier_calibrated"] == calibrated.calibration_report["brier_calibrated"]
     page = files["html"].read_text()
     assert "10 x 5-fold CV" in page and "Brier score" in page and (tmp_path / "report" / "reliability.png").stat().st_size
 

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from dfer_pd.screening.webapp import PROMPTS, Screening, error_html, verdict_html, verdict_of
+from helpers import with_cv_figures
 
 
 class Verdict(enum.Enum):
@@ -50,25 +51,6 @@ def test_app_builds_with_analytics_off(screening_setup, tmp_path):
     ids = {getattr(block, "elem_id", None) for block in app.blocks.values()}
     assert {"video-neutral", "video-happiness", "video-surprise", "video-anger", "screen-button", "verdict",
             "report-figure", "report-files"} <= ids
-
-
-def with_cv_figures(model):
-    """The model as `train-pd` saves it: its CV summary (accuracy, ROC AUC with intervals) and platt calibration."""
-    import dataclasses
-
-    import numpy as np
-    import pandas as pd
-
-    from dfer_pd.stage2.screening_model import calibration_from_cv
-
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 2, 200)
-    predictions = pd.DataFrame({"subject_id": [f"S{i}" for i in range(200)], "label": labels,
-                                "p_pd": np.clip(labels * 0.6 + rng.uniform(0, 0.4, 200), 0, 1)})
-    calibrator, report = calibration_from_cv(predictions, "platt")
-    summary = {"cv/accuracy_mean": 0.81, "cv/accuracy_ci_low": 0.7, "cv/accuracy_ci_high": 0.9, "cv/roc_auc_mean": 0.88,
-               "cv/roc_auc_ci_low": 0.8, "cv/roc_auc_ci_high": 0.95, "cv/repeats": 10, "cv/n_splits": 5}
-    return dataclasses.replace(model, calibration=calibrator, calibration_report=report, cv_summary=summary)
 
 
 def test_verdict_box_shows_the_models_cv_accuracy_and_auc_beside_p_pd():
