@@ -100,6 +100,7 @@ class CohortManifest:
     subjects: list[CohortSubject]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (subject_id, reason)
     ignored_rows: dict[str, int] = field(default_factory=dict)  # expression -> rows ignored
+    problems: list[str] = field(default_factory=list)  # read with lenient=True: what must still be fixed
 
     def __len__(self) -> int:
         return len(self.subjects)
@@ -260,12 +261,15 @@ def read_manifest(
     expressions: Sequence[str] = EXPRESSIONS,
     skip_incomplete: bool = False,
     check_files: bool = True,
+    lenient: bool = False,
 ) -> CohortManifest:
     """Read and validate a cohort manifest.
 
     Every subject needs exactly one row per configured expression. A subject lacking one is an
     error, or with ``skip_incomplete=True`` is left out and listed in ``skipped``.
-    ``check_files`` checks that each used video file or frame folder exists.
+    ``check_files`` checks that each used video file or frame folder exists. With ``lenient`` the
+    problems are returned in ``problems`` (not raised) with the subjects whose videos all exist, so that
+    extraction can check those videos and report both kinds of problem in one list.
     """
     path = Path(path)
     expressions = _check_expressions(expressions)
@@ -378,8 +382,12 @@ def read_manifest(
                 hoehn_yahr=rows.hoehn_yahr[0] if rows.hoehn_yahr else None,
             )
         )
-    if problems:
+    if problems and not (lenient and complete):
         raise _all_problems(path, problems)
+    if lenient and check_files:
+        complete = [s for s in complete if all(video.exists() for video in s.videos.values())]
+        if problems and not complete:
+            raise _all_problems(path, problems)
     if not complete:
         raise ManifestError(
             f"{path}: no subject has a video for every expression {', '.join(expressions)} "
@@ -391,4 +399,5 @@ def read_manifest(
         subjects=complete,
         skipped=skipped,
         ignored_rows=dict(ignored),
+        problems=problems,
     )

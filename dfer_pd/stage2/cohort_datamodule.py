@@ -32,10 +32,13 @@ class PDCohortDataModule(L.LightningDataModule):
         batch_size: int = 8,
         num_workers: int = 0,
         face_crop_cache: str | None = None,
+        lenient_manifest: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.cohort: CohortManifest = read_manifest(Path(manifest), tuple(expressions), skip_incomplete=skip_incomplete)
+        # lenient_manifest: the manifest's problems wait in cohort.problems, for extraction to list with the videos'.
+        self.cohort: CohortManifest = read_manifest(Path(manifest), tuple(expressions), skip_incomplete=skip_incomplete,
+                                                    lenient=lenient_manifest)
         self.to_score: list[tuple[str, Path]] = []
         self.contract: ScoringContract | None = None
 

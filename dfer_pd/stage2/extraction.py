@@ -145,13 +145,18 @@ def extract_intensities(
             digest = file_digest(path)
             digests[subject.subject_id, expression] = digest
             paths.setdefault(digest, path)
-    _refuse_repeated_recordings(cohort, digests)
+    manifest_problems = [*cohort.problems, *_repeated_recordings(cohort, digests)]
     report.videos = len(digests)
     problems = _check_videos(cohort, digests, paths, cache, contract, datamodule, landmarks, quality, report)
+    report.unusable = [u for subject in cohort.subjects for e in cohort.expressions
+                       for u in problems.get(digests[subject.subject_id, e], [])
+                       if (u.subject_id, u.expression) == (subject.subject_id, e)]
+    if manifest_problems:  # the manifest's problems and the videos', in one list: one round of fixes
+        listed = [*manifest_problems, *(u.describe() for u in report.unusable)]
+        prefix = f"{cohort.path}: "
+        raise ManifestError(listed[0] if len(listed) == 1 else f"{cohort.path}: {len(listed)} problems:\n" + "\n".join(
+            f"  {p.removeprefix(prefix)}" for p in listed), listed)
     if problems:
-        report.unusable = [u for subject in cohort.subjects for e in cohort.expressions
-                           for u in problems.get(digests[subject.subject_id, e], [])
-                           if (u.subject_id, u.expression) == (subject.subject_id, e)]
         for u in report.unusable:
             log.warning("unusable video: %s", u.describe())
         if not skip_unusable:
@@ -208,8 +213,8 @@ def extract_intensities(
     return data, report
 
 
-def _refuse_repeated_recordings(cohort, digests: dict[tuple[str, str], str]) -> None:
-    """A subject whose expressions are one recording (the same bytes under two names) is a manifest error."""
+def _repeated_recordings(cohort, digests: dict[tuple[str, str], str]) -> list[str]:
+    """A subject whose expressions are one recording (the same bytes under two names): manifest problems."""
     problems = []
     for subject in cohort.subjects:
         seen: dict[str, str] = {}
@@ -221,9 +226,7 @@ def _refuse_repeated_recordings(cohort, digests: dict[tuple[str, str], str]) -> 
                                 f"{expression!r} video is the same recording as its {first!r} video (line "
                                 f"{subject.line(first)}, identical content); each expression needs its own recording")
             seen.setdefault(digest, expression)
-    if problems:
-        raise ManifestError(problems[0] if len(problems) == 1 else
-                            f"{cohort.path}: {len(problems)} problems:\n" + "\n".join(f"  {p}" for p in problems), problems)
+    return problems
 
 
 def _times_points(landmark_track) -> tuple[np.ndarray, np.ndarray]:

@@ -78,7 +78,7 @@ def load_intensities(job: Stage2Job, command: str = "train-pd") -> CohortLoad:
 
     extraction = job.extraction
     contract = ScoringContract.from_checkpoint(extraction.checkpoint, job.face, extraction.precision, extraction.runtime)
-    datamodule = PDCohortDataModule(job.cohort.manifest, skip_incomplete=job.cohort.skip_incomplete,
+    datamodule = PDCohortDataModule(job.cohort.manifest, skip_incomplete=job.cohort.skip_incomplete, lenient_manifest=True,
                                     face_crop_cache=job.cohort.face_crop_cache, batch_size=extraction.batch_size,
                                     num_workers=extraction.num_workers)
     data, report = extract_intensities(datamodule, extraction.checkpoint, contract, extraction.cache_dir,

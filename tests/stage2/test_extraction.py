@@ -163,3 +163,27 @@ def test_one_recording_under_two_names_is_a_manifest_error_before_any_scoring(ti
                                             r"'happiness' video \(line \d+, identical content\)"):
         extract(manifest, tiny_stage1_checkpoint, tmp_path / "cache")
     assert count_forward["videos"] == 0
+
+
+def test_manifest_and_video_problems_come_in_one_list(tiny_cohort, tiny_stage1_checkpoint, tmp_path, count_forward):
+    """A user fixes everything in one round: a wrong label and an unreadable video are named together."""
+    from dfer_pd.stage2.cohort import ManifestError
+
+    cohort = tmp_path / "cohort"
+    shutil.copytree(tiny_cohort.parent, cohort)
+    manifest = cohort / tiny_cohort.name
+    rows = manifest.read_text().splitlines()
+    rows[1] = rows[1].replace(",PD,", ",PDX,").replace(",HC,", ",HCX,")  # line 2: a label that does not exist
+    manifest.write_text("\n".join(rows) + "\n")
+    last = rows[-1].split(",")  # the last subject's last video becomes a text file
+    (cohort / last[3]).write_text("not a video")
+    datamodule = PDCohortDataModule(str(manifest), batch_size=4, lenient_manifest=True)
+    with pytest.raises(ManifestError) as caught:
+        extract_intensities(datamodule, tiny_stage1_checkpoint, ScoringContract.from_checkpoint(tiny_stage1_checkpoint),
+                            tmp_path / "cache", accelerator="cpu")
+    assert len(caught.value.problems) == 2
+    assert "line 2" in caught.value.problems[0] and "label" in caught.value.problems[0]
+    assert f"manifest line {len(rows)}" in caught.value.problems[1] and "not a readable video" in caught.value.problems[1]
+    assert count_forward["videos"] == 0
+    with pytest.raises(ManifestError, match="line 2"):  # read strictly, the manifest alone stops it
+        PDCohortDataModule(str(manifest))
