@@ -23,8 +23,10 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.special import softmax
 
 from dfer_pd.common.constants import COHORT_LABELS, EXPRESSIONS
+from dfer_pd.stage2.statistics import wilson_interval
 
 TARGET_SHARE = 0.01
 """Share of each group's subjects (scored against the others) the threshold may refuse."""
@@ -39,9 +41,7 @@ expression weak (neutral wins): never refused."""
 def expression_probabilities(cosine: np.ndarray, tau: float) -> np.ndarray:
     """Stage 1's probabilities of the four expressions in each video: softmax of cos / tau over the last axis
     of (..., 4, 4) cosines [asked video, expression]."""
-    logits = np.asarray(cosine, dtype=np.float64) / tau
-    logits = logits - logits.max(axis=-1, keepdims=True)
-    return np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)
+    return softmax(np.asarray(cosine, dtype=np.float64) / tau, axis=-1)
 
 
 def swapped_files(cosine: np.ndarray, tau: float) -> np.ndarray:
@@ -86,19 +86,6 @@ def conformal_threshold(scores: np.ndarray, labels: np.ndarray, target_share: fl
         rank = math.ceil((len(values) + 1) * (1.0 - target_share))
         thresholds.append(values[min(rank, len(values)) - 1])
     return float(max(thresholds))
-
-
-def wilson_interval(count: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval of a proportion ``count / n``."""
-    from scipy.stats import norm
-
-    if n == 0:
-        return (float("nan"), float("nan"))
-    z = float(norm.ppf(0.5 + confidence / 2))
-    share = count / n
-    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 @dataclass
