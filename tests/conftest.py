@@ -56,7 +56,7 @@ def screening_setup(tiny_cohort, tiny_stage1_checkpoint, tmp_path_factory):
     contract = ScoringContract.from_checkpoint(tiny_stage1_checkpoint)
     data, _ = extract_intensities(PDCohortDataModule(str(tiny_cohort), batch_size=4), tiny_stage1_checkpoint, contract,
                                   tmp_path_factory.mktemp("screening_cache"), accelerator="cpu")
-    model = fit_screening_model(data, ClassifierConfig(kind="lstm", hidden_size=8, max_epochs=5), CVConfig(runtime=CPU))
+    model = fit_screening_model(data, ClassifierConfig(init_args={"hidden_size": 8, "max_epochs": 5}), CVConfig(runtime=CPU))
     folder = model.save(tmp_path_factory.mktemp("screening") / "model")
     subject = read_manifest(tiny_cohort).subjects[0]
     return tiny_stage1_checkpoint, folder, subject.videos

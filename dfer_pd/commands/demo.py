@@ -21,7 +21,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--subjects", type=int, default=100, help="subjects in the synthetic PD/HC cohort")
     parser.add_argument("--effect_size", type=float, default=1.5, help="hypomimia strength of the synthetic PD group (0 = none)")
     parser.add_argument("--stage1_epochs", type=int | None, default=None, help="override the dfer_demo config's max_epochs")
-    parser.add_argument("--stage2_epochs", type=int | None, default=None, help="override the pd_demo config's classifier.max_epochs")
+    parser.add_argument("--stage2_epochs", type=int | None, default=None, help="override the pd_demo config's classifier.init_args.max_epochs")
     parser.add_argument("--ablation", type=bool, default=True, help="also run Table 3")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic data and of stage 1")
     return parser
@@ -157,7 +157,7 @@ def run(cfg: Namespace) -> dict:
     stage2("extract", stage2_args)
     stage2_args.append(f"--wandb.dir={wandb_dir}")  # train-pd and ablation open W&B runs; extract does not
     if cfg.stage2_epochs is not None:
-        stage2_args.append(f"--classifier.max_epochs={cfg.stage2_epochs}")
+        stage2_args.append(f"--classifier.init_args.max_epochs={cfg.stage2_epochs}")
     seconds["extraction"] = time.perf_counter() - mark
     ablation_log = out / "stage2" / "ablation.log"
     with contextlib.ExitStack() as stack:

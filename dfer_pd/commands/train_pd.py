@@ -1,6 +1,6 @@
 """`dfer-pd extract | train-pd | ablation`: stage 2 driven by one YAML (experiments/pd_*.yaml).
 
-Every option is a dotted key (`--classifier.hidden_size=32`), which is also how W&B sweeps pass them. The
+Every option is a dotted key (`--classifier.init_args.hidden_size=32`), which is also how W&B sweeps pass them. The
 work is :mod:`dfer_pd.stage2.workflows`; this module parses, opens the W&B run and prints.
 """
 
@@ -61,7 +61,8 @@ GROUP_HELP = {"face": "Whether and how faces are found and cropped before scorin
 
 
 def build_parser(command: str = "train-pd") -> ArgumentParser:
-    """The options of one stage-2 command; every one is a dotted key (`--classifier.hidden_size=32`), as W&B sweeps pass them."""
+    """The options of one stage-2 command; every one is a dotted key (`--classifier.init_args.hidden_size=32`), as W&B
+    sweeps pass them. The classifier's init_args are checked against its estimator's signature when the job is built."""
     if command not in COMMAND_GROUPS:
         raise ValueError(f"unknown stage-2 command {command!r}; one of {tuple(COMMAND_GROUPS)}")
     groups = COMMAND_GROUPS[command]
@@ -100,10 +101,14 @@ def build_job(cfg: Namespace, command: str):
     wandb = settings.pop("wandb", None)
     if "cv" in settings:
         settings["cv"] = dataclasses.replace(settings["cv"], runtime=settings.pop("runtime"))
-    return Stage2Job(out_dir=Path(cfg.out_dir), intensities=cfg.get("intensities"), plots=cfg.get("plots", False),
-                     save_screening_model=cfg.get("save_screening_model", False),
-                     learning_curves=bool(wandb and wandb.learning_curves), target=cfg.get("target", "pd"),
-                     **settings), wandb
+    try:
+        job = Stage2Job(out_dir=Path(cfg.out_dir), intensities=cfg.get("intensities"), plots=cfg.get("plots", False),
+                        save_screening_model=cfg.get("save_screening_model", False),
+                        learning_curves=bool(wandb and wandb.learning_curves), target=cfg.get("target", "pd"),
+                        **settings)
+    except ValueError as err:  # the classifier's class_path or init_args
+        raise UsageError(f"--classifier: {err}") from err
+    return job, wandb
 
 
 def start_wandb(settings: WandbSettings | None, job_type: str, out_dir: Path, config: dict):

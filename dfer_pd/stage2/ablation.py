@@ -3,7 +3,7 @@
 Every row is cross-validated on the same subject folds, repeat by repeat; ``table3.csv`` / ``table3.md`` put
 our mean ± std over repeats, a 95% interval, the out-of-fold ROC AUC, sensitivity and specificity and a
 paired test against the paper's model beside the figures the paper reports. A row names its classifier by the registry kind
-(:data:`dfer_pd.stage2.classifiers.CLASSIFIERS`); a classifier the paper did not test gets a row
+(:data:`dfer_pd.stage2.settings.CLASSIFIERS`); a classifier the paper did not test gets a row
 without paper figures.
 """
 
@@ -19,10 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dfer_pd.stage2.settings import ClassifierConfig
 from dfer_pd.stage2.features import CohortIntensities
 from dfer_pd.stage2.metrics import CVResult
-from dfer_pd.stage2.settings import CVConfig
+from dfer_pd.stage2.settings import RECURRENT_KINDS, ClassifierConfig, CVConfig
 
 PAPER_METRICS: tuple[str, ...] = ("accuracy", "precision", "recall", "f1")
 # Our metric compared with each paper column: support-weighted (see the note written into table3.md).
@@ -50,11 +49,16 @@ def table3_row(
     network: str, processing: bool, residual: bool, figures: tuple[float, float, float, float] | None = None
 ) -> Table3Row:
     """A row for the classifier registered as ``network.lower()``, on Eq. 4 (``processing``) or raw features."""
+    return Table3Row(network, processing, residual, _row_classifier(network, "processed" if processing else "raw", residual),
+                     dict(zip(PAPER_METRICS, figures or ())))
+
+
+def _row_classifier(network: str, features: str, residual: bool) -> ClassifierConfig:
     kind = network.lower()
-    features = "processed" if processing else "raw"
     name = f"{kind}_{features}" + ("_residual" if residual else "")
-    config = ClassifierConfig(name=name, kind=kind, features=features, residual=residual)
-    return Table3Row(network, processing, residual, config, dict(zip(PAPER_METRICS, figures or ())))
+    if kind in RECURRENT_KINDS:
+        return ClassifierConfig.of_kind(kind, features, name=name, residual=residual)
+    return ClassifierConfig.of_kind(kind, features, name=name)
 
 
 # Accuracy, precision, recall, F1-score as printed in the paper's Table 3.
@@ -81,10 +85,8 @@ TABLE3_ROWS: tuple[Table3Row, ...] = (
 def kinematic_row(network: str, features: str, residual: bool) -> Table3Row:
     """A row beyond the paper: the classifier on landmark kinematics (``kinematics``), or on the Eq. 4
     features and the kinematics together (``clip+kinematics``, marked as processed)."""
-    kind = network.lower()
-    name = f"{kind}_{features}" + ("_residual" if residual else "")
-    config = ClassifierConfig(name=name, kind=kind, features=features, residual=residual)
-    return Table3Row(f"{network} ({features})", features == "clip+kinematics", residual, config, {})
+    return Table3Row(f"{network} ({features})", features == "clip+kinematics", residual,
+                     _row_classifier(network, features, residual), {})
 
 
 # Rows added when the cohort has landmark kinematics (dfer_pd.stage2.kinematics); the paper has none.
@@ -123,17 +125,11 @@ RAW_NOTE = (
 
 
 def row_config(row: Table3Row, base_config: ClassifierConfig | None = None) -> ClassifierConfig:
-    """The row's classifier; ``base_config`` supplies the shared training settings (epochs, width, lr ...)."""
-    if base_config is None:
+    """The row's classifier; a ``base_config`` of the same estimator class supplies the shared settings (a
+    network row takes train-pd's epochs, width, lr ...; the row's cell and residual path stay its own)."""
+    if base_config is None or base_config.class_path != row.config.class_path:
         return row.config
-    return dataclasses.replace(
-        base_config,
-        name=row.config.name,
-        kind=row.config.kind,
-        features=row.config.features,
-        residual=row.config.residual,
-        sklearn_params=dict(row.config.sklearn_params),
-    )
+    return dataclasses.replace(row.config, init_args={**base_config.init_args, **row.config.init_args})
 
 
 def run_ablation(

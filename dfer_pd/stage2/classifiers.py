@@ -1,18 +1,26 @@
-"""The stage-2 classifiers as scikit-learn estimators, a registry of them, and the one pipeline every fit uses.
+"""The stage-2 classifiers as scikit-learn estimators, built by ``class_path``, and the one pipeline every fit uses.
 
 Every classifier takes the per-subject sequences (N, 4 videos, F features) and is fitted as
 ``Pipeline([("scale", SequenceScaler()), ("classify", estimator)])`` built by :func:`build_pipeline`:
 the residual LSTM/GRU (:class:`ResidualRNNEstimator`, which carves its own stratified validation split
 from the rows it is given for early stopping and best-weight selection) and the Table 3 baselines
 (:class:`FlatClassifier` around DT, naive Bayes, RF and SVM, which see the sequences flattened to
-(N, 4 * F)). Adding a classifier is one :data:`CLASSIFIERS` entry (plus its Table 3 row).
+(N, 4 * F)). A :class:`~dfer_pd.stage2.settings.ClassifierConfig` names the estimator's class and the
+``__init__`` parameters that differ from their defaults: the signature is the schema, checked by jsonargparse
+as stage 1's data modules are. The named classifiers (Table 3's rows) are
+:data:`~dfer_pd.stage2.settings.CLASSIFIERS`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
+import importlib
+import json
 import logging
 import math
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
@@ -23,23 +31,26 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping
 from lightning.pytorch.loggers import Logger
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
-from sklearn.calibration import CalibratedClassifierCV
-from sklearn.ensemble import RandomForestClassifier
-from sklearn.naive_bayes import GaussianNB
 from sklearn.pipeline import Pipeline
-from sklearn.svm import SVC
-from sklearn.tree import DecisionTreeClassifier
 from sklearn.utils.validation import check_is_fitted
 from torch.utils.data import DataLoader, TensorDataset
 
 from dfer_pd.common.parallel import torch_threads
+from dfer_pd.stage2.ensemble import NetworkBatch, fit_members, open_batch
 from dfer_pd.stage2.features import SequenceScaler
-from dfer_pd.stage2.ensemble import fit_members
 from dfer_pd.stage2.module import PDClassifierModule, pd_probability
 from dfer_pd.stage2.sequence_classifier import ResidualRNNClassifier
-from dfer_pd.stage2.settings import CLASSIFIER_KINDS, LOSS_OUTPUTS, ClassifierConfig, CVConfig
+from dfer_pd.stage2.settings import (
+    CLASSIFIERS,
+    DERIVED_NAMES,
+    LOSS_OUTPUTS,
+    RECURRENT_KINDS,
+    RNN_CLASS_PATH,
+    ClassifierConfig,
+    RuntimeSettings,
+    derived_name,
+)
 from dfer_pd.stage2.splits import validation_split
-
 
 
 def _sequences(X: Any, estimator: str) -> np.ndarray:
@@ -54,14 +65,13 @@ def _sequences(X: Any, estimator: str) -> np.ndarray:
 class FlatClassifier(ClassifierMixin, BaseEstimator):
     """A scikit-learn classifier on sequences flattened from (N, T, F) to (N, T * F): the Table 3 baselines.
 
-    ``fit`` clones ``estimator`` and fits the clone (``estimator_``); ``logger`` is accepted so every
-    registry entry fits the same way, but a one-shot fit has no training curve to log.
+    ``fit`` clones ``estimator`` and fits the clone (``estimator_``).
     """
 
     def __init__(self, estimator: BaseEstimator | None = None) -> None:
         self.estimator = estimator
 
-    def fit(self, X: np.ndarray, y: np.ndarray, logger: Logger | None = None) -> FlatClassifier:
+    def fit(self, X: np.ndarray, y: np.ndarray) -> FlatClassifier:
         if self.estimator is None:
             raise ValueError("FlatClassifier needs an estimator")
         X = _sequences(X, type(self).__name__)
@@ -79,6 +89,17 @@ class FlatClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "estimator_")
         X = _sequences(X, type(self).__name__)
         return self.estimator_.predict(X.reshape(len(X), -1))
+
+
+class EpochHistory(Callback):
+    """Keeps every epoch's logged metrics (``train/loss``, ``val/loss``, ``val/<metric>``), as the batched engine's ``history_``."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, float]] = []
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        self.rows.append({"epoch": int(trainer.current_epoch), **metrics})
 
 
 class BestWeights(Callback):
@@ -125,10 +146,6 @@ def _quiet_and_restored_torch_flags() -> Iterator[None]:
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = cudnn
 
 
-ENGINES: tuple[str, ...] = ("batched", "lightning")
-"""How the residual networks train: many at once in one lean loop, or one Lightning fit each."""
-
-
 def _as_tensors(inputs: np.ndarray, labels: np.ndarray) -> TensorDataset:
     return TensorDataset(torch.as_tensor(inputs, dtype=torch.float32), torch.as_tensor(labels, dtype=torch.long))
 
@@ -137,18 +154,36 @@ class ResidualRNNEstimator(ClassifierMixin, BaseEstimator):
     """The residual LSTM/GRU (:class:`ResidualRNNClassifier`) as a scikit-learn estimator on (N, T, F) sequences.
 
     ``fit`` carves a stratified validation split of ``val_fraction`` of its rows (seeded by ``split_seed``,
-    the same split for every ``random_state``), trains a fresh network on the rest with Lightning
-    (``random_state`` seeds the weights and the batch order; ``deterministic`` asks for deterministic
-    kernels), stops early after ``patience`` epochs without a lower validation loss and keeps the weights
-    of the best epoch; ``val_fraction=0`` trains ``max_epochs`` and keeps the last weights. The fitted
-    network lives on the CPU (``network_``). ``predict_proba`` returns one column per ``classes_``.
-    The fitted state is tensors plus JSON-able attributes (:meth:`export_fitted` / :meth:`import_fitted`),
-    so a screening model stores it without pickle.
+    the same split for every ``random_state``), trains a fresh network on the rest (``random_state`` seeds
+    the weights and the batch order), stops early after ``patience`` epochs without a lower validation loss
+    and keeps the weights of the best epoch; ``val_fraction=0`` trains ``max_epochs`` and keeps the last
+    weights. The fitted network lives on the CPU (``network_``), its per-epoch curves in ``history_``.
+    ``predict_proba`` returns one column per ``classes_``. The fitted state is tensors plus JSON-able
+    attributes (:meth:`export_fitted` / :meth:`import_fitted`), so a screening model stores it without pickle.
 
-    ``engine="batched"`` (the default) trains through :func:`dfer_pd.stage2.ensemble.fit_members`, the
-    lean loop that cross-validation uses to train many such networks at once; ``engine="lightning"``
-    runs one Lightning ``Trainer`` fit. Both follow the same recipe with the same random streams and
-    agree to rounding (tests/stage2/test_ensemble.py).
+    The parameters are what the network computes; how it runs (device, engine, threads, deterministic
+    kernels) is the :class:`~dfer_pd.stage2.settings.RuntimeSettings` of the
+    :class:`~dfer_pd.stage2.ensemble.NetworkBatch` it is fitted in. The batched engine (the default) trains
+    through :func:`dfer_pd.stage2.ensemble.fit_members`, the lean loop that trains many such networks at
+    once; the lightning engine runs one Lightning ``Trainer`` fit. Both follow the same recipe with the same
+    random streams and agree to rounding (tests/stage2/test_ensemble.py).
+
+    Args:
+        cell: lstm or gru.
+        residual: add the residual connection around the recurrent layers (the paper's model).
+        hidden_size: width of the recurrent layers.
+        num_layers: number of stacked recurrent layers.
+        dropout: dropout between recurrent layers.
+        loss: bce (one PD logit) or ce (two-class softmax).
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        max_epochs: most epochs of training per fit.
+        batch_size: subjects per training batch.
+        patience: epochs without a lower validation loss before early stopping.
+        val_fraction: share of the training rows held out (stratified) for early stopping and best-weight
+            selection (0: train max_epochs, keep the last weights).
+        split_seed: seed of that validation split (cross-validation sets it from its own split seed).
+        random_state: seed of the weights and the batch order (cross-validation sets the training seed).
     """
 
     def __init__(
@@ -167,10 +202,6 @@ class ResidualRNNEstimator(ClassifierMixin, BaseEstimator):
         val_fraction: float = 0.2,
         split_seed: int = 0,
         random_state: int = 0,
-        accelerator: str = "cpu",
-        deterministic: bool = True,
-        engine: Literal["batched", "lightning"] = "batched",
-        num_threads: int = 1,
     ) -> None:
         self.cell = cell
         self.residual = residual
@@ -186,10 +217,6 @@ class ResidualRNNEstimator(ClassifierMixin, BaseEstimator):
         self.val_fraction = val_fraction
         self.split_seed = split_seed
         self.random_state = random_state
-        self.accelerator = accelerator
-        self.deterministic = deterministic
-        self.engine = engine
-        self.num_threads = num_threads
 
     def build_network(self, input_size: int) -> ResidualRNNClassifier:
         """The untrained network these parameters describe (the batched engine builds its members with it)."""
@@ -215,8 +242,6 @@ class ResidualRNNEstimator(ClassifierMixin, BaseEstimator):
             raise ValueError(f"training rows must hold both classes, got {classes.tolist()}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        if self.engine not in ENGINES:
-            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
         return X, labels, classes
 
     def set_fitted(self, state: dict[str, torch.Tensor], classes: np.ndarray, best_epoch: int | None,
@@ -233,43 +258,55 @@ class ResidualRNNEstimator(ClassifierMixin, BaseEstimator):
         self.fit_seconds_ = 0.0  # set by the batched engine: this network's share of its group's time
         return self
 
-    def fit(self, X: np.ndarray, y: np.ndarray, logger: Logger | None = None) -> ResidualRNNEstimator:
-        """Train on (X, y); ``logger`` (a Lightning logger) records the training and validation curves."""
-        X, labels, classes = self.check_training_rows(X, y)
-        if self.engine == "batched":
+    def fit(self, X: np.ndarray, y: np.ndarray) -> ResidualRNNEstimator:
+        """Train on (X, y) as the open :class:`~dfer_pd.stage2.ensemble.NetworkBatch` says (default: batched, now)."""
+        batch = open_batch()
+        runtime = batch.runtime if batch is not None else RuntimeSettings()
+        if runtime.engine == "lightning":
+            return self._fit_with_lightning(X, y, runtime)
+        return self.fit_batched(X, y)
+
+    def fit_batched(self, X: np.ndarray, y: np.ndarray) -> ResidualRNNEstimator:
+        """Queue (X, y) in the open batch, to train with the others when it closes; with none, train now."""
+        self.check_training_rows(X, y)
+        batch = open_batch()
+        if batch is not None:
+            batch.queue(self, X, y)
+        else:
             fit_members([self], [X], [y])
-            if logger is not None:
-                log_history(logger, self.history_)
-            return self
+        return self
+
+    def _fit_with_lightning(self, X: np.ndarray, y: np.ndarray, runtime: RuntimeSettings) -> ResidualRNNEstimator:
+        X, labels, classes = self.check_training_rows(X, y)
         fit_idx, val_idx = validation_split(labels, np.arange(len(X)), self.val_fraction, self.split_seed)
         L.seed_everything(self.random_state, verbose=False)
         module = PDClassifierModule(self.build_network(X.shape[-1]), loss=self.loss, lr=self.lr,
-                                    weight_decay=self.weight_decay)
+                                    weight_decay=self.weight_decay, validation_metrics=True)
         train_loader = DataLoader(
             _as_tensors(X[fit_idx], labels[fit_idx]),
             batch_size=self.batch_size,
             shuffle=True,
             generator=torch.Generator().manual_seed(self.random_state),
         )
-        callbacks: list[Callback] = []
+        history = EpochHistory()
+        callbacks: list[Callback] = [history]
         val_loader = None
         best = BestWeights("val/loss")
         if len(val_idx):
             val_loader = DataLoader(_as_tensors(X[val_idx], labels[val_idx]), batch_size=len(val_idx))
-            callbacks = [best, EarlyStopping(monitor="val/loss", mode="min", patience=self.patience)]
-        with _quiet_and_restored_torch_flags(), torch_threads(self.num_threads):
+            callbacks += [best, EarlyStopping(monitor="val/loss", mode="min", patience=self.patience)]
+        with _quiet_and_restored_torch_flags(), torch_threads(runtime.threads):
             trainer = L.Trainer(
                 max_epochs=self.max_epochs,
-                accelerator=self.accelerator,
+                accelerator=runtime.accelerator,
                 devices=1,
-                logger=logger if logger is not None else False,
+                logger=False,
                 callbacks=callbacks,
                 enable_progress_bar=False,
                 enable_model_summary=False,
                 enable_checkpointing=False,
                 num_sanity_val_steps=0,
-                log_every_n_steps=1,
-                deterministic=self.deterministic,
+                deterministic=runtime.deterministic,
             )
             trainer.fit(module, train_loader, val_loader)
         best.restore(module)
@@ -278,7 +315,7 @@ class ResidualRNNEstimator(ClassifierMixin, BaseEstimator):
         self.n_features_in_ = X.shape[-1]
         self.best_epoch_ = best.best_epoch
         self.n_epochs_ = trainer.current_epoch
-        self.history_ = []
+        self.history_ = history.rows
         return self
 
     @torch.no_grad()
@@ -289,8 +326,7 @@ class ResidualRNNEstimator(ClassifierMixin, BaseEstimator):
         if X.shape[-1] != self.n_features_in_:
             raise ValueError(f"expected {self.n_features_in_} features per step, got {X.shape[-1]}")
         self.network_.eval()
-        with torch_threads(getattr(self, "num_threads", 1)):
-            return self.network_(torch.as_tensor(X, dtype=torch.float32))
+        return self.network_(torch.as_tensor(X, dtype=torch.float32))
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         positive = pd_probability(self.network_output(X), self.loss).numpy().astype(np.float64)
@@ -327,76 +363,104 @@ def log_history(logger: Logger, history: list[dict[str, float]]) -> None:
     logger.save()
 
 
-ClassifierFactory = Callable[[ClassifierConfig, int, CVConfig], BaseEstimator]
-"""``factory(config, seed, cv)`` -> an unfitted estimator on (N, T, F) sequences with ``fit(X, y, logger=None)``
-and ``predict_proba``; ``seed`` is the training seed, ``cv`` supplies the in-fold selection settings."""
+def _import_class(class_path: str) -> type:
+    module, _, name = class_path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ValueError(f"class_path {class_path!r}: no such class ({err})") from err
 
 
-def recurrent(cell: Literal["lstm", "gru"]) -> ClassifierFactory:
-    """A registry factory for the residual ``cell`` network, configured by :class:`ClassifierConfig`."""
+@functools.cache
+def _estimator_parser():
+    from jsonargparse import ArgumentParser
 
-    def build(config: ClassifierConfig, seed: int, cv: CVConfig) -> ResidualRNNEstimator:
-        return ResidualRNNEstimator(
-            cell=cell, residual=config.residual, hidden_size=config.hidden_size, num_layers=config.num_layers,
-            dropout=config.dropout, loss=config.loss, lr=config.lr, weight_decay=config.weight_decay,
-            max_epochs=config.max_epochs, batch_size=config.batch_size, patience=config.patience,
-            val_fraction=cv.val_fraction, split_seed=cv.split_seed, random_state=seed,
-            accelerator=cv.runtime.accelerator, deterministic=cv.runtime.deterministic, engine=cv.runtime.engine, num_threads=cv.runtime.threads,
-        )
-
-    return build
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--estimator", type=BaseEstimator)
+    return parser
 
 
-def flat(make: Callable[[dict[str, Any], int], BaseEstimator]) -> ClassifierFactory:
-    """A registry factory for a scikit-learn classifier ``make(params, seed)`` on flattened sequences;
-    ``params`` are :attr:`ClassifierConfig.sklearn_params`."""
+@functools.lru_cache(maxsize=256)
+def _template(class_path: str, init_args_json: str) -> BaseEstimator:
+    parser = _estimator_parser()
+    spec = {"class_path": class_path, "init_args": json.loads(init_args_json)}
+    try:
+        return parser.instantiate(parser.parse_object({"estimator": spec})).estimator
+    except Exception as err:  # jsonargparse's ArgumentError, or the class's own check of its arguments
+        lines = [line.strip().rstrip(":") for line in str(err).splitlines()
+                 if line.strip() and not line.strip().startswith(("Problem with given class_path", 'Parser key "estimator"'))]
+        message = f"class_path {class_path}: " + "; ".join(lines[-2:])
+        if "not accepted" in message:
+            import inspect
 
-    def build(config: ClassifierConfig, seed: int, cv: CVConfig) -> FlatClassifier:
-        return FlatClassifier(make(dict(config.sklearn_params), seed))
-
-    return build
-
-
-def _decision_tree(params: dict[str, Any], seed: int) -> DecisionTreeClassifier:
-    return DecisionTreeClassifier(**{"random_state": seed, **params})
-
-
-def _naive_bayes(params: dict[str, Any], seed: int) -> GaussianNB:  # the paper's "BC"
-    return GaussianNB(**params)
-
-
-def _random_forest(params: dict[str, Any], seed: int) -> RandomForestClassifier:
-    return RandomForestClassifier(**{"random_state": seed, "n_jobs": 1, **params})
+            accepted = list(inspect.signature(_import_class(class_path)).parameters)
+            message += f" (its parameters: {', '.join(accepted)})"
+        raise ValueError(message) from err
 
 
-def _svm(params: dict[str, Any], seed: int) -> CalibratedClassifierCV:
-    # An RBF SVC with Platt scaling fitted out-of-sample; SVC(probability=True) is deprecated in sklearn 1.9.
-    # ``params`` go to the SVC.
-    return CalibratedClassifierCV(SVC(**{"random_state": seed, **params}), method="sigmoid", ensemble=False)
+def build_estimator(config: ClassifierConfig) -> BaseEstimator:
+    """A fresh, unfitted estimator of ``config``'s class, its ``init_args`` checked against its signature."""
+    return clone(_template(config.class_path, json.dumps(config.init_args, sort_keys=True, default=str)))
 
 
-CLASSIFIERS: dict[str, ClassifierFactory] = {
-    "lstm": recurrent("lstm"),
-    "gru": recurrent("gru"),
-    "dt": flat(_decision_tree),
-    "bc": flat(_naive_bayes),
-    "rf": flat(_random_forest),
-    "svm": flat(_svm),
-}
-"""Classifier kind -> factory, one for each of :data:`~dfer_pd.stage2.settings.CLASSIFIER_KINDS`."""
-if tuple(CLASSIFIERS) != CLASSIFIER_KINDS:  # the settings validate kinds without importing this registry
-    raise ImportError(f"the registry's kinds {tuple(CLASSIFIERS)} differ from CLASSIFIER_KINDS {CLASSIFIER_KINDS}")
+def estimator_kind(estimator: BaseEstimator) -> str:
+    """The registry kind of ``estimator`` (lstm, gru, dt, bc, rf, svm), else its class name in lower case."""
+    if isinstance(estimator, ResidualRNNEstimator):
+        return estimator.cell
+    inner = estimator.estimator if isinstance(estimator, FlatClassifier) else estimator
+    for kind, spec in CLASSIFIERS.items():
+        if kind not in RECURRENT_KINDS and type(inner) is _import_class(spec["init_args"]["estimator"]["class_path"]):
+            return kind
+    return type(inner).__name__.lower()
 
 
-def build_pipeline(config: ClassifierConfig, seed: int, cv: CVConfig | None = None) -> Pipeline:
+def resolve_classifier(config: ClassifierConfig) -> ClassifierConfig:
+    """``config`` checked (its estimator built once) and named: a missing name, or one spelled from values
+    (``lstm_processed_residual``), is spelled from the estimator's actual values, so a sweep trial with
+    ``residual`` false is ``lstm_processed``, not the file's label."""
+    estimator = build_estimator(config)
+    name = config.name
+    if not name or name in DERIVED_NAMES:
+        name = derived_name(estimator_kind(estimator), config.features, bool(getattr(estimator, "residual", False)))
+    class_path = f"{type(estimator).__module__}.{type(estimator).__qualname__}"  # a short name, spelled out
+    return dataclasses.replace(config, name=name, class_path=class_path)
+
+
+PICKLE_FREE_CLASS_PATHS: tuple[str, ...] = (RNN_CLASS_PATH,)
+"""The estimators whose fitted state a screening model stores (tensors + JSON)."""
+
+
+def stored_classifier(values: dict[str, Any]) -> ClassifierConfig:
+    """A classifier config read back from a saved model. Only :data:`PICKLE_FREE_CLASS_PATHS` are accepted, so
+    reading a model file never imports or builds any other class."""
+    config = ClassifierConfig(**values)
+    if config.class_path not in PICKLE_FREE_CLASS_PATHS:
+        raise ValueError(f"class_path {config.class_path!r} is not one a screening model stores "
+                         f"({', '.join(PICKLE_FREE_CLASS_PATHS)})")
+    return config
+
+
+def trains_in_epochs(config: ClassifierConfig) -> bool:
+    """Whether ``config``'s estimator is a residual network (seconds per fit; the batched engine's)."""
+    return isinstance(build_estimator(config), ResidualRNNEstimator)
+
+
+def seeded(pipeline: Pipeline, seed: int, split_seed: int = 0) -> Pipeline:
+    """``pipeline`` with the training ``seed`` on every ``random_state`` of its steps (scikit-learn's convention)
+    and ``split_seed`` on every network's validation split."""
+    params = pipeline.get_params(deep=True)
+    pipeline.set_params(**{key: int(seed) for key in params if key.rpartition("__")[2] == "random_state"},
+                        **{key: int(split_seed) for key in params if key.rpartition("__")[2] == "split_seed"})
+    return pipeline
+
+
+def build_pipeline(config: ClassifierConfig, seed: int = 0, split_seed: int = 0) -> Pipeline:
     """The one way a stage-2 classifier is fitted: fold-local scaling of the sequences, then the estimator.
 
     The scaler is fitted on every row given to ``fit`` (the training fold: for the residual networks it
     includes the validation split they carve afterwards, never the test fold).
-    ``fit(X, y, classify__logger=logger)`` passes a Lightning logger to the estimator.
     """
-    estimator = CLASSIFIERS[config.kind](config, seed, cv or CVConfig())
-    return Pipeline([("scale", SequenceScaler()), ("classify", estimator)])
+    return seeded(Pipeline([("scale", SequenceScaler()), ("classify", build_estimator(config))]), seed, split_seed)
 
 
 def saves_without_pickle(estimator: BaseEstimator) -> bool:
@@ -406,67 +470,31 @@ def saves_without_pickle(estimator: BaseEstimator) -> bool:
 
 def pickle_free_kinds() -> tuple[str, ...]:
     """The registry kinds whose fitted pipeline a screening model can save."""
-    return tuple(kind for kind, factory in CLASSIFIERS.items()
-                 if saves_without_pickle(factory(ClassifierConfig(kind=kind), 0, CVConfig())))
-
-
-def batches_with_others(pipeline: Pipeline) -> bool:
-    """Whether ``pipeline``'s classifier trains in the batched engine (with other such pipelines, in one loop)."""
-    estimator = pipeline.named_steps["classify"]
-    return isinstance(estimator, ResidualRNNEstimator) and estimator.engine == "batched"
+    return tuple(kind for kind in CLASSIFIERS if saves_without_pickle(build_estimator(ClassifierConfig.of_kind(kind))))
 
 
 def fit_pipelines(
     pipelines: list[Pipeline],
     inputs: list[np.ndarray],
     labels: list[np.ndarray],
+    runtime: RuntimeSettings = RuntimeSettings(),
     progress: Callable[[float], None] | None = None,
 ) -> list[float]:
-    """Fit each pipeline on its own rows, as ``pipeline.fit(X, y)`` would, the residual networks all at once.
+    """``pipeline.fit(X, y)`` for each pipeline on its own rows, in one :class:`NetworkBatch`: the residual
+    networks among them train together when it closes, on ``runtime``.
 
-    Every scaler is fitted on its own pipeline's rows only; the networks of batched-engine pipelines then
-    train together (:func:`dfer_pd.stage2.ensemble.fit_members`), every other pipeline is fitted in turn.
     ``progress`` receives the share of a fit completed (1 per fit in total). Returns each fit's seconds
     (a batched network's share of its group's wall time, in proportion to the epochs it trained).
     """
-    import time
-    from concurrent.futures import ThreadPoolExecutor
-
     if not len(pipelines) == len(inputs) == len(labels):
         raise ValueError(f"{len(pipelines)} pipelines, {len(inputs)} inputs and {len(labels)} label arrays")
-    seconds = [0.0] * len(pipelines)
-    together = [i for i, pipeline in enumerate(pipelines) if batches_with_others(pipeline)]
-    one_by_one = [i for i in range(len(pipelines)) if i not in set(together)]
-
-    def fit_one_by_one(indices: list[int]) -> None:
-        for i in indices:
+    seconds = []
+    with NetworkBatch(runtime, progress) as batch:
+        for pipeline, X, y in zip(pipelines, inputs, labels):
             started = time.perf_counter()
-            pipelines[i].fit(inputs[i], labels[i])
-            seconds[i] = time.perf_counter() - started
-            if progress is not None:
+            pipeline.fit(X, y)
+            seconds.append(time.perf_counter() - started)
+            if progress is not None and not batch.holds(pipeline[-1]):
                 progress(1.0)
-
-    if not together:
-        fit_one_by_one(one_by_one)
-        return seconds
-    # The scikit-learn fits run on a second thread while the networks train on this one (both release the
-    # GIL in their heavy parts), so on two cores the baselines cost little extra wall time. Networks that
-    # train with Lightning stay on this thread.
-    lightning = [i for i in one_by_one if isinstance(pipelines[i].named_steps["classify"], ResidualRNNEstimator)]
-    sklearn_fits = [i for i in one_by_one if i not in set(lightning)]
-    fit_one_by_one(lightning)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        baselines = pool.submit(fit_one_by_one, sklearn_fits) if sklearn_fits else None
-        estimators, scaled, targets = [], [], []
-        for i in together:
-            started = time.perf_counter()
-            scaled.append(pipelines[i].named_steps["scale"].fit_transform(inputs[i]))
-            estimators.append(pipelines[i].named_steps["classify"])
-            targets.append(labels[i])
-            seconds[i] = time.perf_counter() - started
-        fit_members(estimators, scaled, targets, progress=progress)
-        if baselines is not None:
-            baselines.result()
-    for i, estimator in zip(together, estimators):
-        seconds[i] += estimator.fit_seconds_
-    return seconds
+    return [taken + (pipeline[-1].fit_seconds_ if batch.holds(pipeline[-1]) else 0.0)
+            for taken, pipeline in zip(seconds, pipelines)]

@@ -11,7 +11,6 @@ train together as one batched ensemble (:mod:`dfer_pd.stage2.ensemble`); the bas
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +22,11 @@ from lightning.pytorch.loggers import Logger
 from dfer_pd.common.loggers import finish_wandb_run
 from dfer_pd.common.parallel import process_context, resolve_workers, torch_threads
 from dfer_pd.common.progress import progress_bar
-from dfer_pd.stage2.classifiers import batches_with_others, build_pipeline, fit_pipelines, log_history
+from dfer_pd.stage2.classifiers import build_pipeline, fit_pipelines, log_history, resolve_classifier, trains_in_epochs
 from dfer_pd.stage2.features import CohortIntensities
 from dfer_pd.stage2.metrics import CVResult, classification_metrics, confusion_counts, roc_auc
 from dfer_pd.stage2.splits import FoldLeakageError, subject_folds
-from dfer_pd.stage2.settings import RECURRENT_KINDS, ClassifierConfig, CVConfig
+from dfer_pd.stage2.settings import ClassifierConfig, CVConfig
 from dfer_pd.stage2.statistics import Calibrator
 
 Folds = list[tuple[np.ndarray, np.ndarray]]
@@ -91,7 +90,7 @@ def worker_count(jobs: Sequence[FitJob], workers: int) -> int:
     """Processes that share ``jobs``: ``workers`` as given, or for 0 one per CPU where the network fits pay for it."""
     count = min(resolve_workers(workers), len(jobs))
     if workers == 0:
-        networks = sum(job.config.kind in RECURRENT_KINDS for job in jobs)
+        networks = sum(trains_in_epochs(job.config) for job in jobs)
         count = min(count, networks // NETWORK_FITS_PER_WORKER)
     return max(count, 1)
 
@@ -123,54 +122,29 @@ def fit_predict_jobs(
         kind = job.config.features
         if kind not in inputs_by_kind:
             inputs_by_kind[kind] = data.inputs(kind)
-        repeat_cv = dataclasses.replace(cv, split_seed=cv.split_seed + job.repeat)  # new validation splits too
-        pipelines.append(build_pipeline(job.config, training_seed(job.seed, job.repeat), repeat_cv))
+        # Each repeat draws new validation splits inside its training folds too.
+        pipelines.append(build_pipeline(job.config, training_seed(job.seed, job.repeat), cv.split_seed + job.repeat))
         train_inputs.append(inputs_by_kind[kind][job.train_idx])
         train_labels.append((data.labels if job.labels is None else job.labels)[job.train_idx])
-    outcomes: list[JobOutcome | None] = [None] * len(jobs)
-
-    def predict(i: int) -> JobOutcome:
-        pipeline = pipelines[i]
-        if list(pipeline.classes_) != [0, 1]:
-            raise ValueError(f"training fold must hold both classes, got {pipeline.classes_}")
-        p_pd = pipeline.predict_proba(inputs_by_kind[jobs[i].config.features][jobs[i].test_idx])[:, 1]
-        estimator = pipeline.named_steps["classify"]
-        return JobOutcome(p_pd, getattr(estimator, "history_", None) or None, seconds[i])
-
-    def report(i: int, logger: Logger) -> None:
-        job = jobs[i]
-        metrics = classification_metrics(data.labels[job.test_idx], outcomes[i].p_pd, cv.threshold)
-        logger.log_metrics({f"test/{name}": value for name, value in metrics.items()})
-        logger.save()
-
-    if logger_factory is None:
-        seconds = fit_pipelines(pipelines, train_inputs, train_labels, progress)
-        with torch_threads(cv.runtime.threads):
-            return [predict(i) for i in range(len(jobs))]
-    seconds = [0.0] * len(jobs)
-    # With loggers: the batched networks train together and replay their curves afterwards; a fit that
-    # logs live (the Lightning engine) gets its logger while it trains.
-    together = [i for i, pipeline in enumerate(pipelines) if batches_with_others(pipeline)]
-    for i, taken in zip(together, fit_pipelines([pipelines[i] for i in together], [train_inputs[i] for i in together],
-                                                [train_labels[i] for i in together], progress)):
-        seconds[i] = taken
-    for i, job in enumerate(jobs):
-        logger = logger_factory(job.repeat, job.fold, job.seed)
-        try:
-            if i in together:
-                if logger is not None:
-                    log_history(logger, pipelines[i].named_steps["classify"].history_)
-            else:
-                started = time.perf_counter()
-                pipelines[i].fit(train_inputs[i], train_labels[i], classify__logger=logger)
-                seconds[i] = time.perf_counter() - started
-                if progress is not None:
-                    progress(1.0)
-            outcomes[i] = predict(i)
-            if logger is not None:
-                report(i, logger)
-        finally:
-            if logger is not None:
+    seconds = fit_pipelines(pipelines, train_inputs, train_labels, cv.runtime, progress)
+    outcomes = []
+    with torch_threads(cv.runtime.threads):
+        for job, pipeline, taken in zip(jobs, pipelines, seconds):
+            if list(pipeline.classes_) != [0, 1]:
+                raise ValueError(f"training fold must hold both classes, got {pipeline.classes_}")
+            p_pd = pipeline.predict_proba(inputs_by_kind[job.config.features][job.test_idx])[:, 1]
+            outcomes.append(JobOutcome(p_pd, getattr(pipeline[-1], "history_", None) or None, taken))
+    if logger_factory is not None:  # each fit's curves replayed, then its test metrics, one logger at a time
+        for job, outcome in zip(jobs, outcomes):
+            logger = logger_factory(job.repeat, job.fold, job.seed)
+            if logger is None:
+                continue
+            try:
+                log_history(logger, outcome.history or [])
+                metrics = classification_metrics(data.labels[job.test_idx], outcome.p_pd, cv.threshold)
+                logger.log_metrics({f"test/{name}": value for name, value in metrics.items()})
+                logger.save()
+            finally:
                 finish_wandb_run()
     return outcomes
 
@@ -305,7 +279,7 @@ def cross_validate(
     ``out_dir``: predictions.csv, folds.csv, repeats.csv, metrics.json, curves.csv (networks) and
     (``plots``) roc.png, confusion_matrix.png. A progress bar counts the fits (repeats x seeds x folds).
     """
-    cv = cv or CVConfig()
+    cv, config = cv or CVConfig(), resolve_classifier(config)
     splits = repeated_folds(data, cv) if splits is None else splits
     jobs = cv_jobs(config, cv, splits)
     with progress_bar(len(jobs), f"{config.name}: {len(splits)} x {cv.n_splits}-fold CV", enabled=progress) as bar:
@@ -367,7 +341,7 @@ def permutation_test(
     """
     from dfer_pd.stage2.statistics import permutation_p_value
 
-    cv = cv or CVConfig()
+    cv, config = cv or CVConfig(), resolve_classifier(config)
     if n_permutations < 1:
         raise ValueError(f"n_permutations must be at least 1, got {n_permutations}")
     label_sets = [data.labels]
@@ -424,8 +398,8 @@ def evaluate_holdout(
     shared = set(development.subject_ids) & set(held_out.subject_ids)
     if shared:
         raise FoldLeakageError(f"subjects both held out and in the development set: {sorted(shared)[:5]}")
-    pipeline = build_pipeline(config, cv.seeds[0], cv)
-    fit_pipelines([pipeline], [development.inputs(config.features)], [development.labels])
+    pipeline = build_pipeline(config, cv.seeds[0], cv.split_seed)
+    fit_pipelines([pipeline], [development.inputs(config.features)], [development.labels], cv.runtime)
     with torch_threads(cv.runtime.threads):
         raw = pipeline.predict_proba(held_out.inputs(config.features))[:, 1]
     p_pd = np.asarray(calibration(raw), dtype=np.float64)

@@ -18,6 +18,7 @@ their input width, residual path, dropout, patience, epochs, seeds and data may 
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import math
 import time
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dfer_pd.stage2.settings import NETWORK_OUTPUTS, REGRESSION_LOSS
+from dfer_pd.stage2.settings import NETWORK_OUTPUTS, REGRESSION_LOSS, RuntimeSettings
 from dfer_pd.stage2.sequence_classifier import RNN_CELLS, ResidualRNNClassifier
 from dfer_pd.stage2.splits import validation_split
 
@@ -52,8 +53,6 @@ class ResidualRNNEstimator(Protocol):
     val_fraction: float
     split_seed: int
     random_state: int
-    accelerator: str
-    num_threads: int
     n_epochs_: int
     fit_seconds_: float
 
@@ -164,41 +163,86 @@ def _prepare(estimator: ResidualRNNEstimator, X: np.ndarray, y: np.ndarray) -> _
     )
 
 
-def _group_key(member: _Member, device: torch.device) -> tuple:
+def _group_key(member: _Member) -> tuple:
     e = member.estimator
     return (e.cell, e.hidden_size, e.num_layers, e.loss, float(e.lr), float(e.weight_decay), e.batch_size,
-            member.n_batches, tuple(member.x_fit.shape[1:2]), e.num_threads, str(device))
+            member.n_batches, tuple(member.x_fit.shape[1:2]))
 
 
 def fit_members(
     estimators: Sequence[ResidualRNNEstimator],
     inputs: Sequence[np.ndarray],
     labels: Sequence[np.ndarray],
+    runtime: RuntimeSettings = RuntimeSettings(),
     progress: ProgressCallback | None = None,
 ) -> list[ResidualRNNEstimator]:
     """Fit every estimator on its own (already scaled) rows, batching the compatible ones; returns them fitted.
 
     Each estimator ends exactly as its own ``fit`` would leave it (``network_``, ``classes_``,
     ``best_epoch_``, ``n_epochs_``) plus ``history_``: per epoch ``train/loss``, ``val/loss`` and
-    ``val/accuracy``, for learning curves.
+    ``val/accuracy``, for learning curves. ``runtime`` gives the device and the torch threads.
     """
     if not len(estimators) == len(inputs) == len(labels):
         raise ValueError(f"{len(estimators)} estimators, {len(inputs)} inputs and {len(labels)} label arrays")
+    device = resolve_device(runtime.accelerator)
     members = [_prepare(e, X, y) for e, X, y in zip(estimators, inputs, labels)]
     groups: dict[tuple, list[_Member]] = defaultdict(list)
     for member in members:
-        device = resolve_device(member.estimator.accelerator)
-        groups[_group_key(member, device)].append(member)
+        groups[_group_key(member)].append(member)
     from dfer_pd.common.parallel import torch_threads
 
-    for key, group in groups.items():
+    for group in groups.values():
         started = time.perf_counter()
-        with torch_threads(group[0].estimator.num_threads):
-            _GroupTrainer(group, torch.device(key[-1]), progress).run()
+        with torch_threads(runtime.threads):
+            _GroupTrainer(group, device, progress).run()
         seconds, epochs = time.perf_counter() - started, sum(m.estimator.n_epochs_ for m in group)
         for member in group:  # the group's wall time, shared in proportion to the epochs each member trained
             member.estimator.fit_seconds_ = seconds * member.estimator.n_epochs_ / epochs
     return list(estimators)
+
+
+_OPEN_BATCH: contextvars.ContextVar[NetworkBatch | None] = contextvars.ContextVar("network_batch", default=None)
+
+
+class NetworkBatch:
+    """How the residual networks fitted inside a ``with`` block run, and (batched engine) when they train.
+
+    As scikit-learn's ``config_context`` does for its own settings, the block carries the runtime (device,
+    engine, threads), so an estimator's parameters stay what it computes. With the batched engine a network's
+    ``fit`` (through ``Pipeline.fit`` as it is) only queues its rows; the queued networks train together, as
+    one stacked ensemble (:func:`fit_members`), when the block ends, and are fitted only then. Outside any
+    block a network trains at once, on the default :class:`RuntimeSettings`.
+    """
+
+    def __init__(self, runtime: RuntimeSettings = RuntimeSettings(), progress: ProgressCallback | None = None) -> None:
+        self.runtime = runtime
+        self.progress = progress
+        self.queued: list[tuple[ResidualRNNEstimator, np.ndarray, np.ndarray]] = []
+        self._queued_ids: set[int] = set()
+        self._token: contextvars.Token | None = None
+
+    def __enter__(self) -> NetworkBatch:
+        self._token = _OPEN_BATCH.set(self)
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        _OPEN_BATCH.reset(self._token)
+        if error is None and self.queued:
+            estimators, inputs, labels = zip(*self.queued)
+            fit_members(estimators, inputs, labels, self.runtime, self.progress)
+
+    def holds(self, estimator: object) -> bool:
+        """Whether ``estimator`` is queued here (so it is fitted when the block ends)."""
+        return id(estimator) in self._queued_ids
+
+    def queue(self, estimator: ResidualRNNEstimator, X: np.ndarray, y: np.ndarray) -> None:
+        self.queued.append((estimator, X, y))
+        self._queued_ids.add(id(estimator))
+
+
+def open_batch() -> NetworkBatch | None:
+    """The :class:`NetworkBatch` this code runs inside, if any."""
+    return _OPEN_BATCH.get()
 
 
 class _GroupTrainer:

@@ -30,8 +30,9 @@ class PDClassifierModule(L.LightningModule):
 
     ``loss="bce"`` needs a network with one logit and uses BCE-with-logits, ``loss="ce"`` two logits and
     cross-entropy. Logs ``train/loss`` and ``val/loss`` (what early stopping and best-weight selection
-    monitor); with a logger attached, also ``val/<metric>`` for every :data:`~dfer_pd.stage2.metrics.METRIC_NAMES`
-    from :func:`~dfer_pd.stage2.metrics.classification_metrics`, the function the CV reports.
+    monitor); with ``validation_metrics`` or a logger attached, also ``val/<metric>`` for every
+    :data:`~dfer_pd.stage2.metrics.METRIC_NAMES` from :func:`~dfer_pd.stage2.metrics.classification_metrics`,
+    the function the CV reports.
     """
 
     def __init__(
@@ -40,6 +41,7 @@ class PDClassifierModule(L.LightningModule):
         loss: Literal["bce", "ce"] = "bce",
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
+        validation_metrics: bool = False,
     ) -> None:
         super().__init__()
         if loss not in LOSS_OUTPUTS:
@@ -70,7 +72,7 @@ class PDClassifierModule(L.LightningModule):
         logits = self(inputs)
         self.log("val/loss", self.loss_fn(logits, labels), on_step=False, on_epoch=True, prog_bar=True,
                  batch_size=len(labels))
-        if self.logger is not None:  # only a logged run pays for the per-epoch metrics
+        if self.hparams.validation_metrics or self.logger is not None:  # only then pay for the per-epoch metrics
             self._validation.append((pd_probability(logits, self.hparams.loss).cpu(), labels.cpu()))
 
     def on_validation_epoch_end(self) -> None:

@@ -11,7 +11,7 @@ penalty chosen by leave-one-out inside the training rows). Naive Bayes has no re
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,11 +23,10 @@ from sklearn.svm import SVR
 from sklearn.tree import DecisionTreeRegressor
 from sklearn.utils.validation import check_is_fitted
 
-from dfer_pd.stage2.classifiers import ResidualRNNEstimator, _sequences
-from dfer_pd.stage2.ensemble import fit_members
+from dfer_pd.stage2.classifiers import ResidualRNNEstimator, _sequences, build_estimator, estimator_kind, seeded
 from dfer_pd.stage2.features import SequenceScaler
 from dfer_pd.stage2.sequence_classifier import ResidualRNNClassifier
-from dfer_pd.stage2.settings import REGRESSION_LOSS, REGRESSOR_KINDS, ClassifierConfig, CVConfig
+from dfer_pd.stage2.settings import REGRESSION_LOSS, REGRESSOR_KINDS, ClassifierConfig
 
 RIDGE_ALPHAS = np.logspace(-3, 3, 13)
 """Ridge penalties tried by leave-one-out on the training rows (never the test fold)."""
@@ -38,21 +37,17 @@ class ResidualRNNRegressor(RegressorMixin, ResidualRNNEstimator):
 
     The targets are standardised with the training rows' mean and std (``target_mean_``, ``target_scale_``) and
     predictions mapped back; the validation split that drives early stopping is stratified on the targets'
-    values (or quartiles), when every stratum has two rows. It trains in the batched engine whatever ``engine``
-    says (the Lightning module is the classifier's); everything else is :class:`ResidualRNNEstimator`'s recipe.
+    values (or quartiles), when every stratum has two rows. It trains in the batched engine whatever the runtime's
+    engine (the Lightning module is the classifier's); everything else is :class:`ResidualRNNEstimator`'s recipe,
+    its parameters included (``loss`` is always mse).
     """
 
-    def __init__(self, cell: Literal["lstm", "gru"] = "lstm", residual: bool = True, hidden_size: int = 64,
-                 num_layers: int = 2, dropout: float = 0.2, lr: float = 1e-3, weight_decay: float = 1e-4,
-                 max_epochs: int = 150, batch_size: int = 16, patience: int = 20, val_fraction: float = 0.2,
-                 split_seed: int = 0, random_state: int = 0, accelerator: str = "cpu", deterministic: bool = True,
-                 engine: Literal["batched", "lightning"] = "batched", num_threads: int = 1) -> None:
-        super().__init__(cell=cell, residual=residual, hidden_size=hidden_size, num_layers=num_layers,
-                         dropout=dropout, loss=REGRESSION_LOSS, lr=lr, weight_decay=weight_decay,
-                         max_epochs=max_epochs, batch_size=batch_size, patience=patience,
-                         val_fraction=val_fraction, split_seed=split_seed, random_state=random_state,
-                         accelerator=accelerator, deterministic=deterministic, engine=engine,
-                         num_threads=num_threads)
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**{**params, "loss": REGRESSION_LOSS})
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:  # the classifier's parameters (its signature) are this one's
+        return ResidualRNNEstimator._get_param_names()
 
     def build_network(self, input_size: int) -> ResidualRNNClassifier:
         return ResidualRNNClassifier(input_size=input_size, hidden_size=self.hidden_size, num_layers=self.num_layers,
@@ -90,9 +85,8 @@ class ResidualRNNRegressor(RegressorMixin, ResidualRNNEstimator):
         self.target_mean_, self.target_scale_ = float(classes[0]), float(classes[1])
         return self
 
-    def fit(self, X: np.ndarray, y: np.ndarray, logger=None) -> ResidualRNNRegressor:
-        fit_members([self], [X], [y])
-        return self
+    def fit(self, X: np.ndarray, y: np.ndarray) -> ResidualRNNRegressor:
+        return self.fit_batched(X, y)  # the Lightning module is the classifier's
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         output = self.network_output(X).numpy().astype(np.float64)
@@ -124,7 +118,7 @@ class FlatRegressor(RegressorMixin, BaseEstimator):
     def __init__(self, estimator: BaseEstimator | None = None) -> None:
         self.estimator = estimator
 
-    def fit(self, X: np.ndarray, y: np.ndarray, logger=None) -> FlatRegressor:
+    def fit(self, X: np.ndarray, y: np.ndarray) -> FlatRegressor:
         if self.estimator is None:
             raise ValueError("FlatRegressor needs an estimator")
         X = _sequences(X, type(self).__name__)
@@ -138,43 +132,37 @@ class FlatRegressor(RegressorMixin, BaseEstimator):
         return self.estimator_.predict(X.reshape(len(X), -1))
 
 
-RegressorFactory = Callable[[ClassifierConfig, int, CVConfig, dict], BaseEstimator]
-
-
-def _network(cell: Literal["lstm", "gru"]) -> RegressorFactory:
-    def build(config: ClassifierConfig, seed: int, cv: CVConfig, params: dict) -> ResidualRNNRegressor:
-        return ResidualRNNRegressor(
-            cell=cell, residual=config.residual, hidden_size=config.hidden_size, num_layers=config.num_layers,
-            dropout=config.dropout, lr=config.lr, weight_decay=config.weight_decay, max_epochs=config.max_epochs,
-            batch_size=config.batch_size, patience=config.patience, val_fraction=cv.val_fraction,
-            split_seed=cv.split_seed, random_state=seed, accelerator=cv.runtime.accelerator,
-            deterministic=cv.runtime.deterministic, engine=cv.runtime.engine, num_threads=cv.runtime.threads)
-
-    return build
-
-
-def _flat(make: Callable[[dict, int], BaseEstimator]) -> RegressorFactory:
-    return lambda config, seed, cv, params: FlatRegressor(make(params, seed))
-
-
-REGRESSORS: dict[str, RegressorFactory] = {
-    "lstm": _network("lstm"),
-    "gru": _network("gru"),
-    "dt": _flat(lambda params, seed: DecisionTreeRegressor(**{"random_state": seed, "min_samples_leaf": 3, **params})),
-    "rf": _flat(lambda params, seed: RandomForestRegressor(**{"random_state": seed, "n_jobs": 1, **params})),
-    "svm": _flat(lambda params, seed: SVR(**params)),
-    "ridge": _flat(lambda params, seed: RidgeCV(**{"alphas": RIDGE_ALPHAS, **params})),
+REGRESSORS: dict[str, Callable[[], FlatRegressor]] = {
+    "dt": lambda: FlatRegressor(DecisionTreeRegressor(min_samples_leaf=3)),
+    "rf": lambda: FlatRegressor(RandomForestRegressor(n_jobs=1)),
+    "svm": lambda: FlatRegressor(SVR()),
+    "ridge": lambda: FlatRegressor(RidgeCV(alphas=RIDGE_ALPHAS)),
 }
-"""Regressor kind -> factory ``(config, seed, cv, sklearn params)``, one for each of :data:`REGRESSOR_KINDS`."""
-if tuple(REGRESSORS) != REGRESSOR_KINDS:
-    raise ImportError(f"the regressors' kinds {tuple(REGRESSORS)} differ from REGRESSOR_KINDS {REGRESSOR_KINDS}")
+"""The scikit-learn regressors by kind; the network kinds (lstm, gru) are the classifier's own regression form."""
+if set(REGRESSORS) | {"lstm", "gru"} != set(REGRESSOR_KINDS):
+    raise ImportError(f"the regressors' kinds {tuple(REGRESSORS)} + lstm, gru differ from REGRESSOR_KINDS {REGRESSOR_KINDS}")
 
 
-def build_regression_pipeline(kind: str, config: ClassifierConfig, seed: int, cv: CVConfig | None = None) -> Pipeline:
-    """Fold-local scaling, then the ``kind`` regressor; the networks take ``config``'s hyperparameters and a
-    scikit-learn kind its ``sklearn_params`` when it is ``config``'s own kind. The estimator step keeps the name
-    ``classify`` that :func:`~dfer_pd.stage2.classifiers.fit_pipelines` reads."""
-    if kind not in REGRESSORS:
+def regression_form(kind: str, classifier: ClassifierConfig) -> BaseEstimator:
+    """The ``kind`` regressor; for the classifier's own network kind, its network with the classifier's
+    parameters and a regression head."""
+    if kind not in REGRESSOR_KINDS:
         raise ValueError(f"no regression form of {kind!r}; one of {REGRESSOR_KINDS}")
-    params = dict(config.sklearn_params) if kind == config.kind else {}
-    return Pipeline([("scale", SequenceScaler()), ("classify", REGRESSORS[kind](config, seed, cv or CVConfig(), params))])
+    if kind in REGRESSORS:
+        return REGRESSORS[kind]()
+    estimator = build_estimator(classifier)
+    if not isinstance(estimator, ResidualRNNEstimator):
+        estimator = ResidualRNNEstimator()
+    params = {**estimator.get_params(), "cell": kind}
+    params.pop("loss")
+    return ResidualRNNRegressor(**params)
+
+
+def build_regression_pipeline(kind: str, classifier: ClassifierConfig, seed: int = 0, split_seed: int = 0) -> Pipeline:
+    """Fold-local scaling, then the ``kind`` regressor (:func:`regression_form`), seeded as the classifiers are."""
+    return seeded(Pipeline([("scale", SequenceScaler()), ("regress", regression_form(kind, classifier))]), seed, split_seed)
+
+
+def regressor_kind(classifier: ClassifierConfig) -> str:
+    """The kind of ``classifier``'s estimator, whose regression form the severity rows start from."""
+    return estimator_kind(build_estimator(classifier))

@@ -30,7 +30,15 @@ from dfer_pd.common.constants import COHORT_LABELS, EXPRESSIONS
 from dfer_pd.common.files import atomic_write, atomic_write_json
 from dfer_pd.stage1.contract import ContractError, ScoringContract
 from dfer_pd.stage1.modeling_dfer_clip import intensities_from_cosine, log_intensities_from_cosine
-from dfer_pd.stage2.classifiers import build_pipeline, pickle_free_kinds, saves_without_pickle
+from dfer_pd.stage2.classifiers import (
+    build_pipeline,
+    estimator_kind,
+    fit_pipelines,
+    pickle_free_kinds,
+    resolve_classifier,
+    saves_without_pickle,
+    stored_classifier,
+)
 from dfer_pd.stage2.settings import ClassifierConfig
 from dfer_pd.stage2.features import (
     FEATURE_NAMES, KINEMATIC_KINDS, CohortIntensities, SequenceScaler, expression_features, sequence_inputs,
@@ -43,7 +51,7 @@ from dfer_pd.stage2.typicality import TypicalityModel, fit_typicality, gate_refu
 
 FORMAT = "dfer-pd-screening"
 TYPICALITY_FILE = "typicality.safetensors"  # the out-of-distribution check's reference features
-VERSION = 2  # 2: the fitted pipeline (estimator params + fitted attributes); 1 held a bare LightningModule
+VERSION = 3  # 3: the classifier by class_path + init_args; 2: by kind and copied fields; 1: a bare LightningModule
 QUANTILES = (5, 25, 50, 75, 95)
 
 
@@ -239,11 +247,11 @@ class ScreeningModel:
         return float(self.severity.estimate(inputs)[0])
 
     def save(self, folder: str | Path) -> Path:
-        estimator = self.pipeline.named_steps["classify"]
+        estimator = self.pipeline[-1]
         if not saves_without_pickle(estimator):
-            raise ScreeningModelError(_not_saveable(self.classifier.kind))
+            raise ScreeningModelError(_not_saveable(estimator_kind(estimator)))
         tensors, fitted = estimator.export_fitted()
-        scaler = self.pipeline.named_steps["scale"].scaler_
+        scaler = self.pipeline[0].scaler_
         meta = {
             "format": FORMAT,
             "version": VERSION,
@@ -300,11 +308,9 @@ class ScreeningModel:
             raise ScreeningModelError(f"{meta_path}: not a {FORMAT} v{VERSION} file"
                                       + (f" (v{found}: re-run `dfer-pd train-pd` to save it again)" if found else ""))
         try:
-            classifier = ClassifierConfig(**meta["classifier"])
-            pipeline = build_pipeline(classifier, seed=0)
-            estimator = pipeline.named_steps["classify"]
-            if not saves_without_pickle(estimator):
-                raise ValueError(_not_saveable(classifier.kind))
+            classifier = stored_classifier(meta["classifier"])
+            pipeline = build_pipeline(classifier)
+            estimator = pipeline[-1]
             estimator.set_params(**meta["estimator"]["params"])
             fitted, input_size, statistics = meta["estimator"]["fitted"], meta["input_size"], meta["scaler"]
             contract = ScoringContract.from_dict(meta["contract"]) if meta.get("contract") else None
@@ -322,7 +328,7 @@ class ScreeningModel:
             estimator.import_fitted(load_file(str(weights_path)), fitted)
         except Exception as err:  # safetensors header errors, shape or key mismatches
             raise ScreeningModelError(
-                f"{weights_path} does not match its screening.json ({classifier.kind}, {classifier.features} "
+                f"{weights_path} does not match its screening.json ({classifier.name}, {classifier.features} "
                 f"features, input size {input_size}): {err}"
             ) from err
         pipeline.set_params(scale=SequenceScaler.from_statistics(statistics["mean"], statistics["scale"]))
@@ -381,10 +387,11 @@ def fit_screening_model(
     cannot be saved without pickle. With ``severity`` (the summary of
     :func:`~dfer_pd.stage2.severity.run_severity`), the classifier's regression form is fitted on the subjects
     with an MDS-UPDRS 3.2 score too, and keeps those cross-validated figures."""
-    pipeline = build_pipeline(classifier, cv.seeds[0] if seed is None else seed, cv)
-    if not saves_without_pickle(pipeline.named_steps["classify"]):
-        raise ScreeningModelError(_not_saveable(classifier.kind))
-    pipeline.fit(data.inputs(classifier.features), data.labels)
+    classifier = resolve_classifier(classifier)
+    pipeline = build_pipeline(classifier, cv.seeds[0] if seed is None else seed, cv.split_seed)
+    if not saves_without_pickle(pipeline[-1]):
+        raise ScreeningModelError(_not_saveable(estimator_kind(pipeline[-1])))
+    fit_pipelines([pipeline], [data.inputs(classifier.features)], [data.labels], cv.runtime)
     severity_estimator = None
     if severity is not None:
         severity_estimator = fit_severity_estimator(data, classifier, cv, severity, seed)

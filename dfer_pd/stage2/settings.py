@@ -13,8 +13,28 @@ from typing import Any, Literal
 
 from dfer_pd.faces.settings import FaceCropSettings
 
-CLASSIFIER_KINDS: tuple[str, ...] = ("lstm", "gru", "dt", "bc", "rf", "svm")
-"""The registry's kinds (:data:`dfer_pd.stage2.classifiers.CLASSIFIERS` has one factory for each)."""
+RNN_CLASS_PATH = "dfer_pd.stage2.classifiers.ResidualRNNEstimator"
+"""The residual LSTM/GRU estimator, the paper's model and train-pd's default classifier."""
+
+
+def _flat(class_path: str, **init_args: Any) -> dict[str, Any]:
+    inner = {"class_path": class_path, "init_args": init_args} if init_args else {"class_path": class_path}
+    return {"class_path": "dfer_pd.stage2.classifiers.FlatClassifier", "init_args": {"estimator": inner}}
+
+
+CLASSIFIERS: dict[str, dict[str, Any]] = {
+    "lstm": {"class_path": RNN_CLASS_PATH, "init_args": {"cell": "lstm"}},
+    "gru": {"class_path": RNN_CLASS_PATH, "init_args": {"cell": "gru"}},
+    "dt": _flat("sklearn.tree.DecisionTreeClassifier"),
+    "bc": _flat("sklearn.naive_bayes.GaussianNB"),  # the paper's "BC" (Bayes classifier)
+    "rf": _flat("sklearn.ensemble.RandomForestClassifier", n_jobs=1),
+    # An RBF SVC with Platt scaling fitted out-of-sample (SVC(probability=True) is deprecated in sklearn 1.9).
+    "svm": _flat("sklearn.calibration.CalibratedClassifierCV", estimator={"class_path": "sklearn.svm.SVC"},
+                 method="sigmoid", ensemble=False),
+}
+"""The named classifiers (Table 3's rows): kind -> the estimator's ``class_path`` and ``init_args``. Training
+seeds are set by cross-validation on every ``random_state`` (:func:`dfer_pd.stage2.classifiers.build_pipeline`)."""
+CLASSIFIER_KINDS: tuple[str, ...] = tuple(CLASSIFIERS)
 RECURRENT_KINDS: tuple[str, ...] = ("lstm", "gru")
 """The kinds that are networks (trained in epochs, seconds per fit)."""
 SEQUENCE_KINDS: tuple[str, ...] = ("raw", "processed", "both", "kinematics", "clip+kinematics")
@@ -37,55 +57,43 @@ regression form (naive Bayes has none), and ridge regression."""
 
 @dataclass
 class ClassifierConfig:
-    """The stage-2 classifier: its kind, its input features and its training settings.
+    """The stage-2 classifier: a label, its input features and its estimator, built by ``class_path``.
 
-    ``kind`` is one of :data:`CLASSIFIER_KINDS`. ``residual`` to ``loss``
-    configure the residual LSTM/GRU; ``sklearn_params`` are passed to a baseline's scikit-learn constructor.
+    The estimator's ``__init__`` parameters are its settings, as scikit-learn's are: ``init_args`` holds only
+    what differs from their defaults, and :func:`dfer_pd.stage2.classifiers.build_estimator` checks the names and
+    types against the signature. How the networks run (device, engine, threads) is :class:`RuntimeSettings`.
 
     Args:
-        name: label of this classifier in outputs, tables and W&B runs.
-        kind: lstm or gru (the residual recurrent network), or a Table 3 baseline: dt, bc (naive Bayes), rf, svm.
+        name: label of this classifier in outputs, tables and W&B runs (default: spelled from the estimator and
+            features, e.g. lstm_processed_residual, rf_raw).
         features: raw = the 4 intensities per video; processed = the paper's Eq. 4 features; both = the two concatenated;
             kinematics = the 12 landmark kinematics per video; clip+kinematics = Eq. 4 features and kinematics.
-        residual: add the residual connection around the recurrent layers (the paper's model).
-        hidden_size: width of the recurrent layers.
-        num_layers: number of stacked recurrent layers.
-        dropout: dropout between recurrent layers.
-        lr: AdamW learning rate of the recurrent network.
-        weight_decay: AdamW weight decay of the recurrent network.
-        max_epochs: most epochs of recurrent-network training per fit.
-        batch_size: subjects per recurrent-network training batch.
-        patience: epochs without a lower validation loss before early stopping.
-        loss: bce (one PD logit) or ce (two-class softmax).
-        sklearn_params: keyword arguments of a baseline's scikit-learn constructor, e.g. {"n_estimators": 200}.
+        class_path: the estimator's class: dfer_pd.stage2.classifiers.ResidualRNNEstimator (the residual LSTM/GRU),
+            dfer_pd.stage2.classifiers.FlatClassifier around a scikit-learn classifier, or any scikit-learn
+            classifier on (N, 4, F) sequences.
+        init_args: the estimator's parameters that differ from its defaults, e.g. {hidden_size: 32, cell: gru}
+            (`--classifier.init_args.hidden_size=32`); see `help(ResidualRNNEstimator)`.
     """
 
-    name: str = "lstm"
-    kind: str = "lstm"
+    name: str | None = None
     features: Literal["raw", "processed", "both", "kinematics", "clip+kinematics"] = "processed"
-    residual: bool = True
-    hidden_size: int = 64
-    num_layers: int = 2
-    dropout: float = 0.2
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    max_epochs: int = 150
-    batch_size: int = 16
-    patience: int = 20
-    loss: Literal["bce", "ce"] = "bce"
-    sklearn_params: dict[str, Any] = field(default_factory=dict)
+    class_path: str = RNN_CLASS_PATH
+    init_args: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.kind not in CLASSIFIER_KINDS:
-            raise ValueError(f"kind must be one of {CLASSIFIER_KINDS}, got {self.kind!r}")
         if self.features not in SEQUENCE_KINDS:
             raise ValueError(f"features must be one of {SEQUENCE_KINDS}, got {self.features!r}")
-        if self.loss not in LOSS_OUTPUTS:
-            raise ValueError(f"loss must be one of {tuple(LOSS_OUTPUTS)}, got {self.loss!r}")
-        # A name spelled from kind, features and residual (the config file's `lstm_processed_residual`) follows
-        # the values actually set: a sweep trial with residual false is `lstm_processed`, not the file's label.
-        if self.name in DERIVED_NAMES:
-            self.name = derived_name(self.kind, self.features, self.residual)
+        if not isinstance(self.init_args, dict):
+            raise ValueError(f"init_args must be a mapping of the estimator's parameters, got {self.init_args!r}")
+
+    @classmethod
+    def of_kind(cls, kind: str, features: str = "processed", name: str | None = None, **init_args: Any) -> ClassifierConfig:
+        """The named classifier ``kind`` (:data:`CLASSIFIERS`), with ``init_args`` over the registry's."""
+        if kind not in CLASSIFIERS:
+            raise ValueError(f"kind must be one of {CLASSIFIER_KINDS}, got {kind!r}")
+        spec = CLASSIFIERS[kind]
+        return cls(name=name, features=features, class_path=spec["class_path"],
+                   init_args={**spec.get("init_args", {}), **init_args})
 
 
 def derived_name(kind: str, features: str, residual: bool) -> str:
@@ -131,21 +139,18 @@ CPU = RuntimeSettings(accelerator="cpu")
 
 @dataclass
 class CVConfig:
-    """How folds are drawn, how models are selected inside a fold, and the rule the folds are scored with.
+    """How folds are drawn, the seeds each fit gets, and the rule the folds are scored with.
 
-    ``split_seed`` fixes the folds and the validation splits; ``seeds`` are training seeds (weights,
-    batch order, forests), each a complete pass over the same folds. ``val_fraction`` of each training
-    fold (stratified) drives early stopping and best-weight selection of the estimators that train in
-    epochs (the residual LSTM/GRU carve it from the rows they are fitted on); 0 trains for
-    ``max_epochs`` and keeps the last weights. The scikit-learn baselines fit the whole training fold.
-    ``runtime`` says how the networks run (its own option group, ``--runtime.*``).
+    ``split_seed`` fixes the folds and the validation splits the residual networks carve from each training
+    fold (their ``val_fraction``); ``seeds`` are training seeds (weights, batch order, forests), each a complete
+    pass over the same folds, set on every ``random_state`` of the estimator. ``runtime`` says how the
+    networks run (its own option group, ``--runtime.*``).
 
     Args:
         n_splits: number of subject-level folds (stratified by label).
         repeats: times the whole k-fold CV is run, each on new folds (split seed split_seed + r); figures are reported as mean, std and 95% interval over repeats.
         seeds: training seeds; each is a complete pass over the same folds.
         split_seed: seed of the folds and of the validation splits inside training folds.
-        val_fraction: share of each training fold held out for early stopping (0: train max_epochs, keep the last weights).
         threshold: p(PD) at or above which a subject is called PD.
     """
 
@@ -153,7 +158,6 @@ class CVConfig:
     repeats: int = 10
     seeds: list[int] = field(default_factory=lambda: [0])
     split_seed: int = 0
-    val_fraction: float = 0.2
     threshold: float = 0.5
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
 
@@ -164,8 +168,6 @@ class CVConfig:
             raise ValueError(f"repeats must be at least 1, got {self.repeats}")
         if not self.seeds:
             raise ValueError("seeds must hold at least one training seed")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
 
 
 CALIBRATION_METHODS: tuple[str, ...] = ("auto", "platt", "isotonic", "none")

@@ -29,7 +29,7 @@ from dfer_pd.common.progress import progress_bar
 from dfer_pd.stage2.classifiers import fit_pipelines
 from dfer_pd.stage2.crossval import training_seed
 from dfer_pd.stage2.features import KINEMATIC_KINDS, CohortIntensities
-from dfer_pd.stage2.regressors import build_regression_pipeline
+from dfer_pd.stage2.regressors import build_regression_pipeline, regressor_kind
 from dfer_pd.stage2.settings import REGRESSOR_KINDS, ClassifierConfig, CVConfig
 from dfer_pd.stage2.splits import subject_folds
 from dfer_pd.stage2.statistics import corrected_t_interval, permutation_p_value
@@ -94,14 +94,15 @@ class SeverityRow:
 def table_rows(config: ClassifierConfig, data: CohortIntensities) -> list[SeverityRow]:
     """The model on its own features first, then on every other feature kind (Eq. 4, kinematics, both, when the
     cohort has kinematics), then the baselines on the model's features."""
-    if config.kind not in REGRESSOR_KINDS:
-        raise SeverityError(f"the '{config.kind}' classifier has no regression form; use one of {REGRESSOR_KINDS}")
+    model = regressor_kind(config)
+    if model not in REGRESSOR_KINDS:
+        raise SeverityError(f"the '{model}' classifier has no regression form; use one of {REGRESSOR_KINDS}")
     kinds = [config.features] + [k for k in ("processed", *KINEMATIC_KINDS) if k != config.features]
     if data.kinematics is None:
         kinds = [k for k in kinds if k not in KINEMATIC_KINDS]
-    rows = [SeverityRow(f"{config.kind}_{kind}", config.kind, kind) for kind in kinds]
+    rows = [SeverityRow(f"{model}_{kind}", model, kind) for kind in kinds]
     return rows + [SeverityRow(f"{kind}_{config.features}", kind, config.features) for kind in BASELINES
-                   if kind != config.kind]
+                   if kind != model]
 
 
 @dataclass
@@ -170,12 +171,12 @@ def _fit_predict(data: CohortIntensities, fits: list[_Fit], config: ClassifierCo
             raise ValueError("train_idx and test_idx share subjects")
         if fit.row.features not in inputs:
             inputs[fit.row.features] = data.inputs(fit.row.features)
-        repeat_cv = dataclasses.replace(cv, split_seed=cv.split_seed + fit.repeat)
-        pipelines.append(build_regression_pipeline(fit.row.kind, config, training_seed(fit.seed, fit.repeat), repeat_cv))
+        pipelines.append(build_regression_pipeline(fit.row.kind, config, training_seed(fit.seed, fit.repeat),
+                                                   cv.split_seed + fit.repeat))
         train_inputs.append(inputs[fit.row.features][fit.train_idx])
         train_targets.append(fit.targets[fit.train_idx])
     with progress_bar(len(fits), label) as bar:
-        fit_pipelines(pipelines, train_inputs, train_targets, bar)
+        fit_pipelines(pipelines, train_inputs, train_targets, cv.runtime, bar)
     return [np.clip(p.predict(inputs[f.row.features][f.test_idx]), 0, 4) for p, f in zip(pipelines, fits)]
 
 

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from sklearn.pipeline import Pipeline
 
-from dfer_pd.stage2.classifiers import saves_without_pickle
+from dfer_pd.stage2.classifiers import estimator_kind, fit_pipelines, saves_without_pickle, stored_classifier
 from dfer_pd.stage2.features import CohortIntensities, SequenceScaler, sequence_inputs
 from dfer_pd.stage2.kinematics import NUM_KINEMATIC_FEATURES
-from dfer_pd.stage2.regressors import build_regression_pipeline
+from dfer_pd.stage2.regressors import build_regression_pipeline, regressor_kind
 from dfer_pd.stage2.settings import ClassifierConfig, CVConfig
 
 SEVERITY_FILE = "severity.safetensors"
@@ -80,11 +80,11 @@ class SeverityEstimator:
 
     def export(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """(tensors for :data:`SEVERITY_FILE`, the JSON-able rest: config, parameters, scaler, target scaling, figures)."""
-        estimator = self.pipeline.named_steps["classify"]
+        estimator = self.pipeline[-1]
         if not saves_without_pickle(estimator):
-            raise ValueError(f"the '{self.config.kind}' severity regressor has no pickle-free format")
+            raise ValueError(f"the '{estimator_kind(estimator)}' severity regressor has no pickle-free format")
         tensors, fitted = estimator.export_fitted()
-        scaler = self.pipeline.named_steps["scale"].scaler_
+        scaler = self.pipeline[0].scaler_
         return tensors, {"config": asdict(self.config), "input_size": int(fitted["n_features_in"]),
                          "scaler": {"mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist()},
                          "estimator": {"params": estimator.get_params(deep=False), "fitted": fitted},
@@ -94,11 +94,10 @@ class SeverityEstimator:
     @classmethod
     def from_export(cls, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> SeverityEstimator:
         """Rebuild :meth:`export`'s estimator; a ValueError (KeyError, TypeError) says what does not match."""
-        config = ClassifierConfig(**meta["config"])
-        pipeline = build_regression_pipeline(config.kind, config, seed=0)
-        estimator = pipeline.named_steps["classify"]
-        if not saves_without_pickle(estimator):
-            raise ValueError(f"the '{config.kind}' severity regressor has no pickle-free format")
+        config = stored_classifier(meta["config"])
+        kind = regressor_kind(config)
+        pipeline = build_regression_pipeline(kind, config)
+        estimator = pipeline[-1]
         estimator.set_params(**meta["estimator"]["params"])
         fitted, statistics, input_size = dict(meta["estimator"]["fitted"]), meta["scaler"], meta["input_size"]
         expected = sequence_inputs(np.ones((1, 4, 4)), config.features, np.ones((1, 4, NUM_KINEMATIC_FEATURES))).shape[-1]
@@ -114,7 +113,7 @@ class SeverityEstimator:
         try:
             estimator.import_fitted(tensors, fitted)
         except Exception as err:  # missing or unexpected keys, shape mismatches
-            raise ValueError(f"the weights do not match the severity regressor ({config.kind}, {config.features} "
+            raise ValueError(f"the weights do not match the severity regressor ({kind}, {config.features} "
                              f"features, input size {input_size}): {err}") from err
         pipeline.set_params(scale=SequenceScaler.from_statistics(statistics["mean"], statistics["scale"]))
         return cls(config, pipeline, cv)
@@ -127,8 +126,9 @@ def fit_severity_estimator(data: CohortIntensities, classifier: ClassifierConfig
     from dfer_pd.stage2.severity import scored_subjects
 
     scored = scored_subjects(data, cv.n_splits)
-    pipeline = build_regression_pipeline(classifier.kind, classifier, cv.seeds[0] if seed is None else seed, cv)
-    if not saves_without_pickle(pipeline.named_steps["classify"]):
-        raise ValueError(f"the '{classifier.kind}' severity regressor has no pickle-free format")
-    pipeline.fit(scored.inputs(classifier.features), scored.updrs_3_2)
+    kind = regressor_kind(classifier)
+    pipeline = build_regression_pipeline(kind, classifier, cv.seeds[0] if seed is None else seed, cv.split_seed)
+    if not saves_without_pickle(pipeline[-1]):
+        raise ValueError(f"the '{kind}' severity regressor has no pickle-free format")
+    fit_pipelines([pipeline], [scored.inputs(classifier.features)], [scored.updrs_3_2], cv.runtime)
     return SeverityEstimator(classifier, pipeline, cv_figures(summary, cv.n_splits))

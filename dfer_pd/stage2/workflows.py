@@ -53,6 +53,13 @@ class Stage2Job:
     learning_curves: bool = False
     target: str = "pd"  # "severity": also MDS-UPDRS 3.2 from the same features (dfer_pd.stage2.severity)
 
+    def __post_init__(self) -> None:
+        """The classifier checked against its estimator's signature and named, before any work starts
+        (a ValueError names the bad class_path or init_args)."""
+        from dfer_pd.stage2.classifiers import resolve_classifier
+
+        self.classifier = resolve_classifier(self.classifier)
+
 
 @dataclass
 class CohortLoad:
