@@ -46,7 +46,7 @@ def main() -> None:
         ckpt = work / "stage1.ckpt"
         torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
                     "pytorch-lightning_version": lightning.__version__}, ckpt)
-        classifier = ClassifierConfig(kind="lstm", features="processed", max_epochs=20)
+        classifier = ClassifierConfig(features="processed", init_args={"max_epochs": 20})
         # Synthetic intensities, declared as scored under this checkpoint's contract (speed does not depend on them).
         contract = ScoringContract.from_checkpoint(ckpt, FaceCropSettings(crop_faces=args.crop_faces == "true"))
         data = dataclasses.replace(synthetic_cohort(seed=0), contract=contract, tau=None)

@@ -79,7 +79,7 @@ def build(work: Path, crop_faces: bool, seconds: float, size: int):
     export = export_stage1(checkpoint, int8=True)
     print(f"export (fp32 + int8): {time.perf_counter() - started:.1f} s; {export.summary()}")
     face = FaceCropSettings(crop_faces=crop_faces)
-    classifier = ClassifierConfig(kind="lstm", features="processed", max_epochs=20)
+    classifier = ClassifierConfig(features="processed", init_args={"max_epochs": 20})
     models = {}
     for precision in ("32-true", "bf16-mixed"):
         # Synthetic intensities declared as scored under this checkpoint's contract (speed does not depend on them).
@@ -263,8 +263,8 @@ def accuracy(args) -> None:
         from dfer_pd.configs import resolve_config
 
         face = FaceCropSettings(**yaml.safe_load(Path(resolve_config(args.stage2_config)).read_text())["face"])
-    classifier = ClassifierConfig(name="lstm_processed_residual", kind="lstm", features="processed", residual=True,
-                                  hidden_size=32, num_layers=2, dropout=0.2, max_epochs=60, patience=15)
+    classifier = ClassifierConfig(name="lstm_processed_residual", features="processed",
+                                  init_args={"hidden_size": 32, "max_epochs": 60, "patience": 15})
     cv = CVConfig(n_splits=5, repeats=1, seeds=[0], runtime=CPU)
     print(f"\nstage 2 on {args.cohort}: {classifier.name}, 5-fold subject-level CV, same folds and seeds per runtime")
     print("| runtime | scoring (s) | CV accuracy | max abs delta cosine vs torch |")

@@ -33,7 +33,7 @@ def measure(subjects: int, repeats: int, permutations: int) -> list[dict]:
     from dfer_pd.stage2.severity import SeverityRow, cross_validate_severity, severity_permutation_test
     from dfer_pd.synthetic.intensities import synthetic_cohort
 
-    config = ClassifierConfig(hidden_size=32, max_epochs=60, patience=15)
+    config = ClassifierConfig(init_args={"hidden_size": 32, "max_epochs": 60, "patience": 15})
     cv = CVConfig(repeats=repeats, runtime=RuntimeSettings(accelerator="cpu", workers=1))
     row = SeverityRow("lstm_processed", "lstm", "processed")
     n_pd = round(subjects * 97 / 173)
@@ -56,7 +56,7 @@ def shuffled_p_values(subjects: int, permutations: int, shuffles: int) -> list[d
     from dfer_pd.stage2.severity import SeverityRow, severity_permutation_test
     from dfer_pd.synthetic.intensities import synthetic_cohort
 
-    config = ClassifierConfig(hidden_size=32, max_epochs=60, patience=15)
+    config = ClassifierConfig(init_args={"hidden_size": 32, "max_epochs": 60, "patience": 15})
     cv = CVConfig(repeats=1, runtime=RuntimeSettings(accelerator="cpu", workers=1))
     row = SeverityRow("lstm_processed", "lstm", "processed")
     n_pd = round(subjects * 97 / 173)

@@ -89,7 +89,7 @@ def intervals_part() -> None:
     from dfer_pd.synthetic.intensities import synthetic_cohort
 
     data = synthetic_cohort(20, 20, pd_diagonal=0.10, noise=0.01, seed=2)
-    forest = ClassifierConfig(name="rf", kind="rf", features="processed")
+    forest = ClassifierConfig.of_kind("rf", "processed", name="rf")
     for repeats in (1, 5):
         cv = CVConfig(repeats=repeats, runtime=RuntimeSettings(accelerator="cpu", workers=1))
         result = cross_validate(data, forest, cv, progress=False)
@@ -118,7 +118,7 @@ def table3_part() -> None:
     from dfer_pd.synthetic.intensities import synthetic_cohort
 
     data = synthetic_cohort(40, 40, pd_diagonal=0.30, hc_diagonal=0.30, seed=11)
-    tiny = ClassifierConfig(hidden_size=4, num_layers=2, max_epochs=10, batch_size=32, patience=3)
+    tiny = ClassifierConfig(init_args={"hidden_size": 4, "num_layers": 2, "max_epochs": 10, "batch_size": 32, "patience": 3})
     started = time.perf_counter()
     table = run_ablation(data, CVConfig(repeats=2, runtime=RuntimeSettings(accelerator="cpu", workers=1)), base_config=tiny, progress=False)
     raw = table["accuracy_p_vs_reference"].dropna().to_numpy()

@@ -30,9 +30,9 @@ import torch
 
 from dfer_pd.common.machine import machine_line
 from dfer_pd.stage2.ablation import run_ablation
-from dfer_pd.stage2.settings import ClassifierConfig
+from dfer_pd.stage2.classifiers import ResidualRNNEstimator
 from dfer_pd.stage2.features import CohortIntensities
-from dfer_pd.stage2.settings import CVConfig, RuntimeSettings
+from dfer_pd.stage2.settings import ClassifierConfig, CVConfig, RuntimeSettings
 from dfer_pd.synthetic.intensities import synthetic_cohort
 
 
@@ -42,17 +42,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="write each engine's table3.csv / table3.md under OUT/<engine>")
     parser.add_argument("--repeats", type=int, default=1, help="repeats of the 5-fold CV (the CLI's default is 10)")
     parser.add_argument("--engines", default="batched,lightning", help="comma-separated: batched, lightning")
-    parser.add_argument("--max-epochs", type=int, default=ClassifierConfig.max_epochs)
+    parser.add_argument("--max-epochs", type=int, default=ResidualRNNEstimator().max_epochs)
     parser.add_argument("--pd-diagonal", type=float, default=0.24, help="synthetic PD group's diagonal cosine (HC 0.30)")
     parser.add_argument("--before", metavar="COMMIT", help="also time the benchmark of the code at COMMIT, in this run")
-    parser.add_argument("--threads", type=int, default=CVConfig.threads,
+    parser.add_argument("--threads", type=int, default=RuntimeSettings.threads,
                         help="torch intra-op threads while networks train (the commands' default: 1; 0: torch's default)")
     args = parser.parse_args()
 
     # A moderate effect (not the default separable one): networks then early-stop as they do on real data.
     data = CohortIntensities.load(args.cohort) if args.cohort else synthetic_cohort(97, 76, pd_diagonal=args.pd_diagonal,
                                                                                         seed=0)
-    base = ClassifierConfig(max_epochs=args.max_epochs)
+    base = ClassifierConfig(init_args={"max_epochs": args.max_epochs})
     tables = {}
     for engine in [e.strip() for e in args.engines.split(",") if e.strip()]:
         cv = CVConfig(n_splits=5, repeats=args.repeats, seeds=[0], runtime=RuntimeSettings(accelerator="cpu", engine=engine, threads=args.threads))

@@ -262,7 +262,7 @@ def extraction_and_diagnose(work: Path, network: dict, sizes: Sizes, device: tor
     started = time.perf_counter()
     data, _ = extract_intensities(cohort, checkpoint, contract, work / "cache", accelerator=accelerator)
     extraction_s = time.perf_counter() - started
-    model = fit_screening_model(data, ClassifierConfig(kind="lstm", hidden_size=8, max_epochs=5), CVConfig(runtime=CPU))
+    model = fit_screening_model(data, ClassifierConfig(init_args={"hidden_size": 8, "max_epochs": 5}), CVConfig(runtime=CPU))
     folder = model.save(work / "screening")
     subject = read_manifest(manifest).subjects[0]
     cli = ["--stage1", str(checkpoint), "--screening_model", str(folder), "--out", str(work / "diagnose"),
