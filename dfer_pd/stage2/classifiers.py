@@ -480,21 +480,39 @@ def fit_pipelines(
     runtime: RuntimeSettings = RuntimeSettings(),
     progress: Callable[[float], None] | None = None,
 ) -> list[float]:
-    """``pipeline.fit(X, y)`` for each pipeline on its own rows, in one :class:`NetworkBatch`: the residual
-    networks among them train together when it closes, on ``runtime``.
+    """``pipeline.fit(X, y)`` for each pipeline on its own rows; the residual networks among them in one
+    :class:`NetworkBatch` on ``runtime``, so they train together when it closes.
 
-    ``progress`` receives the share of a fit completed (1 per fit in total). Returns each fit's seconds
-    (a batched network's share of its group's wall time, in proportion to the epochs it trained).
+    The other pipelines (scikit-learn baselines) fit on a second thread meanwhile: both release the GIL in
+    their heavy parts, so on two cores the baselines cost little extra wall time. ``progress`` receives the
+    share of a fit completed (1 per fit in total). Returns each fit's seconds (a batched network's share of
+    its group's wall time, in proportion to the epochs it trained).
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     if not len(pipelines) == len(inputs) == len(labels):
         raise ValueError(f"{len(pipelines)} pipelines, {len(inputs)} inputs and {len(labels)} label arrays")
-    seconds = []
-    with NetworkBatch(runtime, progress) as batch:
-        for pipeline, X, y in zip(pipelines, inputs, labels):
+    seconds = [0.0] * len(pipelines)
+    networks = [i for i, pipeline in enumerate(pipelines) if isinstance(pipeline[-1], ResidualRNNEstimator)]
+    others = [i for i in range(len(pipelines)) if i not in set(networks)]
+
+    def fit(indices: list[int], batch: NetworkBatch | None = None) -> None:
+        for i in indices:
             started = time.perf_counter()
-            pipeline.fit(X, y)
-            seconds.append(time.perf_counter() - started)
-            if progress is not None and not batch.holds(pipeline[-1]):
+            pipelines[i].fit(inputs[i], labels[i])
+            seconds[i] = time.perf_counter() - started
+            if progress is not None and not (batch is not None and batch.holds(pipelines[i][-1])):
                 progress(1.0)
-    return [taken + (pipeline[-1].fit_seconds_ if batch.holds(pipeline[-1]) else 0.0)
-            for taken, pipeline in zip(seconds, pipelines)]
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        baselines = pool.submit(fit, others) if others and networks else None
+        with NetworkBatch(runtime, progress) as batch:
+            fit(networks, batch)
+        if baselines is None:
+            fit(others)
+        else:
+            baselines.result()
+    for i in networks:
+        if batch.holds(pipelines[i][-1]):
+            seconds[i] += pipelines[i][-1].fit_seconds_
+    return seconds
