@@ -24,6 +24,7 @@ from dfer_pd.common.machine import machine_line
 from dfer_pd.faces.settings import FaceCropSettings
 from dfer_pd.stage1.contract import ScoringContract
 from dfer_pd.stage2.settings import ClassifierConfig
+from dfer_pd.stage2.ensemble import running_on
 from dfer_pd.stage2.settings import CPU, CVConfig
 from dfer_pd.stage2.cohort import read_manifest
 from dfer_pd.synthetic.cohort import make_pd_cohort
@@ -50,7 +51,8 @@ def main() -> None:
         # Synthetic intensities, declared as scored under this checkpoint's contract (speed does not depend on them).
         contract = ScoringContract.from_checkpoint(ckpt, FaceCropSettings(crop_faces=args.crop_faces == "true"))
         data = dataclasses.replace(synthetic_cohort(seed=0), contract=contract, tau=None)
-        model = fit_screening_model(data, classifier, CVConfig(runtime=CPU))
+        with running_on(CPU):
+            model = fit_screening_model(data, classifier, CVConfig())
         model.save(work / "screening")
         manifest = make_pd_cohort(work / "cohort", num_subjects=2, seconds=args.seconds, size=args.size, fps=30)
         subject = read_manifest(manifest).subjects[0]

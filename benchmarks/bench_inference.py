@@ -56,6 +56,7 @@ from dfer_pd.stage1.scoring import Stage1Scorer, default_threads, expression_cos
 from dfer_pd.stage2.settings import ClassifierConfig
 from dfer_pd.stage2.cohort import read_manifest
 from dfer_pd.stage2.screening_model import fit_screening_model
+from dfer_pd.stage2.ensemble import running_on
 from dfer_pd.stage2.settings import CPU, CVConfig
 from dfer_pd.synthetic.cohort import make_pd_cohort
 from dfer_pd.synthetic.intensities import synthetic_cohort
@@ -85,7 +86,8 @@ def build(work: Path, crop_faces: bool, seconds: float, size: int):
         # Synthetic intensities declared as scored under this checkpoint's contract (speed does not depend on them).
         contract = ScoringContract.from_checkpoint(checkpoint, face, precision)
         data = dataclasses.replace(synthetic_cohort(seed=0), contract=contract, tau=None)
-        models[precision] = fit_screening_model(data, classifier, CVConfig(runtime=CPU))
+        with running_on(CPU):
+            models[precision] = fit_screening_model(data, classifier, CVConfig())
         # A random stage 1 recognises no expression; without this check every run does the same work
         # (all four videos scored and classified) whatever the random weights.
         models[precision].recognition_threshold = None
@@ -265,7 +267,7 @@ def accuracy(args) -> None:
         face = FaceCropSettings(**yaml.safe_load(Path(resolve_config(args.stage2_config)).read_text())["face"])
     classifier = ClassifierConfig(name="lstm_processed_residual", features="processed",
                                   init_args={"hidden_size": 32, "max_epochs": 60, "patience": 15})
-    cv = CVConfig(n_splits=5, repeats=1, seeds=[0], runtime=CPU)
+    cv = CVConfig(n_splits=5, repeats=1, seeds=[0])
     print(f"\nstage 2 on {args.cohort}: {classifier.name}, 5-fold subject-level CV, same folds and seeds per runtime")
     print("| runtime | scoring (s) | CV accuracy | max abs delta cosine vs torch |")
     print("|---|---|---|---|")
@@ -276,7 +278,8 @@ def accuracy(args) -> None:
                                          checkpoint, ScoringContract.from_checkpoint(checkpoint, face, runtime=r),
                                          work / "cache", accelerator="cpu")
         seconds = time.perf_counter() - started
-        summary = cross_validate(data[r], classifier, cv, plots=False, progress=False).summary()
+        with running_on(CPU):
+            summary = cross_validate(data[r], classifier, cv, plots=False, progress=False).summary()
         delta = np.abs(data[r].cosine - data["torch"].cosine).max()
         print(f"| {r} | {seconds:.1f} | {summary['cv/accuracy_mean']:.3f} ± {summary['cv/accuracy_std']:.3f} | {delta:.2e} |")
 

@@ -29,12 +29,12 @@ SETTINGS = (("small effect (gap 0.02)", 0.28, False), ("large effect (gap 0.06)"
 
 
 def measure(subjects: int, repeats: int, permutations: int) -> list[dict]:
-    from dfer_pd.stage2.settings import ClassifierConfig, CVConfig, RuntimeSettings
+    from dfer_pd.stage2.settings import ClassifierConfig, CVConfig
     from dfer_pd.stage2.severity import SeverityRow, cross_validate_severity, severity_permutation_test
     from dfer_pd.synthetic.intensities import synthetic_cohort
 
     config = ClassifierConfig(init_args={"hidden_size": 32, "max_epochs": 60, "patience": 15})
-    cv = CVConfig(repeats=repeats, runtime=RuntimeSettings(accelerator="cpu", workers=1))
+    cv = CVConfig(repeats=repeats)
     row = SeverityRow("lstm_processed", "lstm", "processed")
     n_pd = round(subjects * 97 / 173)
     out = []
@@ -52,12 +52,12 @@ def measure(subjects: int, repeats: int, permutations: int) -> list[dict]:
 
 def shuffled_p_values(subjects: int, permutations: int, shuffles: int) -> list[dict]:
     """The permutation test of the large-effect cohort with its scores shuffled by seeds 1..``shuffles``."""
-    from dfer_pd.stage2.settings import ClassifierConfig, CVConfig, RuntimeSettings
+    from dfer_pd.stage2.settings import ClassifierConfig, CVConfig
     from dfer_pd.stage2.severity import SeverityRow, severity_permutation_test
     from dfer_pd.synthetic.intensities import synthetic_cohort
 
     config = ClassifierConfig(init_args={"hidden_size": 32, "max_epochs": 60, "patience": 15})
-    cv = CVConfig(repeats=1, runtime=RuntimeSettings(accelerator="cpu", workers=1))
+    cv = CVConfig(repeats=1)
     row = SeverityRow("lstm_processed", "lstm", "processed")
     n_pd = round(subjects * 97 / 173)
     data = synthetic_cohort(n_pd, subjects - n_pd, pd_diagonal=SETTINGS[-1][1], seed=0, severity=True)
@@ -106,5 +106,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from dfer_pd.stage2.ensemble import running_on
+    from dfer_pd.stage2.settings import RuntimeSettings
+
     print(machine_line())
-    main()
+    with running_on(RuntimeSettings(accelerator="cpu", workers=1)):  # the networks on the CPU, in this process
+        main()

@@ -49,10 +49,10 @@ def holm(p_values: np.ndarray) -> np.ndarray:
 def calibration_part() -> None:
     from dfer_pd.stage2.crossval import cross_validate
     from dfer_pd.stage2.screening_model import calibration_from_cv, fit_screening_model
-    from dfer_pd.stage2.settings import CPU, CVConfig, ClassifierConfig, RuntimeSettings, StatsConfig
+    from dfer_pd.stage2.settings import CVConfig, ClassifierConfig, StatsConfig
     from dfer_pd.synthetic.intensities import synthetic_cohort
 
-    cv = CVConfig(repeats=2, runtime=RuntimeSettings(accelerator="cpu", workers=1))
+    cv = CVConfig(repeats=2)
     classifier = ClassifierConfig()  # train-pd's default: the residual LSTM on Eq. 4 features
     method = StatsConfig().calibration
     strong = synthetic_cohort(97, 76, pd_diagonal=0.24, seed=3)
@@ -85,13 +85,13 @@ def calibration_part() -> None:
 
 def intervals_part() -> None:
     from dfer_pd.stage2.crossval import cross_validate, evaluate_holdout
-    from dfer_pd.stage2.settings import CPU, CVConfig, ClassifierConfig, RuntimeSettings
+    from dfer_pd.stage2.settings import CVConfig, ClassifierConfig
     from dfer_pd.synthetic.intensities import synthetic_cohort
 
     data = synthetic_cohort(20, 20, pd_diagonal=0.10, noise=0.01, seed=2)
     forest = ClassifierConfig.of_kind("rf", "processed", name="rf")
     for repeats in (1, 5):
-        cv = CVConfig(repeats=repeats, runtime=RuntimeSettings(accelerator="cpu", workers=1))
+        cv = CVConfig(repeats=repeats)
         result = cross_validate(data, forest, cv, progress=False)
         interval = result.interval
         print(f"separable cohort (40 subjects, rf, {repeats} x 5-fold CV): accuracy {result.mean['accuracy']:.3f} "
@@ -103,7 +103,7 @@ def intervals_part() -> None:
     for label in (0, 1):
         held[rng.choice(np.flatnonzero(data.labels == label), 5, replace=False)] = True
     report = evaluate_holdout(data.subset(np.flatnonzero(~held)), data.subset(np.flatnonzero(held)), forest,
-                              CVConfig(runtime=CPU))
+                              CVConfig())
     intervals = report["intervals"]
     print(f"separable hold-out (10 of 40 subjects): accuracy {report['metrics']['accuracy']:.3f} CI "
           f"{intervals['accuracy'][0]:.3f}-{intervals['accuracy'][1]:.3f}; ROC AUC {report['metrics']['roc_auc']:.3f} "
@@ -114,13 +114,13 @@ def intervals_part() -> None:
 
 def table3_part() -> None:
     from dfer_pd.stage2.ablation import run_ablation
-    from dfer_pd.stage2.settings import CPU, CVConfig, ClassifierConfig, RuntimeSettings
+    from dfer_pd.stage2.settings import CVConfig, ClassifierConfig
     from dfer_pd.synthetic.intensities import synthetic_cohort
 
     data = synthetic_cohort(40, 40, pd_diagonal=0.30, hc_diagonal=0.30, seed=11)
     tiny = ClassifierConfig(init_args={"hidden_size": 4, "num_layers": 2, "max_epochs": 10, "batch_size": 32, "patience": 3})
     started = time.perf_counter()
-    table = run_ablation(data, CVConfig(repeats=2, runtime=RuntimeSettings(accelerator="cpu", workers=1)), base_config=tiny, progress=False)
+    table = run_ablation(data, CVConfig(repeats=2), base_config=tiny, progress=False)
     raw = table["accuracy_p_vs_reference"].dropna().to_numpy()
     if "accuracy_p_holm" in table:
         adjusted, source = table["accuracy_p_holm"].dropna().to_numpy(), "Table 3's column"
@@ -166,8 +166,12 @@ def main() -> None:
     import dfer_pd
 
     print(f"code: {Path(inspect.getfile(dfer_pd)).parent.parent}", flush=True)
-    for part in args.parts.split(","):
-        PARTS[part.strip()]()
+    from dfer_pd.stage2.ensemble import running_on
+    from dfer_pd.stage2.settings import RuntimeSettings
+
+    with running_on(RuntimeSettings(accelerator="cpu", workers=1)):  # the networks on the CPU, in this process
+        for part in args.parts.split(","):
+            PARTS[part.strip()]()
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ import torch
 from dfer_pd.common.machine import machine_line
 from dfer_pd.stage2.ablation import run_ablation
 from dfer_pd.stage2.classifiers import ResidualRNNEstimator
+from dfer_pd.stage2.ensemble import running_on
 from dfer_pd.stage2.features import CohortIntensities
 from dfer_pd.stage2.settings import ClassifierConfig, CVConfig, RuntimeSettings
 from dfer_pd.synthetic.intensities import synthetic_cohort
@@ -55,9 +56,10 @@ def main() -> None:
     base = ClassifierConfig(init_args={"max_epochs": args.max_epochs})
     tables = {}
     for engine in [e.strip() for e in args.engines.split(",") if e.strip()]:
-        cv = CVConfig(n_splits=5, repeats=args.repeats, seeds=[0], runtime=RuntimeSettings(accelerator="cpu", engine=engine, threads=args.threads))
+        cv = CVConfig(n_splits=5, repeats=args.repeats, seeds=[0])
         started = time.perf_counter()
-        table = run_ablation(data, cv, None if args.out is None else args.out / engine, base_config=base)
+        with running_on(RuntimeSettings(accelerator="cpu", engine=engine, threads=args.threads)):
+            table = run_ablation(data, cv, None if args.out is None else args.out / engine, base_config=base)
         tables[engine] = (table, time.perf_counter() - started)
     if args.before:
         tables[f"{args.before[:7]} (before)"] = before(args.before, data, args.max_epochs)

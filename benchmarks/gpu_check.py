@@ -244,6 +244,7 @@ def extraction_and_diagnose(work: Path, network: dict, sizes: Sizes, device: tor
     from dfer_pd.stage2.cohort_datamodule import PDCohortDataModule
     from dfer_pd.stage2.extraction import extract_intensities
     from dfer_pd.stage2.screening_model import fit_screening_model
+    from dfer_pd.stage2.ensemble import running_on
     from dfer_pd.stage2.settings import CPU, CVConfig, ClassifierConfig
     from dfer_pd.synthetic.cohort import make_pd_cohort
 
@@ -262,7 +263,8 @@ def extraction_and_diagnose(work: Path, network: dict, sizes: Sizes, device: tor
     started = time.perf_counter()
     data, _ = extract_intensities(cohort, checkpoint, contract, work / "cache", accelerator=accelerator)
     extraction_s = time.perf_counter() - started
-    model = fit_screening_model(data, ClassifierConfig(init_args={"hidden_size": 8, "max_epochs": 5}), CVConfig(runtime=CPU))
+    with running_on(CPU):  # the recurrent networks are small: the CPU trains them
+        model = fit_screening_model(data, ClassifierConfig(init_args={"hidden_size": 8, "max_epochs": 5}), CVConfig())
     folder = model.save(work / "screening")
     subject = read_manifest(manifest).subjects[0]
     cli = ["--stage1", str(checkpoint), "--screening_model", str(folder), "--out", str(work / "diagnose"),

@@ -6,7 +6,6 @@ work is :mod:`dfer_pd.stage2.workflows`; this module parses, opens the W&B run a
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -72,8 +71,7 @@ def build_parser(command: str = "train-pd") -> ArgumentParser:
     parser.add_argument("--config", action=ConfigFile.ignoring(others),
                         help="YAML file(s) with any of the options below: a path or a shipped config's name (pd_lstm, pd_demo)")
     for group in groups:
-        skip = {"runtime"} if group == "cv" else None  # its own group, --runtime.*
-        parser.add_class_arguments(GROUPS[group], group, help=GROUP_HELP.get(group), skip=skip)
+        parser.add_class_arguments(GROUPS[group], group, help=GROUP_HELP.get(group))
     if command != "extract":
         parser.add_argument("--intensities", type=str | None, default=None,
                             help="a saved intensities .npz (from extract or train-pd) to use instead of cohort + checkpoint")
@@ -99,8 +97,6 @@ def build_job(cfg: Namespace, command: str):
         except ValueError as err:
             raise UsageError(f"--{group}: {err}") from err
     wandb = settings.pop("wandb", None)
-    if "cv" in settings:
-        settings["cv"] = dataclasses.replace(settings["cv"], runtime=settings.pop("runtime"))
     try:
         job = Stage2Job(out_dir=Path(cfg.out_dir), intensities=cfg.get("intensities"), plots=cfg.get("plots", False),
                         save_screening_model=cfg.get("save_screening_model", False),

@@ -36,7 +36,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch.utils.data import DataLoader, TensorDataset
 
 from dfer_pd.common.parallel import torch_threads
-from dfer_pd.stage2.ensemble import NetworkBatch, fit_members, open_batch
+from dfer_pd.stage2.ensemble import NetworkBatch, current_runtime, fit_members, open_batch
 from dfer_pd.stage2.features import SequenceScaler
 from dfer_pd.stage2.module import PDClassifierModule, pd_probability
 from dfer_pd.stage2.sequence_classifier import ResidualRNNClassifier
@@ -163,7 +163,7 @@ class ResidualRNNEstimator(ClassifierMixin, BaseEstimator):
 
     The parameters are what the network computes; how it runs (device, engine, threads, deterministic
     kernels) is the :class:`~dfer_pd.stage2.settings.RuntimeSettings` of the
-    :class:`~dfer_pd.stage2.ensemble.NetworkBatch` it is fitted in. The batched engine (the default) trains
+    :func:`~dfer_pd.stage2.ensemble.running_on` block it is fitted in. The batched engine (the default) trains
     through :func:`dfer_pd.stage2.ensemble.fit_members`, the lean loop that trains many such networks at
     once; the lightning engine runs one Lightning ``Trainer`` fit. Both follow the same recipe with the same
     random streams and agree to rounding (tests/stage2/test_ensemble.py).
@@ -259,9 +259,9 @@ class ResidualRNNEstimator(ClassifierMixin, BaseEstimator):
         return self
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> ResidualRNNEstimator:
-        """Train on (X, y) as the open :class:`~dfer_pd.stage2.ensemble.NetworkBatch` says (default: batched, now)."""
-        batch = open_batch()
-        runtime = batch.runtime if batch is not None else RuntimeSettings()
+        """Train on (X, y) with the :func:`~dfer_pd.stage2.ensemble.current_runtime`'s engine: batched (queued in the
+        open :class:`~dfer_pd.stage2.ensemble.NetworkBatch`, else trained now) or one Lightning fit."""
+        runtime = current_runtime()
         if runtime.engine == "lightning":
             return self._fit_with_lightning(X, y, runtime)
         return self.fit_batched(X, y)
@@ -273,7 +273,7 @@ class ResidualRNNEstimator(ClassifierMixin, BaseEstimator):
         if batch is not None:
             batch.queue(self, X, y)
         else:
-            fit_members([self], [X], [y])
+            fit_members([self], [X], [y], current_runtime())
         return self
 
     def _fit_with_lightning(self, X: np.ndarray, y: np.ndarray, runtime: RuntimeSettings) -> ResidualRNNEstimator:
@@ -477,11 +477,10 @@ def fit_pipelines(
     pipelines: list[Pipeline],
     inputs: list[np.ndarray],
     labels: list[np.ndarray],
-    runtime: RuntimeSettings = RuntimeSettings(),
     progress: Callable[[float], None] | None = None,
 ) -> list[float]:
     """``pipeline.fit(X, y)`` for each pipeline on its own rows; the residual networks among them in one
-    :class:`NetworkBatch` on ``runtime``, so they train together when it closes.
+    :class:`NetworkBatch`, so they train together when it closes.
 
     The other pipelines (scikit-learn baselines) fit on a second thread meanwhile: both release the GIL in
     their heavy parts, so on two cores the baselines cost little extra wall time. ``progress`` receives the
@@ -506,7 +505,7 @@ def fit_pipelines(
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         baselines = pool.submit(fit, others) if others and networks else None
-        with NetworkBatch(runtime, progress) as batch:
+        with NetworkBatch(progress) as batch:
             fit(networks, batch)
         if baselines is None:
             fit(others)

@@ -23,10 +23,11 @@ from dfer_pd.common.loggers import finish_wandb_run
 from dfer_pd.common.parallel import process_context, resolve_workers, torch_threads
 from dfer_pd.common.progress import progress_bar
 from dfer_pd.stage2.classifiers import build_pipeline, fit_pipelines, log_history, resolve_classifier, trains_in_epochs
+from dfer_pd.stage2.ensemble import current_runtime, running_on
 from dfer_pd.stage2.features import CohortIntensities
 from dfer_pd.stage2.metrics import CVResult, classification_metrics, confusion_counts, roc_auc
 from dfer_pd.stage2.splits import FoldLeakageError, subject_folds
-from dfer_pd.stage2.settings import ClassifierConfig, CVConfig
+from dfer_pd.stage2.settings import ClassifierConfig, CVConfig, RuntimeSettings
 from dfer_pd.stage2.statistics import Calibrator
 
 Folds = list[tuple[np.ndarray, np.ndarray]]
@@ -108,7 +109,8 @@ def fit_predict_jobs(
     selection. ``logger_factory`` loggers get each network's curves (``train/loss``, ``val/loss`` ...)
     and each fit's ``test/<metric>``; an active W&B run is finished after each, so fits do not merge.
     """
-    if logger_factory is None and worker_count(jobs, cv.runtime.workers) > 1:
+    runtime = current_runtime()
+    if logger_factory is None and worker_count(jobs, runtime.workers) > 1:
         return _fit_predict_in_processes(data, jobs, cv, progress)
     subject_ids = np.asarray(data.subject_ids)
     inputs_by_kind: dict[str, np.ndarray] = {}
@@ -126,9 +128,9 @@ def fit_predict_jobs(
         pipelines.append(build_pipeline(job.config, training_seed(job.seed, job.repeat), cv.split_seed + job.repeat))
         train_inputs.append(inputs_by_kind[kind][job.train_idx])
         train_labels.append((data.labels if job.labels is None else job.labels)[job.train_idx])
-    seconds = fit_pipelines(pipelines, train_inputs, train_labels, cv.runtime, progress)
+    seconds = fit_pipelines(pipelines, train_inputs, train_labels, progress)
     outcomes = []
-    with torch_threads(cv.runtime.threads):
+    with torch_threads(runtime.threads):
         for job, pipeline, taken in zip(jobs, pipelines, seconds):
             if list(pipeline.classes_) != [0, 1]:
                 raise ValueError(f"training fold must hold both classes, got {pipeline.classes_}")
@@ -157,14 +159,16 @@ def _start_worker(progress_queue) -> None:
     _progress_queue = progress_queue
 
 
-def _fit_predict_share(data: CohortIntensities, jobs: Sequence[FitJob], cv: CVConfig) -> list[JobOutcome]:
+def _fit_predict_share(data: CohortIntensities, jobs: Sequence[FitJob], cv: CVConfig,
+                       runtime: RuntimeSettings) -> list[JobOutcome]:
     report = None if _progress_queue is None else _progress_queue.put
-    return fit_predict_jobs(data, jobs, dataclasses.replace(cv, runtime=dataclasses.replace(cv.runtime, workers=1)), report)
+    with running_on(dataclasses.replace(runtime, workers=1)):  # a process starts outside its parent's block
+        return fit_predict_jobs(data, jobs, cv, report)
 
 
 def _fit_predict_in_processes(data: CohortIntensities, jobs: Sequence[FitJob], cv: CVConfig,
                               progress: Callable[[float], None] | None) -> list[JobOutcome]:
-    """:func:`fit_predict_jobs` with the jobs dealt round-robin to ``cv.runtime.workers`` processes.
+    """:func:`fit_predict_jobs` with the jobs dealt round-robin to the runtime's ``workers`` processes.
 
     Each share holds every kind of fit, so each process trains its networks as batched ensembles of
     its own. A network's batch-mates change only float32 rounding: p(PD) agrees with one process to
@@ -172,7 +176,8 @@ def _fit_predict_in_processes(data: CohortIntensities, jobs: Sequence[FitJob], c
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
     from queue import Empty
 
-    workers = worker_count(jobs, cv.runtime.workers)
+    runtime = current_runtime()
+    workers = worker_count(jobs, runtime.workers)
     context = process_context()
     updates = context.Queue() if progress is not None else None
     shares = [list(range(k, len(jobs), workers)) for k in range(workers)]
@@ -185,7 +190,7 @@ def _fit_predict_in_processes(data: CohortIntensities, jobs: Sequence[FitJob], c
                 return
 
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(updates,)) as pool:
-        futures = [pool.submit(_fit_predict_share, data, [jobs[i] for i in share], cv) for share in shares]
+        futures = [pool.submit(_fit_predict_share, data, [jobs[i] for i in share], cv, runtime) for share in shares]
         pending = set(futures)
         while pending:
             done, pending = wait(pending, timeout=0.25, return_when=FIRST_EXCEPTION)
@@ -399,8 +404,8 @@ def evaluate_holdout(
     if shared:
         raise FoldLeakageError(f"subjects both held out and in the development set: {sorted(shared)[:5]}")
     pipeline = build_pipeline(config, cv.seeds[0], cv.split_seed)
-    fit_pipelines([pipeline], [development.inputs(config.features)], [development.labels], cv.runtime)
-    with torch_threads(cv.runtime.threads):
+    fit_pipelines([pipeline], [development.inputs(config.features)], [development.labels])
+    with torch_threads(current_runtime().threads):
         raw = pipeline.predict_proba(held_out.inputs(config.features))[:, 1]
     p_pd = np.asarray(calibration(raw), dtype=np.float64)
     labels = held_out.labels

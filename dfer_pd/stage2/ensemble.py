@@ -18,12 +18,13 @@ their input width, residual path, dropout, patience, epochs, seeds and data may 
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -201,21 +202,38 @@ def fit_members(
     return list(estimators)
 
 
+_RUNTIME: contextvars.ContextVar[RuntimeSettings] = contextvars.ContextVar("stage2_runtime", default=RuntimeSettings())
 _OPEN_BATCH: contextvars.ContextVar[NetworkBatch | None] = contextvars.ContextVar("network_batch", default=None)
 
 
-class NetworkBatch:
-    """How the residual networks fitted inside a ``with`` block run, and (batched engine) when they train.
+@contextlib.contextmanager
+def running_on(runtime: RuntimeSettings) -> Iterator[RuntimeSettings]:
+    """Run the stage-2 code inside the block on ``runtime`` (device, engine, threads, worker processes).
 
-    As scikit-learn's ``config_context`` does for its own settings, the block carries the runtime (device,
-    engine, threads), so an estimator's parameters stay what it computes. With the batched engine a network's
-    ``fit`` (through ``Pipeline.fit`` as it is) only queues its rows; the queued networks train together, as
-    one stacked ensemble (:func:`fit_members`), when the block ends, and are fitted only then. Outside any
-    block a network trains at once, on the default :class:`RuntimeSettings`.
+    As scikit-learn's ``config_context`` carries its own settings, this carries how the networks run, so an
+    estimator's parameters and the CV settings stay what is computed. Outside any block: ``RuntimeSettings()``.
+    """
+    token = _RUNTIME.set(runtime)
+    try:
+        yield runtime
+    finally:
+        _RUNTIME.reset(token)
+
+
+def current_runtime() -> RuntimeSettings:
+    """The :class:`RuntimeSettings` of the innermost :func:`running_on` block (default: ``RuntimeSettings()``)."""
+    return _RUNTIME.get()
+
+
+class NetworkBatch:
+    """The residual networks fitted inside a ``with`` block, trained together when it ends (batched engine).
+
+    A network's ``fit`` (through ``Pipeline.fit`` as it is) only queues its rows here; the queued networks
+    train together, as one stacked ensemble (:func:`fit_members`) on the :func:`current_runtime`, when the
+    block ends, and are fitted only then. Outside any block a network trains at once.
     """
 
-    def __init__(self, runtime: RuntimeSettings = RuntimeSettings(), progress: ProgressCallback | None = None) -> None:
-        self.runtime = runtime
+    def __init__(self, progress: ProgressCallback | None = None) -> None:
         self.progress = progress
         self.queued: list[tuple[ResidualRNNEstimator, np.ndarray, np.ndarray]] = []
         self._queued_ids: set[int] = set()
@@ -229,7 +247,7 @@ class NetworkBatch:
         _OPEN_BATCH.reset(self._token)
         if error is None and self.queued:
             estimators, inputs, labels = zip(*self.queued)
-            fit_members(estimators, inputs, labels, self.runtime, self.progress)
+            fit_members(estimators, inputs, labels, current_runtime(), self.progress)
 
     def holds(self, estimator: object) -> bool:
         """Whether ``estimator`` is queued here (so it is fitted when the block ends)."""

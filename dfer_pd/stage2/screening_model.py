@@ -391,7 +391,7 @@ def fit_screening_model(
     pipeline = build_pipeline(classifier, cv.seeds[0] if seed is None else seed, cv.split_seed)
     if not saves_without_pickle(pipeline[-1]):
         raise ScreeningModelError(_not_saveable(estimator_kind(pipeline[-1])))
-    fit_pipelines([pipeline], [data.inputs(classifier.features)], [data.labels], cv.runtime)
+    fit_pipelines([pipeline], [data.inputs(classifier.features)], [data.labels])
     severity_estimator = None
     if severity is not None:
         severity_estimator = fit_severity_estimator(data, classifier, cv, severity, seed)

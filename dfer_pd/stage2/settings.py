@@ -108,7 +108,9 @@ DERIVED_NAMES = frozenset(derived_name(k, f, r) for k in CLASSIFIER_KINDS for f 
 @dataclass(frozen=True)
 class RuntimeSettings:
     """How the recurrent networks run, not what they compute: p(PD) changes only by float rounding (about 1e-7)
-    between these settings, except ``deterministic``, which makes a seed repeat a run exactly.
+    between these settings, except ``deterministic``, which makes a seed repeat a run exactly. Code runs under
+    them inside :func:`dfer_pd.stage2.ensemble.running_on` (train-pd and ablation run the whole job so), as
+    scikit-learn code runs under its ``config_context``.
 
     Args:
         accelerator: Lightning accelerator of the recurrent networks: auto, cpu, gpu.
@@ -143,8 +145,8 @@ class CVConfig:
 
     ``split_seed`` fixes the folds and the validation splits the residual networks carve from each training
     fold (their ``val_fraction``); ``seeds`` are training seeds (weights, batch order, forests), each a complete
-    pass over the same folds, set on every ``random_state`` of the estimator. ``runtime`` says how the
-    networks run (its own option group, ``--runtime.*``).
+    pass over the same folds, set on every ``random_state`` of the estimator. How the networks run is not
+    here: :class:`RuntimeSettings` (``--runtime.*``).
 
     Args:
         n_splits: number of subject-level folds (stratified by label).
@@ -159,7 +161,6 @@ class CVConfig:
     seeds: list[int] = field(default_factory=lambda: [0])
     split_seed: int = 0
     threshold: float = 0.5
-    runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
 
     def __post_init__(self) -> None:
         if self.n_splits < 2:

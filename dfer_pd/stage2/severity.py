@@ -176,7 +176,7 @@ def _fit_predict(data: CohortIntensities, fits: list[_Fit], config: ClassifierCo
         train_inputs.append(inputs[fit.row.features][fit.train_idx])
         train_targets.append(fit.targets[fit.train_idx])
     with progress_bar(len(fits), label) as bar:
-        fit_pipelines(pipelines, train_inputs, train_targets, cv.runtime, bar)
+        fit_pipelines(pipelines, train_inputs, train_targets, bar)
     return [np.clip(p.predict(inputs[f.row.features][f.test_idx]), 0, 4) for p, f in zip(pipelines, fits)]
 
 

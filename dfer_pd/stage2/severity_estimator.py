@@ -130,5 +130,5 @@ def fit_severity_estimator(data: CohortIntensities, classifier: ClassifierConfig
     pipeline = build_regression_pipeline(kind, classifier, cv.seeds[0] if seed is None else seed, cv.split_seed)
     if not saves_without_pickle(pipeline[-1]):
         raise ValueError(f"the '{kind}' severity regressor has no pickle-free format")
-    fit_pipelines([pipeline], [scored.inputs(classifier.features)], [scored.updrs_3_2], cv.runtime)
+    fit_pipelines([pipeline], [scored.inputs(classifier.features)], [scored.updrs_3_2])
     return SeverityEstimator(classifier, pipeline, cv_figures(summary, cv.n_splits))

@@ -9,6 +9,7 @@ a notebook or another front end runs the same steps with ``run=None`` or its own
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import secrets
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from dfer_pd.stage2.settings import (
     ExtractionSettings,
     HoldoutConfig,
     KinematicsSettings,
+    RuntimeSettings,
     StatsConfig,
     TARGETS,
 )
@@ -46,6 +48,7 @@ class Stage2Job:
     intensities: str | None = None
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     cv: CVConfig = field(default_factory=CVConfig)
+    runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     stats: StatsConfig = field(default_factory=StatsConfig)
     holdout: HoldoutConfig = field(default_factory=HoldoutConfig)
     plots: bool = True
@@ -169,6 +172,20 @@ class TrainPDOutcome:
     severity_model: str | None = None  # the screening model's MDS-UPDRS 3.2 regressor (SeverityEstimator.performance)
 
 
+def on_job_runtime(workflow):
+    """``workflow(job, ...)`` run inside :func:`~dfer_pd.stage2.ensemble.running_on` ``(job.runtime)``."""
+
+    @functools.wraps(workflow)
+    def run_on_runtime(job: Stage2Job, *args, **kwargs):
+        from dfer_pd.stage2.ensemble import running_on
+
+        with running_on(job.runtime):
+            return workflow(job, *args, **kwargs)
+
+    return run_on_runtime
+
+
+@on_job_runtime
 def train_pd(job: Stage2Job, data: CohortIntensities, run=None) -> TrainPDOutcome:
     """Repeated subject-level CV, the permutation test, calibration, plots, the held-out evaluation, the screening model.
 
@@ -280,6 +297,7 @@ def cohort_plots(data: CohortIntensities, out_dir: Path) -> dict[str, Path]:
     return images
 
 
+@on_job_runtime
 def ablation(job: Stage2Job, data: CohortIntensities, run=None):
     """The paper's Table 3 on the same folds (out_dir/table3.md, table3.csv), without the held-out subjects of
     ``job.holdout``; its table and curves go to ``run``."""
