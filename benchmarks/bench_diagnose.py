@@ -24,7 +24,7 @@ from dfer_pd.common.machine import machine_line
 from dfer_pd.faces.settings import FaceCropSettings
 from dfer_pd.stage1.contract import ScoringContract
 from dfer_pd.stage2.settings import ClassifierConfig
-from dfer_pd.stage2.ensemble import running_on
+from dfer_pd.stage2.runtime import running_on
 from dfer_pd.stage2.settings import CPU, CVConfig
 from dfer_pd.stage2.cohort import read_manifest
 from dfer_pd.synthetic.cohort import make_pd_cohort

@@ -56,7 +56,7 @@ from dfer_pd.stage1.scoring import Stage1Scorer, default_threads, expression_cos
 from dfer_pd.stage2.settings import ClassifierConfig
 from dfer_pd.stage2.cohort import read_manifest
 from dfer_pd.stage2.screening_model import fit_screening_model
-from dfer_pd.stage2.ensemble import running_on
+from dfer_pd.stage2.runtime import running_on
 from dfer_pd.stage2.settings import CPU, CVConfig
 from dfer_pd.synthetic.cohort import make_pd_cohort
 from dfer_pd.synthetic.intensities import synthetic_cohort

@@ -106,7 +106,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from dfer_pd.stage2.ensemble import running_on
+    from dfer_pd.stage2.runtime import running_on
     from dfer_pd.stage2.settings import RuntimeSettings
 
     print(machine_line())

@@ -166,7 +166,7 @@ def main() -> None:
     import dfer_pd
 
     print(f"code: {Path(inspect.getfile(dfer_pd)).parent.parent}", flush=True)
-    from dfer_pd.stage2.ensemble import running_on
+    from dfer_pd.stage2.runtime import running_on
     from dfer_pd.stage2.settings import RuntimeSettings
 
     with running_on(RuntimeSettings(accelerator="cpu", workers=1)):  # the networks on the CPU, in this process

@@ -31,7 +31,7 @@ import torch
 from dfer_pd.common.machine import machine_line
 from dfer_pd.stage2.ablation import run_ablation
 from dfer_pd.stage2.classifiers import ResidualRNNEstimator
-from dfer_pd.stage2.ensemble import running_on
+from dfer_pd.stage2.runtime import running_on
 from dfer_pd.stage2.features import CohortIntensities
 from dfer_pd.stage2.settings import ClassifierConfig, CVConfig, RuntimeSettings
 from dfer_pd.synthetic.intensities import synthetic_cohort

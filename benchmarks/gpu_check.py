@@ -244,7 +244,7 @@ def extraction_and_diagnose(work: Path, network: dict, sizes: Sizes, device: tor
     from dfer_pd.stage2.cohort_datamodule import PDCohortDataModule
     from dfer_pd.stage2.extraction import extract_intensities
     from dfer_pd.stage2.screening_model import fit_screening_model
-    from dfer_pd.stage2.ensemble import running_on
+    from dfer_pd.stage2.runtime import running_on
     from dfer_pd.stage2.settings import CPU, CVConfig, ClassifierConfig
     from dfer_pd.synthetic.cohort import make_pd_cohort
 

@@ -36,7 +36,8 @@ from sklearn.utils.validation import check_is_fitted
 from torch.utils.data import DataLoader, TensorDataset
 
 from dfer_pd.common.parallel import torch_threads
-from dfer_pd.stage2.ensemble import NetworkBatch, current_runtime, fit_members, open_batch
+from dfer_pd.stage2.ensemble import NetworkBatch, fit_members, open_batch
+from dfer_pd.stage2.runtime import current_runtime
 from dfer_pd.stage2.features import SequenceScaler
 from dfer_pd.stage2.module import PDClassifierModule, pd_probability
 from dfer_pd.stage2.sequence_classifier import ResidualRNNClassifier
@@ -163,7 +164,7 @@ class ResidualRNNEstimator(ClassifierMixin, BaseEstimator):
 
     The parameters are what the network computes; how it runs (device, engine, threads, deterministic
     kernels) is the :class:`~dfer_pd.stage2.settings.RuntimeSettings` of the
-    :func:`~dfer_pd.stage2.ensemble.running_on` block it is fitted in. The batched engine (the default) trains
+    :func:`~dfer_pd.stage2.runtime.running_on` block it is fitted in. The batched engine (the default) trains
     through :func:`dfer_pd.stage2.ensemble.fit_members`, the lean loop that trains many such networks at
     once; the lightning engine runs one Lightning ``Trainer`` fit. Both follow the same recipe with the same
     random streams and agree to rounding (tests/stage2/test_ensemble.py).
@@ -259,7 +260,7 @@ class ResidualRNNEstimator(ClassifierMixin, BaseEstimator):
         return self
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> ResidualRNNEstimator:
-        """Train on (X, y) with the :func:`~dfer_pd.stage2.ensemble.current_runtime`'s engine: batched (queued in the
+        """Train on (X, y) with the :func:`~dfer_pd.stage2.runtime.current_runtime`'s engine: batched (queued in the
         open :class:`~dfer_pd.stage2.ensemble.NetworkBatch`, else trained now) or one Lightning fit."""
         runtime = current_runtime()
         if runtime.engine == "lightning":

@@ -23,7 +23,7 @@ from dfer_pd.common.loggers import finish_wandb_run
 from dfer_pd.common.parallel import process_context, resolve_workers, torch_threads
 from dfer_pd.common.progress import progress_bar
 from dfer_pd.stage2.classifiers import build_pipeline, fit_pipelines, log_history, resolve_classifier, trains_in_epochs
-from dfer_pd.stage2.ensemble import current_runtime, running_on
+from dfer_pd.stage2.runtime import current_runtime, running_on
 from dfer_pd.stage2.features import CohortIntensities
 from dfer_pd.stage2.metrics import CVResult, classification_metrics, confusion_counts, roc_auc
 from dfer_pd.stage2.splits import FoldLeakageError, subject_folds

@@ -18,13 +18,12 @@ their input width, residual path, dropout, patience, epochs, seeds and data may 
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import functools
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dfer_pd.stage2.runtime import current_runtime
 from dfer_pd.stage2.settings import NETWORK_OUTPUTS, REGRESSION_LOSS, RuntimeSettings
 from dfer_pd.stage2.sequence_classifier import RNN_CELLS, ResidualRNNClassifier
 from dfer_pd.stage2.splits import validation_split
@@ -202,27 +202,7 @@ def fit_members(
     return list(estimators)
 
 
-_RUNTIME: contextvars.ContextVar[RuntimeSettings] = contextvars.ContextVar("stage2_runtime", default=RuntimeSettings())
 _OPEN_BATCH: contextvars.ContextVar[NetworkBatch | None] = contextvars.ContextVar("network_batch", default=None)
-
-
-@contextlib.contextmanager
-def running_on(runtime: RuntimeSettings) -> Iterator[RuntimeSettings]:
-    """Run the stage-2 code inside the block on ``runtime`` (device, engine, threads, worker processes).
-
-    As scikit-learn's ``config_context`` carries its own settings, this carries how the networks run, so an
-    estimator's parameters and the CV settings stay what is computed. Outside any block: ``RuntimeSettings()``.
-    """
-    token = _RUNTIME.set(runtime)
-    try:
-        yield runtime
-    finally:
-        _RUNTIME.reset(token)
-
-
-def current_runtime() -> RuntimeSettings:
-    """The :class:`RuntimeSettings` of the innermost :func:`running_on` block (default: ``RuntimeSettings()``)."""
-    return _RUNTIME.get()
 
 
 class NetworkBatch:

@@ -109,7 +109,7 @@ DERIVED_NAMES = frozenset(derived_name(k, f, r) for k in CLASSIFIER_KINDS for f 
 class RuntimeSettings:
     """How the recurrent networks run, not what they compute: p(PD) changes only by float rounding (about 1e-7)
     between these settings, except ``deterministic``, which makes a seed repeat a run exactly. Code runs under
-    them inside :func:`dfer_pd.stage2.ensemble.running_on` (train-pd and ablation run the whole job so), as
+    them inside :func:`dfer_pd.stage2.runtime.running_on` (train-pd and ablation run the whole job so), as
     scikit-learn code runs under its ``config_context``.
 
     Args:

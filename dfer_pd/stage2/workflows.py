@@ -173,11 +173,11 @@ class TrainPDOutcome:
 
 
 def on_job_runtime(workflow):
-    """``workflow(job, ...)`` run inside :func:`~dfer_pd.stage2.ensemble.running_on` ``(job.runtime)``."""
+    """``workflow(job, ...)`` run inside :func:`~dfer_pd.stage2.runtime.running_on` ``(job.runtime)``."""
 
     @functools.wraps(workflow)
     def run_on_runtime(job: Stage2Job, *args, **kwargs):
-        from dfer_pd.stage2.ensemble import running_on
+        from dfer_pd.stage2.runtime import running_on
 
         with running_on(job.runtime):
             return workflow(job, *args, **kwargs)
