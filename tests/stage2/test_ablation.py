@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from sklearn.linear_model import LogisticRegression
-
 from dfer_pd.stage2.ablation import REFERENCE_ROW, TABLE3_ROWS, row_config, run_ablation, table3_row
-from dfer_pd.stage2.classifiers import CLASSIFIERS, flat
-from dfer_pd.stage2.settings import ClassifierConfig
+from dfer_pd.stage2.classifiers import build_estimator, estimator_kind, resolve_classifier
+from dfer_pd.stage2.settings import CLASSIFIERS, ClassifierConfig, CVConfig
 from dfer_pd.synthetic.intensities import synthetic_cohort
-from dfer_pd.stage2.settings import CVConfig
 
-TINY = ClassifierConfig(hidden_size=4, num_layers=2, max_epochs=2, batch_size=32, patience=1)
+TINY = ClassifierConfig(init_args=dict(hidden_size=4, num_layers=2, max_epochs=2, batch_size=32, patience=1))
 
 
 def test_table3_rows_follow_the_paper():
@@ -22,9 +19,11 @@ def test_table3_rows_follow_the_paper():
     assert networks == ["DT"] * 2 + ["BC"] * 2 + ["RF"] * 2 + ["SVM"] * 2 + ["GRU"] * 4 + ["LSTM"] * 4
     for row in TABLE3_ROWS:
         assert row.config.features == ("processed" if row.processing else "raw")
-        assert row.config.kind == row.network.lower()
-        assert row.residual == row.config.residual
+        estimator = build_estimator(row.config)
+        assert estimator_kind(estimator) == row.network.lower()
+        assert row.residual == getattr(estimator, "residual", False)
         assert not row.residual or row.network in ("GRU", "LSTM")
+        assert resolve_classifier(row.config).name == row.config.name  # the name is the one its values spell
     best = TABLE3_ROWS[-1]
     assert (best.network, best.processing, best.residual) == ("LSTM", True, True)
     assert best.paper == {"accuracy": 0.931, "precision": 0.929, "recall": 0.931, "f1": 0.929}
@@ -34,9 +33,18 @@ def test_table3_rows_follow_the_paper():
 def test_row_config_takes_training_settings_from_the_base():
     row = TABLE3_ROWS[10]  # GRU, raw, residual
     config = row_config(row, TINY)
-    assert (config.kind, config.features, config.residual, config.name) == ("gru", "raw", True, row.config.name)
-    assert (config.max_epochs, config.hidden_size) == (2, 4)
+    estimator = build_estimator(config)
+    assert (estimator.cell, config.features, estimator.residual, config.name) == ("gru", "raw", True, row.config.name)
+    assert (estimator.max_epochs, estimator.hidden_size) == (2, 4)
     assert row_config(row) is row.config
+    # The row's own cell and residual path win over the base's (a sweep trial's residual false) ...
+    plain = TABLE3_ROWS[13]  # LSTM, processed, no residual
+    swept = ClassifierConfig(init_args={**TINY.init_args, "cell": "gru", "residual": True})
+    estimator = build_estimator(row_config(plain, swept))
+    assert (estimator.cell, estimator.residual, estimator.hidden_size) == ("lstm", False, 4)
+    # ... and a baseline row takes nothing from a network's settings.
+    forest = TABLE3_ROWS[4]
+    assert forest.config.name == "rf_raw" and row_config(forest, TINY) is forest.config
 
 
 def test_run_ablation_writes_both_tables(tmp_path):
@@ -75,11 +83,10 @@ def test_run_ablation_writes_both_tables(tmp_path):
     assert all(f.sort_index().equals(folds[0].sort_index()) for f in folds)
 
 
-def test_a_new_classifier_is_its_kind_its_registry_entry_and_its_row(tmp_path, monkeypatch):
-    import dfer_pd.stage2.settings as settings
-
-    monkeypatch.setattr(settings, "CLASSIFIER_KINDS", (*settings.CLASSIFIER_KINDS, "logreg"))
-    monkeypatch.setitem(CLASSIFIERS, "logreg", flat(lambda params, seed: LogisticRegression(**params)))
+def test_a_new_classifier_is_its_registry_entry_and_its_row(tmp_path, monkeypatch):
+    logreg = {"class_path": "sklearn.linear_model.LogisticRegression"}
+    monkeypatch.setitem(CLASSIFIERS, "logreg", {"class_path": "dfer_pd.stage2.classifiers.FlatClassifier",
+                                                "init_args": {"estimator": logreg}})
     row = table3_row("LOGREG", True, False)  # not in the paper: no paper figures
     cohort = synthetic_cohort(12, 12, seed=5)
     table = run_ablation(cohort, CVConfig(n_splits=3, repeats=1), tmp_path, rows=(TABLE3_ROWS[0], row))

@@ -13,8 +13,7 @@ import pytest
 from lightning.pytorch.loggers import CSVLogger
 
 from dfer_pd.common.loggers import finish_wandb_run
-from dfer_pd.stage2.classifiers import CLASSIFIERS
-from dfer_pd.stage2.settings import ClassifierConfig
+from dfer_pd.stage2.settings import CLASSIFIERS, RECURRENT_KINDS, ClassifierConfig
 from dfer_pd.stage2.crossval import (
     cross_validate,
     fit_predict_fold,
@@ -27,10 +26,13 @@ from dfer_pd.synthetic.intensities import synthetic_cohort
 from dfer_pd.stage2.metrics import METRIC_NAMES, classification_metrics
 from dfer_pd.stage2.plots import plot_intensity_boxplots, tsne_plot
 from dfer_pd.stage2.splits import FoldLeakageError, subject_folds
+from dfer_pd.stage2.runtime import running_on
 from dfer_pd.stage2.settings import CPU, CVConfig, RuntimeSettings
 
-FAST_LSTM = ClassifierConfig(hidden_size=16, max_epochs=30, lr=1e-2, patience=8, batch_size=16)
-TINY_LSTM = ClassifierConfig(hidden_size=4, num_layers=1, max_epochs=2, batch_size=32)
+FAST_ARGS = dict(hidden_size=16, max_epochs=30, lr=1e-2, patience=8, batch_size=16)
+FAST_LSTM = ClassifierConfig(init_args=FAST_ARGS)
+TINY_ARGS = dict(hidden_size=4, num_layers=1, max_epochs=2, batch_size=32)
+TINY_LSTM = ClassifierConfig(init_args=TINY_ARGS)
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +112,7 @@ def test_classification_metrics_are_scikit_learns(case):
 def test_test_fold_never_informs_scaling_or_fitting(effect_cohort):
     folds = subject_folds(effect_cohort.labels, effect_cohort.subject_ids, 5, 0)
     train, test = folds[0]
-    config = ClassifierConfig(kind="bc", features="both")
+    config = ClassifierConfig.of_kind("bc", "both")
     before = fit_predict_fold(effect_cohort, train, test, config, seed=0)
     changed = effect_cohort.subset(np.arange(len(effect_cohort)))
     # Give one test subject the videos of a training subject of the other group.
@@ -147,14 +149,14 @@ def test_residual_lstm_learns_a_clear_group_difference(effect_cohort, tmp_path):
 
 @pytest.mark.parametrize("kind", sorted(CLASSIFIERS))
 def test_every_classifier_is_near_chance_without_an_effect(null_cohort, kind):
-    config = dataclasses.replace(FAST_LSTM, kind=kind, name=kind)  # the baselines ignore the network settings
+    config = ClassifierConfig.of_kind(kind, name=kind, **(FAST_ARGS if kind in RECURRENT_KINDS else {}))
     result = cross_validate(null_cohort, config, CVConfig(n_splits=5, repeats=1))
     assert abs(result.mean["accuracy"] - 0.5) < 0.2
 
 
 def test_predictions_cover_each_subject_once_per_seed(effect_cohort, tmp_path):
     cv = CVConfig(n_splits=5, repeats=1, seeds=[0, 1])
-    result = cross_validate(effect_cohort, ClassifierConfig(kind="dt"), cv, out_dir=tmp_path, plots=False)
+    result = cross_validate(effect_cohort, ClassifierConfig.of_kind("dt"), cv, out_dir=tmp_path, plots=False)
     saved = pd.read_csv(tmp_path / "predictions.csv")
     assert list(saved.columns[:5]) == ["subject_id", "fold", "seed", "label", "p_pd"]
     assert len(saved) == 2 * len(effect_cohort)
@@ -177,16 +179,17 @@ def test_loggers_per_fit_and_metrics_sink(effect_cohort, tmp_path, engine):
         calls.append((repeat, fold, seed))
         return CSVLogger(tmp_path / engine, name=f"fold{fold}", version=f"seed{seed}")
 
-    config = dataclasses.replace(TINY_LSTM, loss="ce")
-    result = cross_validate(effect_cohort, config, CVConfig(n_splits=3, repeats=1, runtime=RuntimeSettings(engine=engine)), logger_factory=factory,
-                            metrics_sink=received.append)
+    config = ClassifierConfig(init_args={**TINY_ARGS, "loss": "ce"})
+    with running_on(RuntimeSettings(accelerator="cpu", engine=engine)):
+        result = cross_validate(effect_cohort, config, CVConfig(n_splits=3, repeats=1), logger_factory=factory,
+                                metrics_sink=received.append)
     assert calls == [(0, 1, 0), (0, 2, 0), (0, 3, 0)]
     logged = pd.read_csv(tmp_path / engine / "fold2" / "seed0" / "metrics.csv")
     assert {"train/loss", "val/loss", "test/accuracy", "test/roc_auc"} <= set(logged.columns)
-    if engine == "lightning":  # the Lightning module also logs every metric on the validation split
+    # Every fit's per-epoch curves are replayed after the fits: one val/loss row per epoch trained.
+    assert "val/accuracy" in logged.columns and logged["val/loss"].notna().sum() == len(result.histories) // 3
+    if engine == "lightning":  # the Lightning module also records every metric on the validation split
         assert {"val/roc_auc", "val/f1_weighted"} <= set(logged.columns)
-    else:  # the batched engine replays its per-epoch curves
-        assert "val/accuracy" in logged.columns and logged["val/loss"].notna().sum() == len(result.histories) // 3
     assert sorted(k for k in received[0] if k.endswith("/accuracy")) == ["fold1/accuracy", "fold2/accuracy", "fold3/accuracy"]
     assert received[-1]["cv/accuracy_mean"] == pytest.approx(result.mean["accuracy"])
     assert "cv/f1_weighted_std" in received[-1] and "cv/accuracy_ci_low" in received[-1]
@@ -211,11 +214,29 @@ def test_wandb_runs_are_finished_between_fits(effect_cohort, monkeypatch):
 
     run = wandb.init(project="dfer-pd-test")  # sweep style: one run for the whole CV
     try:
-        result = cross_validate(effect_cohort, ClassifierConfig(kind="bc"), CVConfig(n_splits=2, repeats=1),
+        result = cross_validate(effect_cohort, ClassifierConfig.of_kind("bc"), CVConfig(n_splits=2, repeats=1),
                                 metrics_sink=wandb_metrics_sink())
         assert run.summary["cv/accuracy_mean"] == pytest.approx(result.mean["accuracy"])
     finally:
         assert finish_wandb_run() is True
+
+
+def test_each_repeat_seeds_the_networks_and_draws_new_validation_splits(effect_cohort, monkeypatch):
+    """CV sets the training seed on every random_state and ``cv.split_seed + repeat`` on every network's split_seed;
+    an unnamed config is named by its values."""
+    from dfer_pd.stage2 import crossval
+
+    seen, fit_pipelines = [], crossval.fit_pipelines
+
+    def spy(pipelines, *args, **kwargs):
+        seen.extend((p[-1].split_seed, p[-1].random_state) for p in pipelines)
+        return fit_pipelines(pipelines, *args, **kwargs)
+
+    monkeypatch.setattr(crossval, "fit_pipelines", spy)
+    config = ClassifierConfig(init_args={**TINY_ARGS, "val_fraction": 0.3, "residual": False})
+    result = cross_validate(effect_cohort, config, CVConfig(n_splits=2, repeats=2, split_seed=5, seeds=[3]))
+    assert sorted(seen) == [(5, training_seed(3, 0))] * 2 + [(6, training_seed(3, 1))] * 2
+    assert result.config.name == "lstm_processed" and result.config.init_args["val_fraction"] == 0.3
 
 
 def test_repeats_use_different_splits_and_are_summarised_over_repeats(effect_cohort, tmp_path):
@@ -227,7 +248,7 @@ def test_repeats_use_different_splits_and_are_summarised_over_repeats(effect_coh
     tests = [[frozenset(test) for _, test in folds] for folds in splits]
     assert len({frozenset(t) for t in tests}) == 3, "every repeat must draw other folds"
     assert [training_seed(0, r) for r in range(3)] == [0, 1000, 2000]
-    result = cross_validate(effect_cohort, ClassifierConfig(kind="bc"), cv, out_dir=tmp_path, plots=False)
+    result = cross_validate(effect_cohort, ClassifierConfig.of_kind("bc"), cv, out_dir=tmp_path, plots=False)
     assert len(result.folds) == 15 and sorted(result.folds["repeat"].unique()) == [0, 1, 2]
     saved = pd.read_csv(tmp_path / "predictions.csv")
     for repeat, group in saved.groupby("repeat"):
@@ -251,7 +272,7 @@ def test_repeats_use_different_splits_and_are_summarised_over_repeats(effect_coh
 def test_permutation_test_null_and_strong_effect():
     """The chosen model (a small residual LSTM) against 100 label permutations (smallest possible p: 1/101): chance on a null cohort, p < 0.01
     on a strong effect."""
-    config = ClassifierConfig(hidden_size=4, num_layers=1, max_epochs=15, patience=5, lr=1e-2)
+    config = ClassifierConfig(init_args=dict(hidden_size=4, num_layers=1, max_epochs=15, patience=5, lr=1e-2))
     cv = CVConfig(n_splits=3, repeats=1)
     null = permutation_test(synthetic_cohort(20, 20, pd_diagonal=0.30, seed=4), config, cv, n_permutations=100)
     strong = permutation_test(synthetic_cohort(20, 20, seed=3), config, cv, n_permutations=100)
@@ -299,16 +320,17 @@ def test_fits_shared_among_worker_processes_predict_what_one_process_does(effect
     from dfer_pd.stage2.ablation import TABLE3_ROWS, run_ablation
 
     rows = tuple(r for r in TABLE3_ROWS if r.config.name in {"rf_processed", "gru_raw", "lstm_processed_residual"})
-    base = ClassifierConfig(hidden_size=8, max_epochs=6, patience=3)
+    base = ClassifierConfig(init_args=dict(hidden_size=8, max_epochs=6, patience=3))
     tables = {}
     for workers in (1, 2):
-        cv = CVConfig(n_splits=3, repeats=2, runtime=RuntimeSettings(accelerator="cpu", workers=workers))
-        tables[workers] = run_ablation(effect_cohort, cv, base_config=base, rows=rows, progress=workers == 2)
+        with running_on(RuntimeSettings(accelerator="cpu", workers=workers)):
+            tables[workers] = run_ablation(effect_cohort, CVConfig(n_splits=3, repeats=2), base_config=base, rows=rows,
+                                           progress=workers == 2)
     columns = [c for c in tables[1].columns if c not in ("seconds", "fits_per_second") and "second" not in c]
     # The same fits, batched with other batch-mates: equal to float32 rounding (p(PD) measured within 6e-8).
     pd.testing.assert_frame_equal(tables[1][columns], tables[2][columns], check_exact=False, rtol=1e-6, atol=1e-7)
     with pytest.raises(ValueError, match="workers must be 0"):
-        CVConfig(runtime=RuntimeSettings(workers=-1))
+        RuntimeSettings(workers=-1)
 
 
 def test_one_process_per_cpu_only_where_the_network_fits_pay_for_starting_it(monkeypatch):
@@ -317,7 +339,7 @@ def test_one_process_per_cpu_only_where_the_network_fits_pay_for_starting_it(mon
     monkeypatch.setattr(crossval, "resolve_workers", lambda workers: workers or 4)  # a 4-CPU machine
 
     def jobs(kind: str, count: int) -> list:
-        config = ClassifierConfig(kind=kind)
+        config = ClassifierConfig.of_kind(kind)
         return [crossval.FitJob(config, 0, 0, k, np.arange(2), np.arange(2, 4)) for k in range(count)]
 
     per = crossval.NETWORK_FITS_PER_WORKER
@@ -336,8 +358,8 @@ def test_intervals_on_a_perfectly_separable_cohort_do_not_collapse():
     from dfer_pd.stage2.statistics import Calibrator, corrected_t_interval
 
     data = synthetic_cohort(20, 20, pd_diagonal=0.10, noise=0.01, seed=2)
-    forest = ClassifierConfig(name="rf", kind="rf", features="processed")
-    result = cross_validate(data, forest, CVConfig(repeats=2, runtime=CPU), progress=False)
+    forest = ClassifierConfig.of_kind("rf", "processed", name="rf")
+    result = cross_validate(data, forest, CVConfig(repeats=2), progress=False)
     assert result.mean["accuracy"] == 1.0 and result.pooled["roc_auc"] == 1.0
     assert corrected_t_interval(result.fold_scores("accuracy"), *result.fold_sizes) == (1.0, 1.0)  # the collapse
     interval = result.interval
@@ -351,7 +373,7 @@ def test_intervals_on_a_perfectly_separable_cohort_do_not_collapse():
     held[np.flatnonzero(data.labels == 1)[:5]] = held[np.flatnonzero(data.labels == 0)[:5]] = True
     development, held_out = data.subset(np.flatnonzero(~held)), data.subset(np.flatnonzero(held))
     platt = Calibrator("platt", {"a": 0.5, "b": 0.0})
-    report = evaluate_holdout(development, held_out, forest, CVConfig(runtime=CPU), calibration=platt)
+    report = evaluate_holdout(development, held_out, forest, CVConfig(), calibration=platt)
     assert report["metrics"]["roc_auc"] == 1.0 and report["intervals"]["roc_auc"][0] < 0.9
     assert report["intervals"]["accuracy"][0] < 0.8
     # The calibrated p(PD) the screening model would return is what is scored, with its Brier score.
@@ -370,8 +392,8 @@ def test_train_pd_logs_every_holdout_evaluation(tmp_path):
     from dfer_pd.stage2.workflows import Stage2Job, train_pd
 
     data = synthetic_cohort(15, 15, seed=6)
-    job = Stage2Job(out_dir=tmp_path, classifier=ClassifierConfig(name="rf", kind="rf", features="processed"),
-                    cv=CVConfig(repeats=1, n_splits=3, runtime=CPU), stats=StatsConfig(permutations=0),
+    job = Stage2Job(out_dir=tmp_path, classifier=ClassifierConfig.of_kind("rf", "processed", name="rf"),
+                    cv=CVConfig(repeats=1, n_splits=3), runtime=CPU, stats=StatsConfig(permutations=0),
                     holdout=HoldoutConfig(fraction=0.3, seed=1, evaluate=True), plots=False, save_screening_model=False)
     first = train_pd(job, data)
     second = train_pd(dataclasses.replace(job, stats=StatsConfig(permutations=0, calibration="none")), data)

@@ -12,11 +12,14 @@ import pytest
 from sklearn.base import clone
 
 from dfer_pd.stage2.classifiers import ResidualRNNEstimator
-from dfer_pd.stage2.ensemble import fit_members
+from dfer_pd.stage2.ensemble import NetworkBatch, fit_members
 from dfer_pd.stage2.features import SequenceScaler, sequence_inputs
+from dfer_pd.stage2.runtime import running_on
+from dfer_pd.stage2.settings import CPU, RuntimeSettings
 from dfer_pd.synthetic.intensities import synthetic_cohort
 
 TOLERANCE = 1e-5
+LIGHTNING = RuntimeSettings(accelerator="cpu", engine="lightning")
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +33,7 @@ def cohort():
 
 def _members(cohort):
     processed, raw, labels = cohort
-    common = dict(hidden_size=8, num_layers=2, max_epochs=25, batch_size=16, accelerator="cpu")
+    common = dict(hidden_size=8, num_layers=2, max_epochs=25, batch_size=16)
     specs = [
         (processed, dict(cell="lstm", residual=True, dropout=0.2, patience=4, random_state=0)),
         (raw, dict(cell="lstm", residual=False, dropout=0.3, patience=25, random_state=1, split_seed=3)),
@@ -43,15 +46,20 @@ def _members(cohort):
 @pytest.mark.filterwarnings("ignore:.*LeafSpec")
 def test_batched_members_match_one_lightning_fit_each(cohort):
     members = _members(cohort)
-    batched = fit_members([ResidualRNNEstimator(engine="batched", **kw) for _, _, kw in members],
-                          [X for X, _, _ in members], [y for _, y, _ in members])
+    batched = fit_members([ResidualRNNEstimator(**kw) for _, _, kw in members],
+                          [X for X, _, _ in members], [y for _, y, _ in members], CPU)
     epochs = []
     for (X, y, kw), fast in zip(members, batched):
-        plain = ResidualRNNEstimator(engine="lightning", **kw).fit(X, y)
+        with running_on(LIGHTNING):
+            plain = ResidualRNNEstimator(**kw).fit(X, y)
         assert (fast.n_epochs_, fast.best_epoch_) == (plain.n_epochs_, plain.best_epoch_), kw
         np.testing.assert_allclose(fast.predict_proba(X), plain.predict_proba(X), atol=TOLERANCE, rtol=0)
         epochs.append(fast.n_epochs_)
-        assert len(fast.history_) == fast.n_epochs_
+        # Both engines keep the per-epoch curves, the same epochs and (to rounding) the same losses.
+        assert len(fast.history_) == len(plain.history_) == fast.n_epochs_
+        for key in ("train/loss", "val/loss", "val/accuracy"):
+            np.testing.assert_allclose([row.get(key, np.nan) for row in fast.history_],
+                                       [row.get(key, np.nan) for row in plain.history_], atol=1e-4, rtol=0)
     assert len(set(epochs)) > 1, "members must stop at different epochs for this test to cover it"
     assert epochs[2] == 25 and batched[2].best_epoch_ is None  # no validation split: all epochs, last weights
 
@@ -59,29 +67,35 @@ def test_batched_members_match_one_lightning_fit_each(cohort):
 def test_batched_fits_repeat_exactly_and_do_not_depend_on_their_batch_mates(cohort):
     members = _members(cohort)
     first = fit_members([ResidualRNNEstimator(**kw) for _, _, kw in members], [m[0] for m in members],
-                        [m[1] for m in members])
-    again = fit_members([ResidualRNNEstimator(**kw) for _, _, kw in members], [m[0] for m in members],
-                        [m[1] for m in members])
+                        [m[1] for m in members], CPU)
+    # The same fits through Pipeline-style fit calls in a NetworkBatch: queued, then trained together.
+    again = [ResidualRNNEstimator(**kw) for _, _, kw in members]
+    with running_on(CPU), NetworkBatch():
+        for estimator, (X, y, _) in zip(again, members):
+            estimator.fit(X, y)
     X, y, kw = members[0]
-    alone = ResidualRNNEstimator(**kw).fit(X, y)
+    with running_on(CPU):
+        alone = ResidualRNNEstimator(**kw).fit(X, y)
     for a, b in zip(first, again):
         np.testing.assert_array_equal(a.predict_proba(X if a.n_features_in_ == X.shape[-1] else cohort[1]),
                                       b.predict_proba(X if b.n_features_in_ == X.shape[-1] else cohort[1]))
     np.testing.assert_allclose(alone.predict_proba(X), first[0].predict_proba(X), atol=TOLERANCE, rtol=0)
-    other_seed = ResidualRNNEstimator(**{**kw, "random_state": 9}).fit(X, y)
+    with running_on(CPU):
+        other_seed = ResidualRNNEstimator(**{**kw, "random_state": 9}).fit(X, y)
     assert not np.allclose(other_seed.predict_proba(X), alone.predict_proba(X))
 
 
 def test_batched_estimator_is_a_plain_estimator(cohort):
     X, _, y = cohort
     estimator = ResidualRNNEstimator(hidden_size=4, num_layers=1, max_epochs=3)
-    assert clone(estimator).get_params()["engine"] == "batched"
-    fitted = estimator.fit(X, y)
+    # How it runs is not a parameter: the engine, device and threads come from running_on.
+    assert not {"engine", "accelerator", "num_threads", "deterministic"} & set(clone(estimator).get_params())
+    fitted = estimator.fit(X, y)  # outside any block: trained at once, on the default runtime
     assert fitted.predict_proba(X).shape == (len(X), 2) and list(fitted.classes_) == [0, 1]
     tensors, attributes = fitted.export_fitted()
     restored = clone(fitted).import_fitted(tensors, attributes)
     np.testing.assert_array_equal(restored.predict_proba(X), fitted.predict_proba(X))
-    with pytest.raises(ValueError, match="engine must be one of"):
-        ResidualRNNEstimator(engine="jax").fit(X, y)
+    with pytest.raises(ValueError, match="engine must be batched or lightning"):
+        RuntimeSettings(engine="jax")
     with pytest.raises(ValueError, match="3 estimators, 2 inputs"):
         fit_members([clone(estimator)] * 3, [X, X], [y, y])
