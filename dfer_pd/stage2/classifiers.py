@@ -386,17 +386,37 @@ def _template(class_path: str, init_args_json: str) -> BaseEstimator:
     parser = _estimator_parser()
     spec = {"class_path": class_path, "init_args": json.loads(init_args_json)}
     try:
-        return parser.instantiate(parser.parse_object({"estimator": spec})).estimator
+        estimator = parser.instantiate(parser.parse_object({"estimator": spec})).estimator
     except Exception as err:  # jsonargparse's ArgumentError, or the class's own check of its arguments
-        lines = [line.strip().rstrip(":") for line in str(err).splitlines()
-                 if line.strip() and not line.strip().startswith(("Problem with given class_path", 'Parser key "estimator"'))]
-        message = f"class_path {class_path}: " + "; ".join(lines[-2:])
-        if "not accepted" in message:
-            import inspect
+        raise ValueError(_estimator_error(class_path, str(err))) from err
+    for value in estimator.get_params(deep=True).values():
+        # An untyped parameter (scikit-learn's have no annotations) keeps a spec it could not build as a dict:
+        # building it alone says what is wrong with it.
+        if isinstance(value, dict) and "class_path" in value:
+            _template(str(value["class_path"]), json.dumps(value.get("init_args", {}), sort_keys=True, default=str))
+    return estimator
 
-            accepted = list(inspect.signature(_import_class(class_path)).parameters)
-            message += f" (its parameters: {', '.join(accepted)})"
-        raise ValueError(message) from err
+
+def _estimator_error(class_path: str, text: str) -> str:
+    """jsonargparse's nested error as one line: the innermost class and what is wrong with its arguments."""
+    import inspect
+    import re
+
+    lines = [line.strip().strip("- ") for line in text.splitlines() if line.strip()]
+    problem = next((line for line in lines if "is not accepted" in line or line.startswith("Expected a ")
+                    and "NoneType" not in line), None)
+    if problem is None:
+        kept = [line.rstrip(":") for line in lines if not line.startswith(("Problem with given class_path", "Parser key"))]
+        return f"class_path {class_path}: " + "; ".join(kept[-2:])
+    before = lines[:lines.index(problem)]
+    owners = [m.group(1) for line in before for m in [re.search(r"class_path '([^']+)'", line)] if m]
+    owner = owners[-1] if owners else class_path
+    keys = [m.group(1) for line in before for m in [re.match(r'Parser key "([^"]+)"', line)] if m]
+    message = f"class_path {owner}: {problem}" + (f" (parameter {keys[-1]})" if keys and keys[-1] != "estimator" else "")
+    if "not accepted" in problem:
+        accepted = list(inspect.signature(_import_class(owner)).parameters)
+        message += f"; its parameters: {', '.join(accepted)}"
+    return message
 
 
 def build_estimator(config: ClassifierConfig) -> BaseEstimator:

@@ -261,13 +261,22 @@ def test_unknown_or_mistyped_init_args_are_refused_with_the_accepted_parameters(
     assert RNN_CLASS_PATH in str(error.value)
     accepted = str(error.value).partition("its parameters:")[2]
     assert {"cell", "residual", "hidden_size", "lr", "val_fraction", "split_seed", "random_state"} <= {
-        name.strip(" )") for name in accepted.split(",")}
-    with pytest.raises(ValueError, match=r"'estimators' is not accepted.*its parameters: estimator\)"):
+        name.strip() for name in accepted.split(",")}
+    with pytest.raises(ValueError, match=r"'estimators' is not accepted; its parameters: estimator$"):
         check(ClassifierConfig.of_kind("rf", estimators=3))
-    with pytest.raises(ValueError, match=r'"lr".*Got value: abc'):
+    with pytest.raises(ValueError, match=r"Got value: abc \(parameter lr\)"):
         check(ClassifierConfig(init_args={"lr": "abc"}))
-    with pytest.raises(ValueError, match=r'"cell".*Got value: rnn'):
+    with pytest.raises(ValueError, match=r"Got value: rnn \(parameter cell\)"):
         check(ClassifierConfig(init_args={"cell": "rnn"}))
+    # A nested estimator's mistake is named with that estimator's own parameters, at any depth.
+    forest = {"class_path": "sklearn.ensemble.RandomForestClassifier", "init_args": {"n_estimatorz": 3}}
+    with pytest.raises(ValueError, match=r"class_path sklearn.ensemble.RandomForestClassifier: Option 'n_estimatorz' "
+                                         r"is not accepted; its parameters: n_estimators, "):
+        check(ClassifierConfig.of_kind("rf", estimator=forest))
+    svc = {"class_path": "sklearn.svm.SVC", "init_args": {"CC": 1}}
+    calibrated = {"class_path": "sklearn.calibration.CalibratedClassifierCV", "init_args": {"estimator": svc}}
+    with pytest.raises(ValueError, match=r"class_path sklearn.svm.SVC: Option 'CC' is not accepted; its parameters: C, "):
+        check(ClassifierConfig.of_kind("svm", estimator=calibrated))
     with pytest.raises(ValueError, match=r"class_path dfer_pd.stage2.nowhere.Net"):
         check(ClassifierConfig(class_path="dfer_pd.stage2.nowhere.Net"))
     with pytest.raises(ValueError, match="init_args must be a mapping"):
