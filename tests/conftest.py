@@ -51,12 +51,14 @@ def screening_setup(tiny_cohort, tiny_stage1_checkpoint, tmp_path_factory):
     from dfer_pd.stage2.cohort import read_manifest
     from dfer_pd.stage2.cohort_datamodule import PDCohortDataModule
     from dfer_pd.stage2.screening_model import fit_screening_model
+    from dfer_pd.stage2.runtime import running_on
     from dfer_pd.stage2.settings import CPU, CVConfig
 
     contract = ScoringContract.from_checkpoint(tiny_stage1_checkpoint)
     data, _ = extract_intensities(PDCohortDataModule(str(tiny_cohort), batch_size=4), tiny_stage1_checkpoint, contract,
                                   tmp_path_factory.mktemp("screening_cache"), accelerator="cpu")
-    model = fit_screening_model(data, ClassifierConfig(init_args={"hidden_size": 8, "max_epochs": 5}), CVConfig(runtime=CPU))
+    with running_on(CPU):
+        model = fit_screening_model(data, ClassifierConfig(init_args={"hidden_size": 8, "max_epochs": 5}), CVConfig())
     folder = model.save(tmp_path_factory.mktemp("screening") / "model")
     subject = read_manifest(tiny_cohort).subjects[0]
     return tiny_stage1_checkpoint, folder, subject.videos

@@ -117,14 +117,25 @@ def test_stage2_flags_and_files(tmp_path):
     garbage.write_bytes(b"PK\x03\x04 not really a zip")
     assert_user_error(dfer_pd("train-pd", "--intensities", garbage, "--out_dir", tmp_path / "a"),
                       str(garbage), "not a readable cohort .npz", "what to do: give an intensities .npz")
-    assert_user_error(dfer_pd("train-pd", "--intensities", garbage, "--classifier.kind", "xgb"),
-                      "--classifier: kind must be one of", "got 'xgb'")
+    assert_user_error(dfer_pd("train-pd", "--intensities", garbage, "--classifier.init_args.cell", "xgb"),
+                      "--classifier: class_path dfer_pd.stage2.classifiers.ResidualRNNEstimator", "cell",
+                      "'lstm', 'gru'", "Got value: xgb")
     assert_user_error(dfer_pd("extract", "--out_dir", tmp_path / "b"), "--cohort.manifest is required")
     assert_user_error(dfer_pd("train-pd", "--cv.n_splits", "five"), 'Parser key "cv.n_splits"', "dfer-pd train-pd --help")
     assert_user_error(dfer_pd("train-pd", "--config", "pd_lsmt"), "--config pd_lsmt: no such file",
                       "`dfer-pd configs` lists them")
     assert_user_error(dfer_pd("diagnose", "--stage1", "x.ckpt"), "required: --screening_model")
     assert_user_error(dfer_pd("extract", "--bogus", "1"), "unrecognized arguments: --bogus 1")
+
+
+def test_a_misspelt_classifier_parameter_stops_before_extraction(tiny_cohort, tiny_stage1_checkpoint, tmp_path):
+    """One line naming the misspelt parameter and the accepted ones, before any video is scored."""
+    done = dfer_pd("train-pd", "--cohort.manifest", tiny_cohort, "--extraction.checkpoint", tiny_stage1_checkpoint,
+                   "--out_dir", tmp_path / "out", "--classifier.init_args.hiden_size=8")
+    stderr = assert_user_error(done, "dfer-pd train-pd: error: --classifier:", "'hiden_size' is not accepted",
+                               "its parameters: cell, residual, hidden_size, num_layers")
+    assert len(stderr.strip().splitlines()) == 1, stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_describe_user_error_maps_every_project_error_class():

@@ -16,9 +16,11 @@ from dfer_pd.stage2.cohort import read_manifest
 from dfer_pd.stage2.cohort_datamodule import PDCohortDataModule
 from dfer_pd.synthetic.intensities import synthetic_cohort
 from dfer_pd.stage2.screening_model import ScreeningModel, ScreeningModelError, fit_screening_model
+from dfer_pd.stage2.runtime import running_on
 from dfer_pd.stage2.settings import CPU, CVConfig
 
-CLASSIFIER = ClassifierConfig(name="lstm", kind="lstm", features="processed", hidden_size=8, num_layers=2, max_epochs=30)
+CLASSIFIER = ClassifierConfig(name="lstm", features="processed",
+                              init_args={"hidden_size": 8, "num_layers": 2, "max_epochs": 30})
 
 
 def test_find_expression_videos_by_name_and_errors(tmp_path):
@@ -43,7 +45,8 @@ def scored_cohort(tiny_cohort, tiny_stage1_checkpoint, tmp_path_factory):
     contract = ScoringContract.from_checkpoint(tiny_stage1_checkpoint)
     data, _ = extract_intensities(PDCohortDataModule(str(tiny_cohort), batch_size=4), tiny_stage1_checkpoint,
                                   contract, tmp_path_factory.mktemp("cache"), accelerator="cpu")
-    model = fit_screening_model(data, CLASSIFIER, CVConfig(runtime=CPU))
+    with running_on(CPU):
+        model = fit_screening_model(data, CLASSIFIER, CVConfig())
     return data, model.save(tmp_path_factory.mktemp("screening") / "model"), model
 
 
@@ -66,7 +69,8 @@ def test_diagnose_refuses_flags_or_checkpoints_against_the_contract(tiny_cohort,
     with pytest.raises(ContractError, match="not the stage-1 checkpoint of this scoring contract"):
         diagnose(subject.videos, other, folder)
     # A screening model trained on intensities no checkpoint made cannot say how to score videos.
-    bare = fit_screening_model(synthetic_cohort(n_pd=10, n_hc=10, seed=2), CLASSIFIER, CVConfig(runtime=CPU))
+    with running_on(CPU):
+        bare = fit_screening_model(synthetic_cohort(n_pd=10, n_hc=10, seed=2), CLASSIFIER, CVConfig())
     with pytest.raises(ScreeningModelError, match="without a scoring contract"):
         diagnose(subject.videos, tiny_stage1_checkpoint, bare)
 
@@ -113,7 +117,8 @@ def test_severity_estimate_beside_p_pd_with_a_verdict_only(tiny_cohort, tiny_sta
     figures = {"mae": (0.61, 0.52, 0.70), "spearman": (0.78, 0.70, 0.86), "kappa": (0.64, 0.55, 0.73)}
     summary = {"severity/subjects": 10.0, "severity/repeats": 2.0, "severity/confidence": 0.95,
                **{f"severity/{m}_{k}": v for m, values in figures.items() for k, v in zip(("mean", "ci_low", "ci_high"), values)}}
-    model = fit_screening_model(data, CLASSIFIER, CVConfig(runtime=CPU), severity=summary)
+    with running_on(CPU):
+        model = fit_screening_model(data, CLASSIFIER, CVConfig(), severity=summary)
     folder = model.save(tmp_path / "model")
     subject = read_manifest(tiny_cohort).subjects[0]
     videos = [arg for e, path in subject.videos.items() for arg in (f"--{e}", str(path))]

@@ -283,13 +283,15 @@ def test_diagnose_with_the_onnx_runtime_agrees_with_torch(exported, tiny_cohort,
     from dfer_pd.screening.diagnose import diagnose
     from dfer_pd.stage2.settings import ClassifierConfig
     from dfer_pd.stage2.screening_model import fit_screening_model
+    from dfer_pd.stage2.runtime import running_on
     from dfer_pd.stage2.settings import CPU, CVConfig
 
     checkpoint, result = exported
     data, _ = extract_intensities(PDCohortDataModule(str(tiny_cohort), batch_size=4), checkpoint,
                                   ScoringContract.from_checkpoint(checkpoint), tmp_path / "cache", accelerator="cpu")
-    model = fit_screening_model(data, ClassifierConfig(name="lstm", kind="lstm", features="processed", hidden_size=8, max_epochs=20),
-                                CVConfig(runtime=CPU))
+    with running_on(CPU):
+        model = fit_screening_model(data, ClassifierConfig(name="lstm", init_args={"hidden_size": 8, "max_epochs": 20}),
+                                    CVConfig())
     subject = read_manifest(tiny_cohort).subjects[0]
     torch_result = diagnose(subject.videos, checkpoint, model)
     by_runtime = diagnose(subject.videos, checkpoint, model, runtime="onnx")

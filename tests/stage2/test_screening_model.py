@@ -2,25 +2,29 @@
 
 import json
 import shutil
+import sys
 
 import numpy as np
 import pytest
 from safetensors.torch import load_file
 
 from dfer_pd.stage2.classifiers import build_pipeline
-from dfer_pd.stage2.settings import ClassifierConfig
+from dfer_pd.stage2.settings import RNN_CLASS_PATH, ClassifierConfig
 from dfer_pd.stage2.features import sequence_inputs
 from dfer_pd.synthetic.intensities import synthetic_cohort
 from dfer_pd.stage2.screening_model import ScreeningModel, ScreeningModelError, fit_screening_model
+from dfer_pd.stage2.runtime import running_on
 from dfer_pd.stage2.settings import CPU, CVConfig
 
-CLASSIFIER = ClassifierConfig(name="lstm", kind="lstm", features="processed", hidden_size=8, num_layers=2, max_epochs=30)
+CLASSIFIER = ClassifierConfig(name="lstm", features="processed", init_args={"hidden_size": 8, "num_layers": 2, "max_epochs": 30})
+RUNTIME_KEYS = {"accelerator", "deterministic", "engine", "num_threads"}  # how a network runs: never stored
 
 
 @pytest.fixture(scope="module")
 def screening_folder(tmp_path_factory):
     data = synthetic_cohort(n_pd=20, n_hc=20, seed=1)
-    model = fit_screening_model(data, CLASSIFIER, CVConfig(runtime=CPU))
+    with running_on(CPU):
+        model = fit_screening_model(data, CLASSIFIER, CVConfig())
     folder = model.save(tmp_path_factory.mktemp("screening") / "model")
     return folder, data, model
 
@@ -40,20 +44,23 @@ def test_loaded_pipeline_is_bit_identical_to_the_fitted_one(screening_folder):
     folder, data, model = screening_folder
     loaded = ScreeningModel.load(folder)
     assert [name for name, _ in loaded.pipeline.steps] == ["scale", "classify"]
-    assert loaded.pipeline.named_steps["classify"].get_params() == model.pipeline.named_steps["classify"].get_params()
+    assert loaded.pipeline[-1].get_params() == model.pipeline[-1].get_params()
     rng = np.random.default_rng(0)
     inputs = sequence_inputs(np.exp(rng.uniform(0, 60, size=(64, 4, 4))), "processed")  # beyond the cohort's range
     inputs = np.concatenate([inputs, sequence_inputs(data.intensities, "processed")])
     np.testing.assert_array_equal(loaded.pipeline.predict_proba(inputs), model.pipeline.predict_proba(inputs))
-    np.testing.assert_array_equal(loaded.pipeline.named_steps["scale"].transform(inputs),
-                                  model.pipeline.named_steps["scale"].transform(inputs))
+    np.testing.assert_array_equal(loaded.pipeline[0].transform(inputs), model.pipeline[0].transform(inputs))
     assert loaded.predict_proba(data.cosine[3]) == model.predict_proba(data.cosine)[3]  # one subject's (4, 4)
     # Weights in safetensors, scaler statistics and estimator parameters in JSON; nothing else.
     meta = json.loads((folder / "screening.json").read_text())
     assert meta["estimator"]["params"]["hidden_size"] == 8 and meta["estimator"]["fitted"]["classes"] == [0, 1]
+    assert not RUNTIME_KEYS & set(meta["estimator"]["params"])
+    assert meta["version"] == 3 and meta["classifier"] == {
+        "name": "lstm", "features": "processed", "class_path": RNN_CLASS_PATH,
+        "init_args": {"hidden_size": 8, "num_layers": 2, "max_epochs": 30}}
     assert len(meta["scaler"]["mean"]) == meta["input_size"] == 8
     tensors = load_file(str(folder / "model.safetensors"))
-    assert set(tensors) == set(model.pipeline.named_steps["classify"].network_.state_dict())
+    assert set(tensors) == set(model.pipeline[-1].network_.state_dict())
 
 
 def test_model_trained_on_other_features_or_corrupt_is_refused(screening_folder, tmp_path):
@@ -84,20 +91,43 @@ def test_old_unknown_or_mismatched_metadata_is_refused(screening_folder, tmp_pat
 
     with pytest.raises(ScreeningModelError, match="v1: re-run `dfer-pd train-pd`"):
         ScreeningModel.load(edited("v1", lambda meta: meta.update(version=1)))
-    with pytest.raises(ScreeningModelError, match="kind must be one of"):
-        ScreeningModel.load(edited("kind", lambda meta: meta["classifier"].update(kind="xgboost")))
+    with pytest.raises(ScreeningModelError, match="v2: re-run `dfer-pd train-pd`"):  # the classifier by kind
+        ScreeningModel.load(edited("v2", lambda meta: meta.update(version=2)))
+    with pytest.raises(ScreeningModelError, match="hidden_size"):  # init_args are checked against the signature
+        ScreeningModel.load(edited("args", lambda meta: meta["classifier"]["init_args"].update(hidden_size="wide")))
     with pytest.raises(ScreeningModelError, match="exec"):  # only the estimator's own parameters can be set
         ScreeningModel.load(edited("param", lambda meta: meta["estimator"]["params"].update(exec="rm -rf /")))
     with pytest.raises(ScreeningModelError, match="size mismatch"):
         ScreeningModel.load(edited("width", lambda meta: meta["estimator"]["params"].update(hidden_size=16)))
 
 
+@pytest.mark.parametrize("class_path", ["os.system", "planted_module.Estimator", "sklearn.svm.SVC",
+                                        "dfer_pd.stage2.classifiers.FlatClassifier"])
+def test_a_classifier_other_than_the_residual_network_is_refused_before_import(screening_folder, tmp_path,
+                                                                                monkeypatch, class_path):
+    """Loading a model file never imports or builds a class it names: only the residual LSTM/GRU is accepted."""
+    folder, _, _ = screening_folder
+    planted = tmp_path / "planted_module.py"  # would leave a mark if it were ever imported
+    planted.write_text(f"open({str(tmp_path / 'imported')!r}, 'w').close()\nclass Estimator: pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr("os.system", lambda *args: pytest.fail("os.system was called"))
+    monkeypatch.setattr("dfer_pd.stage2.screening_model.build_pipeline",
+                        lambda *args, **kwargs: pytest.fail("a pipeline was built"))
+    copy = shutil.copytree(folder, tmp_path / "model")
+    meta = json.loads((copy / "screening.json").read_text())
+    meta["classifier"].update(class_path=class_path, init_args={"command": "touch pwned"} if class_path == "os.system" else {})
+    (copy / "screening.json").write_text(json.dumps(meta))
+    with pytest.raises(ScreeningModelError, match=rf"'{class_path}' is not one a screening model stores \({RNN_CLASS_PATH}\)"):
+        ScreeningModel.load(copy)
+    assert not (tmp_path / "imported").exists() and "planted_module" not in sys.modules
+
+
 @pytest.mark.parametrize("kind", ["dt", "bc", "rf", "svm"])
 def test_baselines_are_refused_before_training(kind):
     data = synthetic_cohort(n_pd=6, n_hc=6, seed=1)
-    classifier = ClassifierConfig(kind=kind)
+    classifier = ClassifierConfig.of_kind(kind)
     with pytest.raises(ScreeningModelError, match=rf"'{kind}' classifier has no pickle-free format.*\['lstm', 'gru'\]"):
-        fit_screening_model(data, classifier, CVConfig(runtime=CPU))
+        fit_screening_model(data, classifier, CVConfig())
     fitted = build_pipeline(classifier, seed=0).fit(sequence_inputs(data.intensities, "processed"), data.labels)
     with pytest.raises(ScreeningModelError, match="no pickle-free format"):
         ScreeningModel(classifier, fitted, tau=data.tau).save("never-written")
@@ -119,8 +149,9 @@ def test_calibration_is_saved_as_numbers_and_applied_after_loading(tmp_path):
     calibrator, report = calibration_from_cv(predictions, "platt")
     assert report["brier_calibrated"] < report["brier_raw"] - 0.02 and report["n_subjects"] == 200
     data = synthetic_cohort(n_pd=12, n_hc=12, seed=1)
-    model = fit_screening_model(data, CLASSIFIER, CVConfig(runtime=CPU), calibration=calibrator,
-                                calibration_report=report)
+    with running_on(CPU):
+        model = fit_screening_model(data, CLASSIFIER, CVConfig(), calibration=calibrator,
+                                    calibration_report=report)
     assert model.threshold == report["threshold"] == 0.5  # one decision scale: calibrated p(PD) >= 0.5
     folder = model.save(tmp_path / "model")
     meta = json.loads((folder / "screening.json").read_text())
@@ -175,8 +206,9 @@ def test_the_verdict_never_contradicts_the_printed_p(cohort):
     line = describe_calibration(report)
     assert line.startswith(f"p(PD) calibration: {calibrator.method}, chosen by cross-fitted Brier score") and "0.50" in line
     data = synthetic_cohort(n_pd=12, n_hc=12, seed=1)
-    model = fit_screening_model(data, CLASSIFIER, CVConfig(runtime=CPU), calibration=calibrator,
-                                calibration_report=report)
+    with running_on(CPU):
+        model = fit_screening_model(data, CLASSIFIER, CVConfig(), calibration=calibrator,
+                                    calibration_report=report)
     positive, printed_p, printed_threshold = _verdicts(model, data)
     assert model.threshold == printed_threshold == 0.5
     np.testing.assert_array_equal(positive, printed_p >= printed_threshold)
@@ -199,7 +231,8 @@ SEVERITY_SUMMARY = {"severity/subjects": 40.0, "severity/repeats": 2.0, "severit
 def severity_folder(tmp_path_factory):
     data = synthetic_cohort(n_pd=20, n_hc=20, seed=1, severity=True)
     data.updrs_3_2[:3] = np.nan  # unscored subjects: in the classifier, not in the regressor
-    model = fit_screening_model(data, CLASSIFIER, CVConfig(runtime=CPU), severity=SEVERITY_SUMMARY)
+    with running_on(CPU):
+        model = fit_screening_model(data, CLASSIFIER, CVConfig(), severity=SEVERITY_SUMMARY)
     return model.save(tmp_path_factory.mktemp("severity") / "model"), data, model
 
 
@@ -215,7 +248,8 @@ def test_severity_regressor_round_trips_without_pickle(severity_folder):
     scored = ~np.isnan(data.updrs_3_2)
     assert np.corrcoef(scores[scored], data.updrs_3_2[scored])[0, 1] > 0.6  # it learned the score
     meta = json.loads((folder / "screening.json").read_text())["severity"]
-    assert meta["config"]["kind"] == "lstm" and meta["estimator"]["params"]["hidden_size"] == 8
+    assert meta["config"]["class_path"] == RNN_CLASS_PATH and meta["config"]["init_args"]["hidden_size"] == 8
+    assert meta["estimator"]["params"]["hidden_size"] == 8 and not RUNTIME_KEYS & set(meta["estimator"]["params"])
     assert meta["estimator"]["fitted"]["n_features_in"] == meta["input_size"] == len(meta["scaler"]["mean"]) == 8
     values = data.updrs_3_2[scored]  # target scaling from the 37 scored subjects only
     assert meta["target_scaling"] == pytest.approx({"mean": values.mean(), "scale": values.std()})
@@ -243,8 +277,9 @@ def test_mismatched_or_missing_severity_files_are_refused(severity_folder, scree
         ScreeningModel.load(edited("width", lambda s: s["estimator"]["params"].update(hidden_size=16)))
     with pytest.raises(ScreeningModelError, match="'raw' features have 4"):
         ScreeningModel.load(edited("features", lambda s: s["config"].update(features="raw")))
-    with pytest.raises(ScreeningModelError, match="no pickle-free format"):
-        ScreeningModel.load(edited("kind", lambda s: s["config"].update(kind="rf")))
+    rf = ClassifierConfig.of_kind("rf")
+    with pytest.raises(ScreeningModelError, match="is not one a screening model stores"):
+        ScreeningModel.load(edited("kind", lambda s: s["config"].update(class_path=rf.class_path, init_args=rf.init_args)))
     with pytest.raises(ScreeningModelError, match="positive scale"):
         ScreeningModel.load(edited("scale", lambda s: s["target_scaling"].update(scale=0)))
     with pytest.raises(ScreeningModelError, match="cross-validated figures"):

@@ -9,6 +9,7 @@ import pytest
 from dfer_pd.common.errors import UsageError
 from dfer_pd.commands.train_pd import main as train_pd
 from dfer_pd.stage2.regressors import ResidualRNNRegressor, build_regression_pipeline
+from dfer_pd.stage2.runtime import running_on
 from dfer_pd.stage2.settings import ClassifierConfig, CVConfig, RuntimeSettings
 from dfer_pd.stage2.severity import (
     SeverityError,
@@ -21,8 +22,9 @@ from dfer_pd.stage2.severity import (
 )
 from dfer_pd.synthetic.intensities import synthetic_cohort
 
-SMALL = ClassifierConfig(hidden_size=16, max_epochs=40, patience=10)
-CV = CVConfig(repeats=2, runtime=RuntimeSettings(accelerator="cpu", workers=1))
+SMALL = ClassifierConfig(init_args={"hidden_size": 16, "max_epochs": 40, "patience": 10})
+CV = CVConfig(repeats=2)
+RUNTIME = RuntimeSettings(accelerator="cpu", workers=1)  # one process: the fits are tiny
 LSTM = SeverityRow("lstm_processed", "lstm", "processed")
 
 
@@ -41,13 +43,13 @@ def test_regression_head_round_trips_and_learns_a_score():
     X = rng.normal(size=(80, 4, 6))
     y = np.clip(np.rint(2 + 1.5 * X[:, :, 0].mean(axis=1) * 2), 0, 4)
     pipeline = build_regression_pipeline("lstm", SMALL, 0).fit(X[:60], y[:60])
-    estimator = pipeline.named_steps["classify"]
+    estimator = pipeline[-1]
     assert isinstance(estimator, ResidualRNNRegressor) and estimator.loss == "mse"
     predicted = pipeline.predict(X[60:])
     assert severity_metrics(y[60:], predicted)["spearman"] > 0.5
     tensors, attributes = estimator.export_fitted()
     again = ResidualRNNRegressor(**estimator.get_params()).import_fitted(tensors, json.loads(json.dumps(attributes)))
-    scaled = pipeline.named_steps["scale"].transform(X[60:])
+    scaled = pipeline[0].transform(X[60:])
     np.testing.assert_allclose(again.predict(scaled), estimator.predict(scaled))
     with pytest.raises(AttributeError):
         estimator.predict_proba(scaled)
@@ -57,17 +59,20 @@ def test_rho_rises_with_the_effect_size():
     rho = []
     for pd_diagonal in (0.30, 0.28, 0.24):  # no, small and large hypomimia per score point
         data = synthetic_cohort(50, 40, pd_diagonal=pd_diagonal, seed=1, severity=True)
-        rho.append(cross_validate_severity(data, SMALL, CV, rows=[LSTM])[0].summary()["severity/spearman_mean"])
+        with running_on(RUNTIME):
+            rho.append(cross_validate_severity(data, SMALL, CV, rows=[LSTM])[0].summary()["severity/spearman_mean"])
     # Without hypomimia the score still follows PD vs HC only by chance; with it, rho rises with the effect.
     assert rho[0] < rho[1] < rho[2] and rho[2] > 0.8 and rho[0] < 0.4
 
 
 def test_shuffled_scores_are_at_chance():
     data = synthetic_cohort(50, 40, pd_diagonal=0.24, seed=1, severity=True)
-    true = severity_permutation_test(data, SMALL, CV, 19, row=LSTM)
+    with running_on(RUNTIME):
+        true = severity_permutation_test(data, SMALL, CV, 19, row=LSTM)
     assert true["p_values"]["spearman"] == pytest.approx(0.05)  # the smallest p 19 permutations give
     data.updrs_3_2 = data.updrs_3_2[np.random.default_rng(3).permutation(len(data))]
-    shuffled = severity_permutation_test(data, SMALL, CV, 19, row=LSTM)
+    with running_on(RUNTIME):
+        shuffled = severity_permutation_test(data, SMALL, CV, 19, row=LSTM)
     assert shuffled["p_values"]["spearman"] > 0.05 and abs(shuffled["observed"]["spearman"]) < 0.3
 
 
@@ -82,13 +87,14 @@ def test_subjects_without_a_score_are_left_out_and_too_few_refused():
     with pytest.raises(SeverityError, match="add an updrs_3_2 column"):
         scored_subjects(data, 5)
     with pytest.raises(SeverityError, match="no regression form"):
-        table_rows(ClassifierConfig(kind="bc"), synthetic_cohort(10, 10, severity=True))
+        table_rows(ClassifierConfig.of_kind("bc"), synthetic_cohort(10, 10, severity=True))
 
 
 def test_train_pd_target_severity_end_to_end(tmp_path, capsys):
     npz = synthetic_cohort(24, 16, pd_diagonal=0.24, seed=4, severity=True).save(tmp_path / "intensities.npz")
     out = tmp_path / "run"
-    common = ["--intensities", str(npz), "--classifier.hidden_size", "8", "--classifier.max_epochs", "10",
+    common = ["--intensities", str(npz), "--classifier.init_args.hidden_size", "8",
+              "--classifier.init_args.max_epochs", "10",
               "--runtime.accelerator", "cpu", "--cv.repeats", "2", "--stats.permutations", "0", "--wandb.mode", "disabled"]
     summary = train_pd("train-pd", [*common, "--out_dir", str(out), "--target", "severity",
                                     "--stats.severity_permutations", "9"])
