@@ -81,8 +81,10 @@ def test_each_stage2_command_shows_only_its_own_options():
     assert not [o for o in extract if o.startswith(("--classifier", "--cv", "--wandb", "--plots", "--intensities",
                                                      "--save_screening_model"))]
     assert "--cohort.manifest" in extract and "--extraction.checkpoint" in extract
-    assert {"--classifier.kind", "--cv.n_splits", "--wandb.dir", "--plots", "--save_screening_model"} <= set(train_pd)
-    assert "--classifier.kind" in ablation and "--plots" not in ablation and "--save_screening_model" not in ablation
+    assert {"--classifier.class_path", "--classifier.init_args", "--cv.n_splits", "--runtime.engine", "--wandb.dir",
+            "--plots", "--save_screening_model"} <= set(train_pd)
+    assert "--cv.val_fraction" not in train_pd and "--cv.runtime" not in train_pd  # the estimator's; its own group
+    assert "--classifier.init_args" in ablation and "--plots" not in ablation and "--save_screening_model" not in ablation
     # The shared YAML still parses for extract (its classifier/cv keys are accepted, not shown).
     cfg = command_parser("extract").parse_args(["--config", "pd_lstm"])
     assert cfg.extraction.checkpoint == "runs/dfer_clip/fold1/checkpoints/best.ckpt"
@@ -131,8 +133,9 @@ def test_config_names_and_paths():
     assert resolve_config(str(REPO / "experiments" / "pd_demo.yaml")) == REPO / "experiments" / "pd_demo.yaml"
     with pytest.raises(ConfigNotFoundError, match="--config pd_lsmt: no such file, and no shipped config of that name"):
         resolve_config("pd_lsmt")
-    cfg = command_parser("train-pd").parse_args(["--config", "pd_demo", "--classifier.hidden_size", "8"])
-    assert cfg.classifier.hidden_size == 8 and cfg.cohort.manifest == "runs/demo/data/cohort/manifest.csv"
+    cfg = command_parser("train-pd").parse_args(["--config", "pd_demo", "--classifier.init_args.hidden_size", "8"])
+    assert cfg.classifier.init_args == {"hidden_size": 8, "max_epochs": 60, "patience": 15}  # merged into the file's
+    assert cfg.cohort.manifest == "runs/demo/data/cohort/manifest.csv"
 
 
 def test_configs_command_lists_and_prints(capsys):

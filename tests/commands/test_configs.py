@@ -12,7 +12,9 @@ import yaml
 
 from dfer_pd.synthetic.intensities import synthetic_cohort
 from helpers import offline_run_contents
-from dfer_pd.commands.train_pd import build_parser
+from dfer_pd.commands.train_pd import build_job, build_parser
+from dfer_pd.stage2.classifiers import ResidualRNNEstimator, build_estimator
+from dfer_pd.stage2.settings import RNN_CLASS_PATH
 
 REPO = Path(__file__).resolve().parents[2]
 STAGE1_CONFIGS = sorted((REPO / "experiments").glob("dfer_*.yaml"))
@@ -71,9 +73,42 @@ def test_dataset_config_layers_on_the_stage1_config(config, capsys):
 
 
 @pytest.mark.parametrize("config", STAGE2_CONFIGS, ids=lambda p: p.name)
-def test_stage2_config_parses(config):
+def test_stage2_config_parses_and_builds_its_classifier(config):
     cfg = build_parser("train-pd").parse_args(["--config", str(config)])
-    assert cfg.cv.n_splits == 5 and cfg.classifier.kind == "lstm" and cfg.classifier.features == "processed"
+    assert cfg.cv.n_splits == 5 and cfg.classifier.features == "processed"
+    job, _ = build_job(cfg, "train-pd")  # the classifier checked against its estimator's signature, and named
+    assert job.classifier.class_path == RNN_CLASS_PATH and job.classifier.name == "lstm_processed_residual"
+    estimator = build_estimator(job.classifier)
+    assert isinstance(estimator, ResidualRNNEstimator) and estimator.cell == "lstm" and estimator.residual
+    init_args = (yaml.safe_load(config.read_text()).get("classifier") or {}).get("init_args", {})
+    assert job.classifier.init_args == init_args
+    assert {key: estimator.get_params()[key] for key in init_args} == init_args
+
+
+def drawn_values(spec: dict) -> list:
+    """Values the agent can draw for one sweep parameter: each listed value, or a range's ends and middle."""
+    if "values" in spec:
+        return list(spec["values"])
+    return [spec["min"], (spec["min"] + spec["max"]) / 2, spec["max"]]
+
+
+@pytest.mark.parametrize("sweep_file", STAGE2_SWEEPS, ids=lambda p: p.name)
+def test_every_sweep_parameter_is_an_option_the_classifier_resolves(sweep_file):
+    """Each swept key, with each value the agent can draw, parses on top of pd_lstm.yaml and builds the classifier
+    with that value (a misspelt init_args key parses as a dict entry but is refused when the classifier resolves)."""
+    parameters = yaml.safe_load(sweep_file.read_text())["parameters"]
+    parser = build_parser("train-pd")
+    for key, spec in parameters.items():
+        assert key.startswith("classifier."), key
+        for value in drawn_values(spec):
+            cfg = parser.parse_args(["--config", str(REPO / "experiments" / "pd_lstm.yaml"), f"--{key}={value}"])
+            job, _ = build_job(cfg, "train-pd")
+            *path, leaf = key.split(".")
+            if path == ["classifier", "init_args"]:
+                assert job.classifier.init_args == {leaf: value}, (key, value)
+                assert build_estimator(job.classifier).get_params()[leaf] == value, (key, value)
+            else:
+                assert getattr(job.classifier, leaf) == value, (key, value)
 
 
 def sweep_command(sweep: dict, params: dict) -> list[str]:
@@ -109,19 +144,15 @@ def test_sweep_command_runs_offline(sweep_file, tmp_path):
     parser = build_parser("train-pd")
     # One parameter set, as the agent would draw it: the first value or the lower bound of each range.
     params = {name: spec["values"][0] if "values" in spec else spec["min"] for name, spec in sweep["parameters"].items()}
-    params["classifier.hidden_size"] = 8
-    params["classifier.residual"] = False  # the config file names its classifier lstm_processed_residual
+    params["classifier.init_args.hidden_size"] = 8
+    params["classifier.init_args.residual"] = False  # the default classifier is named lstm_processed_residual
     command = sweep_command(sweep, params)
-    # Every swept key is a real option of the program.
-    base = parser.parse_args(["--config", str(REPO / "experiments" / "pd_lstm.yaml")])
-    for key in sweep["parameters"]:
-        assert base.get(key) is not None or key in base, key
     # Run it, exactly as built, in a scratch folder laid out like the repo; the data come from the local
     # sweep_inputs.yaml the sweep file tells the user to write (here: a synthetic cohort's intensities).
     (tmp_path / "experiments").symlink_to(REPO / "experiments")
     intensities = synthetic_cohort(n_pd=15, n_hc=15, seed=0).save(tmp_path / "intensities.npz")
     (tmp_path / "sweep_inputs.yaml").write_text(yaml.safe_dump({"intensities": str(intensities),
-                                                                "classifier": {"max_epochs": 5}}))
+                                                                "classifier": {"init_args": {"max_epochs": 5}}}))
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true",
            **agent_environment(tmp_path, params, "sw2", "trial2"),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
@@ -138,15 +169,17 @@ def test_sweep_command_runs_offline(sweep_file, tmp_path):
     (run,) = list(tmp_path.rglob("offline-run-*"))
     logged = offline_run_contents(run)  # the run as W&B shows it: named after the drawn values, typed, folds as a table
     assert logged["job_type"] == "sweep-trial"
-    assert logged["name"] == "dropout=0 features=raw hidden_size=8 lr=0.0001 num_layers=1 residual=false"
+    assert logged["name"] == "features=raw dropout=0 hidden_size=8 lr=0.0001 num_layers=1 residual=false"
     assert logged["history"]["cv/folds/_type"] == "table-file" and logged["history"]["cv/folds/nrows"] == 15  # 3 x 5 fits
     assert sweep["metric"]["name"] in logged["summary"] and not any(key.startswith("repeat") for key in logged["history"])
     # The honest-tuning run takes the trial's drawn values alone: its defaults (plots, the permutation test, the
     # screening model) are not the trial's shortcuts.
     tuned = yaml.safe_load((trial / "hyperparameters.yaml").read_text())
-    assert tuned == {"classifier": {key.split(".")[1]: value for key, value in params.items()}}
+    assert tuned == {"classifier": {"features": "raw", "init_args": {key.split(".")[-1]: value for key, value in params.items()
+                                                                    if key.startswith("classifier.init_args.")}}}
     cfg = parser.parse_args(["--config", str(REPO / "experiments" / "pd_lstm.yaml"), "--config", str(trial / "hyperparameters.yaml")])
-    assert cfg.plots and cfg.save_screening_model and cfg.stats.permutations > 0 and cfg.classifier.hidden_size == 8
+    assert cfg.plots and cfg.save_screening_model and cfg.stats.permutations > 0
+    assert cfg.classifier.init_args == tuned["classifier"]["init_args"] and cfg.classifier.features == "raw"
 
 
 @pytest.mark.parametrize("sweep_file", STAGE1_SWEEPS, ids=lambda p: p.name)

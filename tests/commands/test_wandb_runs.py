@@ -59,9 +59,13 @@ def test_resumed_train_dfer_continues_its_wandb_run_and_logs_the_whole_config(of
     assert run_id_from_checkpoint(last) == run_id
 
 
+DECISION_TREE = ["--classifier.class_path", "dfer_pd.stage2.classifiers.FlatClassifier",
+                 "--classifier.init_args.estimator", "{class_path: sklearn.tree.DecisionTreeClassifier}"]
+
+
 def test_train_pd_run_under_out_dir_or_wandb_dir(offline_wandb, tmp_path, monkeypatch):
     npz = synthetic_cohort(n_pd=8, n_hc=8, seed=4).save(tmp_path / "intensities.npz")
-    common = ["--intensities", str(npz), "--classifier.kind", "dt", "--plots", "false", "--save_screening_model", "false",
+    common = ["--intensities", str(npz), *DECISION_TREE, "--plots", "false", "--save_screening_model", "false",
               "--cv.n_splits", "2"]
     train_pd("train-pd", [*common, "--out_dir", str(tmp_path / "a")])
     assert len(offline_runs(tmp_path / "a")) == 1  # one run, in the command's output folder
@@ -79,7 +83,7 @@ def test_each_sweep_trial_writes_to_its_own_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_SWEEP_ID", "sw1")
     for trial in ("t1", "t2"):
         monkeypatch.setenv("WANDB_RUN_ID", trial)
-        train_pd("train-pd", ["--intensities", str(npz), "--classifier.kind", "dt", "--plots", "false",
+        train_pd("train-pd", ["--intensities", str(npz), *DECISION_TREE, "--plots", "false",
                               "--save_screening_model", "false", "--cv.n_splits", "2", "--out_dir", str(tmp_path / "sweep")])
     for trial in ("t1", "t2"):
         assert (tmp_path / "sweep" / "sweep-sw1" / f"trial-{trial}" / "predictions.csv").is_file()

@@ -12,6 +12,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+import yaml
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
@@ -75,8 +76,10 @@ def test_wheel_in_a_fresh_venv_runs_the_demo_help_and_finds_configs(wheel, tmp_p
     assert where.startswith(site), where
     assert "usage: dfer-pd [options] demo" in run("demo", "--help")
     assert run("configs", "pd_lstm") == (REPO / "experiments" / "pd_lstm.yaml").read_text()
-    printed = run("train-pd", "--config", "pd_lstm", "--classifier.hidden_size", "8", "--print_config")
-    assert "hidden_size: 8" in printed and "kind: lstm" in printed
+    printed = yaml.safe_load(run("train-pd", "--config", "pd_lstm", "--classifier.init_args.hidden_size", "8",
+                                 "--print_config"))
+    assert printed["classifier"]["init_args"] == {"hidden_size": 8}
+    assert printed["classifier"]["class_path"] == "dfer_pd.stage2.classifiers.ResidualRNNEstimator"
     assert run("--version").strip() == f"dfer-pd {metadata.version('dfer-pd')}"
 
 
