@@ -106,9 +106,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    print(machine_line())
     from dfer_pd.stage2.runtime import running_on
     from dfer_pd.stage2.settings import RuntimeSettings
 
-    print(machine_line())
     with running_on(RuntimeSettings(accelerator="cpu", workers=1)):  # the networks on the CPU, in this process
         main()

@@ -206,7 +206,7 @@ def test_table3_gains_kinematic_rows_when_the_cohort_has_kinematics(tmp_path):
     import dataclasses
 
     from dfer_pd.stage2.ablation import KINEMATIC_ROWS, TABLE3_ROWS, default_rows, run_ablation
-    from dfer_pd.stage2.settings import CPU, CVConfig
+    from dfer_pd.stage2.settings import CVConfig
     from dfer_pd.synthetic.intensities import synthetic_cohort
 
     data = synthetic_cohort(n_pd=15, n_hc=15, seed=1)
@@ -217,7 +217,7 @@ def test_table3_gains_kinematic_rows_when_the_cohort_has_kinematics(tmp_path):
     moving = dataclasses.replace(data, kinematics=amplitude, kinematics_settings={"fps": 6.0})
     assert default_rows(moving) == TABLE3_ROWS + KINEMATIC_ROWS
     assert [r.config.features for r in KINEMATIC_ROWS] == ["kinematics", "kinematics", "clip+kinematics"]
-    table = run_ablation(moving, CVConfig(n_splits=3, repeats=1, runtime=CPU), tmp_path, rows=KINEMATIC_ROWS[:1],
+    table = run_ablation(moving, CVConfig(n_splits=3, repeats=1), tmp_path, rows=KINEMATIC_ROWS[:1],
                          progress=False)
     assert table["name"].tolist() == ["svm_kinematics"] and table["accuracy_mean"].iloc[0] > 0.9
     assert "landmark kinematics" in (tmp_path / "table3.md").read_text()
