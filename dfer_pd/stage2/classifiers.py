@@ -394,6 +394,7 @@ def _template(class_path: str, init_args_json: str) -> BaseEstimator:
         # building it alone says what is wrong with it.
         if isinstance(value, dict) and "class_path" in value:
             _template(str(value["class_path"]), json.dumps(value.get("init_args", {}), sort_keys=True, default=str))
+            raise ValueError(f"class_path {class_path}: its nested {value['class_path']} was not built")
     return estimator
 
 
