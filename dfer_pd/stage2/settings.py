@@ -69,8 +69,8 @@ class ClassifierConfig:
         features: raw = the 4 intensities per video; processed = the paper's Eq. 4 features; both = the two concatenated;
             kinematics = the 12 landmark kinematics per video; clip+kinematics = Eq. 4 features and kinematics.
         class_path: the estimator's class: dfer_pd.stage2.classifiers.ResidualRNNEstimator (the residual LSTM/GRU),
-            dfer_pd.stage2.classifiers.FlatClassifier around a scikit-learn classifier, or any scikit-learn
-            classifier on (N, 4, F) sequences.
+            dfer_pd.stage2.classifiers.FlatClassifier around a scikit-learn classifier, or another scikit-learn
+            estimator whose fit and predict_proba take (N, 4, F) sequences.
         init_args: the estimator's parameters that differ from its defaults, e.g. {hidden_size: 32, cell: gru}
             (`--classifier.init_args.hidden_size=32`); see `help(ResidualRNNEstimator)`.
     """
