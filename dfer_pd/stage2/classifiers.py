@@ -63,33 +63,40 @@ def _sequences(X: Any, estimator: str) -> np.ndarray:
     return X
 
 
-class FlatClassifier(ClassifierMixin, BaseEstimator):
-    """A scikit-learn classifier on sequences flattened from (N, T, F) to (N, T * F): the Table 3 baselines.
-
-    ``fit`` clones ``estimator`` and fits the clone (``estimator_``).
-    """
+class FlatEstimator(BaseEstimator):
+    """A scikit-learn estimator on sequences flattened from (N, T, F) to (N, T * F); ``fit`` clones ``estimator``
+    and fits the clone (``estimator_``). :class:`FlatClassifier` and the severity ``FlatRegressor`` are its forms."""
 
     def __init__(self, estimator: BaseEstimator | None = None) -> None:
         self.estimator = estimator
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> FlatClassifier:
-        if self.estimator is None:
-            raise ValueError("FlatClassifier needs an estimator")
+    def _flat(self, X: np.ndarray) -> np.ndarray:
         X = _sequences(X, type(self).__name__)
-        self.estimator_ = clone(self.estimator).fit(X.reshape(len(X), -1), y)
+        return X.reshape(len(X), -1)
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> FlatEstimator:
+        if self.estimator is None:
+            raise ValueError(f"{type(self).__name__} needs an estimator")
+        self.estimator_ = clone(self.estimator).fit(self._flat(X), y)
+        self.n_features_in_ = np.shape(X)[-1]
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        check_is_fitted(self, "estimator_")
+        return self.estimator_.predict(self._flat(X))
+
+
+class FlatClassifier(ClassifierMixin, FlatEstimator):
+    """A scikit-learn classifier on flattened sequences: the Table 3 baselines (DT, naive Bayes, RF, SVM)."""
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> FlatClassifier:
+        super().fit(X, y)
         self.classes_ = self.estimator_.classes_
-        self.n_features_in_ = X.shape[-1]
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         check_is_fitted(self, "estimator_")
-        X = _sequences(X, type(self).__name__)
-        return self.estimator_.predict_proba(X.reshape(len(X), -1))
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        check_is_fitted(self, "estimator_")
-        X = _sequences(X, type(self).__name__)
-        return self.estimator_.predict(X.reshape(len(X), -1))
+        return self.estimator_.predict_proba(self._flat(X))
 
 
 class EpochHistory(Callback):
@@ -340,8 +347,8 @@ class ResidualRNNEstimator(ClassifierMixin, BaseEstimator):
         """The fitted state without pickle: the network's tensors and JSON-able attributes."""
         check_is_fitted(self, "network_")
         tensors = {key: value.detach().cpu().contiguous() for key, value in self.network_.state_dict().items()}
-        attributes = {"classes": self.classes_.tolist(), "n_features_in": int(self.n_features_in_),
-                      "best_epoch": self.best_epoch_, "n_epochs": int(self.n_epochs_)}
+        attributes = {"n_features_in": int(self.n_features_in_), "best_epoch": self.best_epoch_,
+                      "n_epochs": int(self.n_epochs_), **self.output_attributes()}
         return tensors, attributes
 
     def import_fitted(self, tensors: dict[str, torch.Tensor], attributes: dict[str, Any]) -> ResidualRNNEstimator:
@@ -349,11 +356,18 @@ class ResidualRNNEstimator(ClassifierMixin, BaseEstimator):
         network = self.build_network(int(attributes["n_features_in"]))
         network.load_state_dict(tensors)  # strict: a missing, extra or mis-shaped tensor raises
         self.network_ = network.eval()
-        self.classes_ = np.asarray(attributes["classes"])
         self.n_features_in_ = int(attributes["n_features_in"])
         self.best_epoch_ = attributes.get("best_epoch")
         self.n_epochs_ = attributes.get("n_epochs")
+        self.set_output_attributes(attributes)
         return self
+
+    def output_attributes(self) -> dict[str, Any]:
+        """What maps the network's output to predictions, beyond its weights: the classes."""
+        return {"classes": self.classes_.tolist()}
+
+    def set_output_attributes(self, attributes: dict[str, Any]) -> None:
+        self.classes_ = np.asarray(attributes["classes"])
 
 
 def log_history(logger: Logger, history: list[dict[str, float]]) -> None:

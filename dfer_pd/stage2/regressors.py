@@ -15,15 +15,21 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.linear_model import RidgeCV
 from sklearn.pipeline import Pipeline
 from sklearn.svm import SVR
 from sklearn.tree import DecisionTreeRegressor
-from sklearn.utils.validation import check_is_fitted
 
-from dfer_pd.stage2.classifiers import ResidualRNNEstimator, _sequences, build_estimator, estimator_kind, seeded
+from dfer_pd.stage2.classifiers import (
+    FlatEstimator,
+    ResidualRNNEstimator,
+    _sequences,
+    build_estimator,
+    estimator_kind,
+    seeded,
+)
 from dfer_pd.stage2.features import SequenceScaler
 from dfer_pd.stage2.sequence_classifier import ResidualRNNClassifier
 from dfer_pd.stage2.settings import REGRESSION_LOSS, REGRESSOR_KINDS, ClassifierConfig
@@ -95,41 +101,16 @@ class ResidualRNNRegressor(RegressorMixin, ResidualRNNEstimator):
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         raise AttributeError("a severity regressor estimates a score, not class probabilities")
 
-    def export_fitted(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        check_is_fitted(self, "network_")
-        tensors = {key: value.detach().cpu().contiguous() for key, value in self.network_.state_dict().items()}
-        return tensors, {"n_features_in": int(self.n_features_in_), "best_epoch": self.best_epoch_,
-                         "n_epochs": int(self.n_epochs_), "target_mean": self.target_mean_,
-                         "target_scale": self.target_scale_}
+    def output_attributes(self) -> dict[str, Any]:
+        """What maps the network's output to a score: the training targets' mean and scale."""
+        return {"target_mean": self.target_mean_, "target_scale": self.target_scale_}
 
-    def import_fitted(self, tensors: dict[str, torch.Tensor], attributes: dict[str, Any]) -> ResidualRNNRegressor:
-        network = self.build_network(int(attributes["n_features_in"]))
-        network.load_state_dict(tensors)
-        self.network_ = network.eval()
-        self.n_features_in_ = int(attributes["n_features_in"])
-        self.best_epoch_, self.n_epochs_ = attributes.get("best_epoch"), attributes.get("n_epochs")
+    def set_output_attributes(self, attributes: dict[str, Any]) -> None:
         self.target_mean_, self.target_scale_ = float(attributes["target_mean"]), float(attributes["target_scale"])
-        return self
 
 
-class FlatRegressor(RegressorMixin, BaseEstimator):
-    """A scikit-learn regressor on sequences flattened from (N, T, F) to (N, T * F)."""
-
-    def __init__(self, estimator: BaseEstimator | None = None) -> None:
-        self.estimator = estimator
-
-    def fit(self, X: np.ndarray, y: np.ndarray) -> FlatRegressor:
-        if self.estimator is None:
-            raise ValueError("FlatRegressor needs an estimator")
-        X = _sequences(X, type(self).__name__)
-        self.estimator_ = clone(self.estimator).fit(X.reshape(len(X), -1), np.asarray(y, dtype=np.float64))
-        self.n_features_in_ = X.shape[-1]
-        return self
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        check_is_fitted(self, "estimator_")
-        X = _sequences(X, type(self).__name__)
-        return self.estimator_.predict(X.reshape(len(X), -1))
+class FlatRegressor(RegressorMixin, FlatEstimator):
+    """A scikit-learn regressor on flattened sequences (the severity baselines: DT, RF, SVR, ridge)."""
 
 
 REGRESSORS: dict[str, Callable[[], FlatRegressor]] = {
