@@ -6,7 +6,6 @@ work is :mod:`dfer_pd.stage2.workflows`; this module parses, opens the W&B run a
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from jsonargparse import ArgumentParser, Namespace
@@ -138,13 +137,8 @@ def run(command: str, cfg: Namespace):
     job.out_dir = sweep_trial_dir(job.out_dir / "ablation" if command == "ablation" else job.out_dir)
     loaded = workflows.load_intensities(job, command)
     print_extraction(loaded)
-    data = loaded.data
-    job.out_dir.mkdir(parents=True, exist_ok=True)
-    if job.cohort.pseudonymise_ids:
-        data = workflows.pseudonymise(data, job.out_dir / "pseudonyms.csv")
-    data.save(job.out_dir / "intensities.npz")
     config = {key: value for key, value in cfg.as_dict().items() if key != "config"}
-    (job.out_dir / "config.json").write_text(json.dumps(config, indent=2, default=str))
+    data = workflows.record_inputs(job, loaded.data, config)
     write_hyperparameters(sweep_parameters(), job.out_dir / "hyperparameters.yaml")  # for the honest-tuning run
     if command == "extract":
         workflows.record_exclusions(data, job.out_dir)

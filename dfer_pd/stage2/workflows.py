@@ -124,6 +124,17 @@ def pseudonymise(data: CohortIntensities, key_file: Path) -> CohortIntensities:
     return data
 
 
+def record_inputs(job: Stage2Job, data: CohortIntensities, config: dict) -> CohortIntensities:
+    """What the run starts from, in ``job.out_dir``: the intensities (ids pseudonymised first when asked, the key in
+    pseudonyms.csv) and the options (config.json). Returns the intensities the run goes on with."""
+    job.out_dir.mkdir(parents=True, exist_ok=True)
+    if job.cohort.pseudonymise_ids:
+        data = pseudonymise(data, job.out_dir / "pseudonyms.csv")
+    data.save(job.out_dir / "intensities.npz")
+    atomic_write_json(job.out_dir / "config.json", config)
+    return data
+
+
 def record_exclusions(data: CohortIntensities, out_dir: Path, run=None) -> None:
     """Subjects left out for unusable videos: out_dir/excluded_subjects.json, and their count and reasons in W&B."""
     if not data.excluded:
