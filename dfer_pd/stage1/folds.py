@@ -69,10 +69,9 @@ def check_folds(folds: int | Sequence[int] | None, num_folds: int = NUM_FOLDS) -
 
 def check_fold_splits(class_path: str, init_args: Mapping, folds: Sequence[int]) -> None:
     """Before anything trains: each chosen fold's train and test split files exist and list clips of the classes."""
-    import importlib
+    import pydoc
 
-    module, name = class_path.rsplit(".", 1)
-    data_class = getattr(importlib.import_module(module), name)
+    data_class = pydoc.locate(class_path)  # the parser has checked that it names a ClipDataModule
     for fold in folds:
         datamodule = data_class(**{**init_args, "fold": fold})
         for split in ("train", "test"):

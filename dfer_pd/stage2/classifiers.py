@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import importlib
+import pydoc
 import json
 import logging
 import math
@@ -379,11 +379,10 @@ def log_history(logger: Logger, history: list[dict[str, float]]) -> None:
 
 
 def _import_class(class_path: str) -> type:
-    module, _, name = class_path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError) as err:
-        raise ValueError(f"class_path {class_path!r}: no such class ({err})") from err
+    found = pydoc.locate(class_path)
+    if not isinstance(found, type):
+        raise ValueError(f"class_path {class_path!r}: no such class")
+    return found
 
 
 @functools.cache
@@ -506,7 +505,7 @@ def saves_without_pickle(estimator: BaseEstimator) -> bool:
 
 def pickle_free_kinds() -> tuple[str, ...]:
     """The registry kinds whose fitted pipeline a screening model can save."""
-    return tuple(kind for kind in CLASSIFIERS if saves_without_pickle(build_estimator(ClassifierConfig.of_kind(kind))))
+    return tuple(kind for kind, spec in CLASSIFIERS.items() if spec["class_path"] in PICKLE_FREE_CLASS_PATHS)
 
 
 def fit_pipelines(
@@ -529,7 +528,7 @@ def fit_pipelines(
         raise ValueError(f"{len(pipelines)} pipelines, {len(inputs)} inputs and {len(labels)} label arrays")
     seconds = [0.0] * len(pipelines)
     networks = [i for i, pipeline in enumerate(pipelines) if isinstance(pipeline[-1], ResidualRNNEstimator)]
-    others = [i for i in range(len(pipelines)) if i not in set(networks)]
+    others = sorted(set(range(len(pipelines))) - set(networks))
 
     def fit(indices: list[int], batch: NetworkBatch | None = None) -> None:
         for i in indices:

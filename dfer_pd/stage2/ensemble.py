@@ -215,8 +215,7 @@ class NetworkBatch:
 
     def __init__(self, progress: ProgressCallback | None = None) -> None:
         self.progress = progress
-        self.queued: list[tuple[ResidualRNNEstimator, np.ndarray, np.ndarray]] = []
-        self._queued_ids: set[int] = set()
+        self.queued: dict[int, tuple[ResidualRNNEstimator, np.ndarray, np.ndarray]] = {}  # by id(estimator)
         self._token: contextvars.Token | None = None
 
     def __enter__(self) -> NetworkBatch:
@@ -226,16 +225,15 @@ class NetworkBatch:
     def __exit__(self, kind, error, traceback) -> None:
         _OPEN_BATCH.reset(self._token)
         if error is None and self.queued:
-            estimators, inputs, labels = zip(*self.queued)
+            estimators, inputs, labels = zip(*self.queued.values())
             fit_members(estimators, inputs, labels, current_runtime(), self.progress)
 
     def holds(self, estimator: object) -> bool:
         """Whether ``estimator`` is queued here (so it is fitted when the block ends)."""
-        return id(estimator) in self._queued_ids
+        return id(estimator) in self.queued
 
     def queue(self, estimator: ResidualRNNEstimator, X: np.ndarray, y: np.ndarray) -> None:
-        self.queued.append((estimator, X, y))
-        self._queued_ids.add(id(estimator))
+        self.queued[id(estimator)] = (estimator, X, y)  # fitted twice in one block: the last rows count
 
 
 def open_batch() -> NetworkBatch | None:

@@ -133,7 +133,8 @@ def regression_form(kind: str, classifier: ClassifierConfig) -> BaseEstimator:
         return REGRESSORS[kind]()
     estimator = build_estimator(classifier)
     if not isinstance(estimator, ResidualRNNEstimator):
-        estimator = ResidualRNNEstimator()
+        raise ValueError(f"the {kind} regressor takes the classifier's network parameters, but {classifier.class_path} "
+                         "is not a residual network")
     params = {**estimator.get_params(), "cell": kind}
     params.pop("loss")
     return ResidualRNNRegressor(**params)

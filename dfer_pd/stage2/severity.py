@@ -245,7 +245,7 @@ def severity_table(results: list[SeverityResult]) -> pd.DataFrame:
 
 
 def table_markdown(table: pd.DataFrame, confidence: float) -> str:
-    lines = [f"| model | features | MAE | Spearman rho | weighted kappa | fits |", "|---|---|---|---|---|---|"]
+    lines = ["| model | features | MAE | Spearman rho | weighted kappa | fits |", "|---|---|---|---|---|---|"]
     for row in table.to_dict(orient="records"):
         cells = [f"{row[f'{m}_mean']:.3f} ± {row[f'{m}_std']:.3f} ({row[f'{m}_ci_low']:.3f}-{row[f'{m}_ci_high']:.3f})"
                  for m in SEVERITY_METRICS]
